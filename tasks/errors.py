@@ -1,0 +1,75 @@
+"""Every error perfagents raises on purpose.
+
+    PerfagentsError                 an expected failure: the CLI prints one line, exit code 2
+    ├── InputError                  the user's input is wrong; retrying cannot help
+    │   ├── SpecError               target spec: bad key, missing file, unknown knob type ...
+    │   ├── ExpressionError         a goal / quality expression that does not parse
+    │   ├── BudgetError             a malformed budget
+    │   └── UnsafeTargetError       load would leave loopback without --allow-remote
+    ├── RefusedError                the spec forbids it (DDL without allow_ddl ...)
+    └── TransientError              a retry may fix it (Prefect's retry_condition_fn)
+        ├── TargetNotReadyError     the target did not answer its ready probe in time
+        ├── TargetUnreachableError  base_url did not answer at all
+        ├── PortBusyError           the chosen port was taken before the target bound it
+        ├── StoreLockedError        another process holds the DuckDB store
+        └── LoadTestError           the Locust subprocess failed or overran its bound
+"""
+
+from __future__ import annotations
+
+
+class PerfagentsError(Exception):
+    """An expected failure, reported as one line."""
+
+
+class InputError(PerfagentsError):
+    """The user's input is wrong."""
+
+
+class SpecError(InputError):
+    """The target spec is invalid."""
+
+
+class ExpressionError(InputError):
+    """A goal or quality expression does not parse."""
+
+
+class BudgetError(InputError):
+    """The budget constraints are malformed."""
+
+
+class UnsafeTargetError(InputError):
+    """Load would go to a host other than loopback without --allow-remote."""
+
+
+class RefusedError(PerfagentsError):
+    """The spec does not allow this change."""
+
+
+class TransientError(PerfagentsError):
+    """A retry may fix this."""
+
+
+class TargetNotReadyError(TransientError):
+    """The target did not become ready in time."""
+
+
+class TargetUnreachableError(TransientError):
+    """The target's base_url does not answer."""
+
+
+class PortBusyError(TransientError):
+    """The port picked for the target was taken."""
+
+
+class StoreLockedError(TransientError):
+    """Another process holds the DuckDB store."""
+
+
+class LoadTestError(TransientError):
+    """The load generator failed or overran its time bound."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Prefect retry_condition_fn helper: retry only what a retry can fix."""
+    return isinstance(exc, TransientError)

@@ -1,0 +1,279 @@
+"""The target spec (DESIGN.md contract): parse, validate and render placeholders.
+
+Placeholders: ``{port}`` (a free port picked when the toolkit starts the target),
+``{workdir}`` (the run's scratch folder) and ``${ENV_VAR}`` (from the environment).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tasks.budget import Budget, parse_budget
+from tasks.errors import SpecError, UnsafeTargetError
+from tasks.expressions import parse_expressions
+
+REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference_workflows"
+REFERENCE_TARGETS = {"ecommerce": "ecommerce", "enterprise-api": "enterprise_api"}
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartSpec(_Model):
+    command: list[str] = Field(min_length=1)
+    cwd: str = "."
+    env: dict[str, str] = Field(default_factory=dict)
+    ready_path: str = "/health"
+    ready_timeout_s: float = Field(default=60, gt=0, le=600)
+    tracing: Literal["opentelemetry"] | None = None
+
+
+class DatabaseSpec(_Model):
+    url: str
+    allow_ddl: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        scheme = url.split(":", 1)[0]
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(f"unsupported database scheme {scheme!r} (sqlite:/// or postgresql://)")
+        return url
+
+
+class FrontendSpec(_Model):
+    pages: list[str] = Field(default_factory=list)
+    loads: int = Field(default=3, ge=1, le=20)
+
+
+class EndpointSpec(_Model):
+    name: str
+    path: str
+    method: Literal["GET", "POST", "PUT", "DELETE", "PATCH"] = "GET"
+    weight: int = Field(default=1, ge=1)
+    json_body: dict[str, Any] | None = Field(default=None, alias="json")
+
+
+class LoadSpec(_Model):
+    locustfile: str | None = None
+    endpoints: list[EndpointSpec] = Field(default_factory=list)
+    users: int = Field(default=10, ge=1, le=2000)
+    spawn_rate: float = Field(default=10, gt=0)
+    duration_s: float = Field(default=20, gt=0, le=3600)
+    warmup_s: float = Field(default=3, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _scenario(self) -> LoadSpec:
+        if not self.locustfile and not self.endpoints:
+            raise ValueError("load needs a locustfile or endpoints")
+        return self
+
+
+class EnvApply(_Model):
+    env: str
+
+
+class HttpTarget(_Model):
+    method: Literal["PUT", "POST", "PATCH"] = "PUT"
+    path: str
+    field: str
+
+
+class HttpApply(_Model):
+    http: HttpTarget
+
+
+class _KnobBase(_Model):
+    apply: EnvApply | HttpApply
+    description: str = ""
+
+    @property
+    def needs_restart(self) -> bool:
+        return isinstance(self.apply, EnvApply)
+
+
+class IntKnob(_KnobBase):
+    type: Literal["int"]
+    low: int
+    high: int
+    default: int
+    step: int = Field(default=1, ge=1)
+
+    def values(self) -> list[int]:
+        return list(range(self.low, self.high + 1, self.step))
+
+
+class FloatKnob(_KnobBase):
+    type: Literal["float"]
+    low: float
+    high: float
+    default: float
+
+
+class BoolKnob(_KnobBase):
+    type: Literal["bool"]
+    default: bool = False
+
+    def values(self) -> list[bool]:
+        return [False, True]
+
+
+class ChoiceKnob(_KnobBase):
+    type: Literal["choice"]
+    choices: list[str] = Field(min_length=1)
+    default: str
+
+    def values(self) -> list[str]:
+        return list(self.choices)
+
+
+Knob = Annotated[IntKnob | FloatKnob | BoolKnob | ChoiceKnob, Field(discriminator="type")]
+KNOB_TYPES = ("int", "float", "bool", "choice")
+
+
+class CostSpec(_Model):
+    usd_per_worker_hour: float = Field(default=0.0, ge=0)
+    usd_per_instance_hour: float = Field(default=0.0, ge=0)
+    usd_per_1k_tokens: float = Field(default=0.0, ge=0)
+
+
+class TargetSpec(_Model):
+    name: str = Field(pattern=r"^[a-z0-9-]+$")
+    base_url: str
+    start: StartSpec | None = None
+    setup: list[list[str]] = Field(default_factory=list)
+    database: DatabaseSpec | None = None
+    frontend: FrontendSpec | None = None
+    load: LoadSpec
+    knobs: dict[str, Knob] = Field(default_factory=dict)
+    cost: CostSpec | None = None
+    performance_goals: list[str] = Field(default_factory=list)
+    quality_metrics: list[str] = Field(default_factory=list)
+    budget_constraints: Budget = Field(default_factory=Budget)
+    optimization_scope: Literal["quick-win", "comprehensive"] = "quick-win"
+    # where the spec file lives; commands and files are relative to it
+    spec_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("budget_constraints", mode="before")
+    @classmethod
+    def _budget(cls, value: Any) -> Budget:
+        return parse_budget(value)
+
+    @field_validator("performance_goals", "quality_metrics")
+    @classmethod
+    def _expressions(cls, value: list[str]) -> list[str]:
+        parse_expressions(value)
+        return value
+
+    @field_validator("knobs", mode="before")
+    @classmethod
+    def _knob_types(cls, knobs: Any) -> Any:
+        if isinstance(knobs, dict):
+            for name, knob in knobs.items():
+                kind = knob.get("type") if isinstance(knob, dict) else None
+                if kind not in KNOB_TYPES:
+                    raise ValueError(f"knob {name!r} has unknown type {kind!r} (known: {', '.join(KNOB_TYPES)})")
+        return knobs
+
+    def default_config(self) -> dict[str, Any]:
+        return {name: knob.default for name, knob in self.knobs.items()}
+
+    def locustfile_path(self) -> Path | None:
+        return (self.spec_dir / self.load.locustfile).resolve() if self.load.locustfile else None
+
+
+def fill(value: str, *, port: int | None = None, workdir: Path | str | None = None) -> str:
+    """Render ``{port}``, ``{workdir}`` and ``${ENV}`` in one string."""
+    def env(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in os.environ:
+            raise SpecError(f"environment variable ${{{name}}} used in the spec is not set")
+        return os.environ[name]
+
+    out = _ENV_VAR.sub(env, value)
+    if port is not None:
+        out = out.replace("{port}", str(port))
+    if workdir is not None:
+        out = out.replace("{workdir}", str(workdir))
+    return out
+
+
+def resolve_spec_path(target: str | Path) -> Path:
+    """A reference workflow name (``ecommerce``) or a spec file path -> the spec file."""
+    name = str(target)
+    if name in REFERENCE_TARGETS:
+        return REFERENCE_DIR / REFERENCE_TARGETS[name] / "target.yaml"
+    path = Path(name)
+    if not path.is_file():
+        known = ", ".join(REFERENCE_TARGETS)
+        raise SpecError(f"target {name!r} is neither a spec file nor a reference workflow ({known})")
+    return path.resolve()
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{loc}: {msg}" if loc else msg
+
+
+def load_spec(target: str | Path, *, allow_remote: bool = False) -> TargetSpec:
+    """Read and validate a target spec; every problem is one SpecError line."""
+    path = resolve_spec_path(target)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a target spec is a mapping of keys")
+    try:
+        spec = TargetSpec(**raw, spec_dir=path.parent)
+    except ValidationError as exc:
+        raise SpecError(f"{path}: {_first_error(exc)}") from exc
+    except SpecError:
+        raise
+    except Exception as exc:  # an ExpressionError / BudgetError raised inside a validator
+        raise SpecError(f"{path}: {exc}") from exc
+    check_files(spec, path)
+    check_loopback(spec.base_url, allow_remote=allow_remote)
+    return spec
+
+
+def check_files(spec: TargetSpec, path: Path) -> None:
+    locustfile = spec.locustfile_path()
+    if locustfile is not None and not locustfile.is_file():
+        raise SpecError(f"{path}: load.locustfile {spec.load.locustfile!r} not found ({locustfile})")
+    if spec.start is not None:
+        cwd = (spec.spec_dir / spec.start.cwd).resolve()
+        if not cwd.is_dir():
+            raise SpecError(f"{path}: start.cwd {spec.start.cwd!r} is not a folder ({cwd})")
+
+
+def check_loopback(base_url: str, *, allow_remote: bool = False) -> None:
+    """Refuse load to anything but loopback unless the user passed --allow-remote."""
+    url = fill(base_url, port=1)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SpecError(f"base_url {base_url!r} is not an http(s) URL")
+    host = parts.hostname
+    if allow_remote or host in LOOPBACK_NAMES:
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise UnsafeTargetError(f"base_url host {host!r} is not loopback; pass --allow-remote to send load there")
