@@ -1,0 +1,224 @@
+"""The `perfagents` command: run, revert, history. Expected errors: one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tasks.errors import PerfagentsError
+from tasks.store import DEFAULT_STORE
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Make web systems measurably faster, one reversible change at a time.")
+console = Console(stderr=True)
+out = Console()
+
+StoreOpt = Annotated[Path, typer.Option("--store", help="DuckDB store file")]
+
+
+def fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def quiet_prefect(verbose: bool) -> None:
+    """Prefect's own logs go to its UI; the terminal shows our progress unless --verbose."""
+    os.environ.setdefault("PREFECT_HOME", str(Path(".perfagents") / "prefect"))
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.server", "uvicorn", "httpx"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+class LiveProgress:
+    """Prints each window as it runs: a timer bar while load is on, a line when it ends."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.started = time.monotonic()
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        t = f"[dim]{time.monotonic() - self.started:6.0f}s[/dim]"
+        if event == "window_start":
+            cfg = ", ".join(f"{k}={v}" for k, v in data["config"].items())
+            console.print(f"{t} measuring [bold]{data['label']}[/bold] ({data['seconds']:.0f} s of load; {cfg})")
+        elif event == "window_end":
+            tot = data["total"]
+            flag = "[green]valid[/green]" if data["valid"] else f"[red]rejected[/red] ({'; '.join(data['reasons'])})"
+            console.print(f"{t}   {flag}: {tot.get('requests', 0)} requests, {tot.get('rps', 0):.1f} rps, "
+                          f"p95 {tot.get('p95_ms', 0):.1f} ms, errors {tot.get('error_rate', 0):.2%}")
+        elif event == "change":
+            color = "green" if data["status"] == "kept" else "yellow"
+            console.print(f"{t}   [{color}]{data['status']}[/{color}] {data['description']}: {data['reason']}")
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    from tasks.report import before_after_rows
+
+    table = Table(title=f"{result['target']}: {result['status']}  (run {result['run_id']})")
+    for col in ("endpoint", "p95 before ms", "p95 after ms", "ratio", "rps before", "rps after"):
+        table.add_column(col, justify="left" if col == "endpoint" else "right")
+    for r in before_after_rows(result):
+        table.add_row(r["endpoint"], f"{r['before_p95_ms']:.1f}", f"{r['after_p95_ms']:.1f}",
+                      f"{r['ratio']:.3f}" if r["ratio"] is not None else "-", f"{r['before_rps']:.1f}", f"{r['after_rps']:.1f}")
+    out.print(table)
+    for c in result["changes"]:
+        e = c.get("effect") or {}
+        ci = f" 95% CI [{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}]" if e.get("ci95") else ""
+        ratio = f" {e.get('metric')} x{e['ratio']:.3f}{ci} on {e.get('endpoint')}" if e.get("ratio") is not None else ""
+        out.print(f"  {c['status']:>8}  {c['description']}{ratio}")
+    if result.get("stop_reason"):
+        out.print(f"stopped: {result['stop_reason']}")
+    out.print(f"report: {result.get('report_html')}")
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(help="a target spec file or a reference workflow: ecommerce, enterprise-api")],
+    goals: Annotated[list[str] | None, typer.Option("--goals", help="performance goals, e.g. 'p95_ms<=200' (repeatable or comma-separated)")] = None,
+    scope: Annotated[str | None, typer.Option("--scope", help="quick-win | comprehensive")] = None,
+    budget: Annotated[str | None, typer.Option("--budget", help="e.g. minutes=15,iterations=8,tokens=50000")] = None,
+    quality: Annotated[list[str] | None, typer.Option("--quality", help="quality thresholds, e.g. 'error_rate<=0.01'")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the machine-readable result here")] = None,
+    store: StoreOpt = DEFAULT_STORE,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="allow load to a non-loopback host")] = False,
+    from_kept: Annotated[bool, typer.Option("--from-kept", help="start from the last kept configuration")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose")] = False,
+) -> None:
+    """Optimize a target: baseline, findings, one reversible change at a time, report."""
+    from tasks.run import resolve_request
+    from tasks.target import attach_target
+
+    goal_list = _split(goals)
+    quality_list = _split(quality)
+    try:
+        request = resolve_request(target, goals=goal_list, scope=scope, budget=budget, quality=quality_list,
+                                  allow_remote=allow_remote)
+        if request.spec.start is None:
+            attach_target(request.spec)  # unreachable base_url: one line, before any load
+        _check_writable(store, json_path)
+    except PerfagentsError as exc:
+        fail(str(exc))
+    quiet_prefect(verbose)
+    from flows.ecommerce import ecommerce_optimization
+    from flows.optimize import optimize_target
+    from tasks import progress
+
+    listener = LiveProgress(quiet)
+    progress.subscribe(listener)
+    params = dict(performance_goals=goal_list, budget_constraints=budget, quality_metrics=quality_list,
+                  store=str(store), json_path=str(json_path) if json_path else None)
+    try:
+        if target == "ecommerce":
+            result = ecommerce_optimization(optimization_scope=scope, **params)
+        else:
+            result = optimize_target(target=target, optimization_scope=scope, allow_remote=allow_remote,
+                                     start_from_kept=from_kept, **params)
+    except PerfagentsError as exc:
+        fail(str(exc))
+    finally:
+        progress.unsubscribe(listener)
+    if not quiet:
+        print_summary(result)
+    if result["status"] == "failed":
+        fail(f"run failed: {result.get('stop_reason')}", code=1)
+
+
+@app.command()
+def revert(
+    target: Annotated[str | None, typer.Option("--target", help="only this target's changes")] = None,
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """Undo every change an interrupted run left applied, from the journal alone."""
+    from tasks.changes.journal import revert_pending
+    from tasks.store import Store
+
+    if not store.is_file():
+        fail(f"no store at {store}")
+    try:
+        with Store(store) as st:
+            done = revert_pending(st, target)
+    except PerfagentsError as exc:
+        fail(str(exc))
+    if not done:
+        out.print("nothing to revert: every journaled change is kept or reverted")
+    for row, note in done:
+        out.print(f"{row['target']}: {row['description']} -> {note}")
+
+
+@app.command()
+def history(
+    target: Annotated[str | None, typer.Option("--target")] = None,
+    store: StoreOpt = DEFAULT_STORE,
+    limit: Annotated[int, typer.Option("--limit")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Past runs: status, baseline and final p95/rps, kept changes."""
+    from tasks.history import run_history
+    from tasks.store import Store
+
+    if not store.is_file():
+        fail(f"no store at {store}")
+    try:
+        with Store(store, read_only=True) as st:
+            rows = run_history(st, target, limit)
+    except PerfagentsError as exc:
+        fail(str(exc))
+    if as_json:
+        out.print_json(json.dumps(rows, default=str))
+        return
+    table = Table(title="perfagents history")
+    for col in ("run", "target", "flow", "status", "p95 base ms", "p95 final ms", "rps base", "rps final", "kept"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["run_id"], r["target"], r["flow"] or "", r["status"] or "", _num(r["baseline_p95_ms"]),
+                      _num(r["final_p95_ms"]), _num(r["baseline_rps"]), _num(r["final_rps"]), str(r["kept"]))
+    out.print(table)
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _split(items: list[str] | None) -> list[str] | None:
+    if items is None:
+        return None
+    return [part.strip() for item in items for part in item.split(",") if part.strip()]
+
+
+def _check_writable(store: Path, json_path: Path | None) -> None:
+    from tasks.errors import InputError
+
+    for path in (store, json_path):
+        if path is None:
+            continue
+        parent = path.resolve().parent
+        probe = parent
+        while not probe.exists():
+            probe = probe.parent
+        if not os.access(probe, os.W_OK) or (path.exists() and path.is_dir()):
+            raise InputError(f"cannot write {path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

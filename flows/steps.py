@@ -1,0 +1,67 @@
+"""Each step of the closed loop as a Prefect task: thin wrappers over tasks/ functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks import loop
+from tasks.errors import is_transient
+from tasks.findings import Candidate
+from tasks.report import before_after_rows, render_markdown
+from tasks.run import Run
+from tasks.window import Window
+
+
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except Exception as exc:
+        return is_transient(exc)
+    return False
+
+
+STEP = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(name="measure-baseline", **STEP)
+def measure_baseline(run: Run) -> Window:
+    return loop.measure_baseline(run)
+
+
+@task(name="measure-window", **STEP)
+def measure_window(run: Run, label: str, change_id: str | None = None) -> Window:
+    return loop.measure(run, label, change_id)
+
+
+@task(name="rank-candidates", **STEP)
+def next_candidate(run: Run) -> Candidate | None:
+    return loop.next_candidate(run)
+
+
+@task(name="apply-change", **STEP)
+def apply_change(run: Run, candidate: Candidate) -> tuple[str, dict[str, Any]]:
+    return loop.apply_change(run, candidate)
+
+
+@task(name="keep-or-revert", **STEP)
+def settle_change(run: Run, change_id: str, undo: dict[str, Any], candidate: Candidate, window: Window) -> dict[str, Any]:
+    return loop.settle_change(run, change_id, undo, candidate, window)
+
+
+@task(name="restore-kept-state", **STEP)
+def restore_kept(run: Run, kept: list[dict[str, Any]]) -> None:
+    loop.restore_kept(run, kept)
+
+
+@task(name="publish-report", **STEP)
+def publish_report(result: dict[str, Any]) -> None:
+    """Prefect artifacts keyed by target: a markdown report and a before/after table."""
+    key = result["target"].replace("_", "-")
+    create_markdown_artifact(markdown=render_markdown(result), key=f"{key}-report",
+                             description=f"perfagents run {result['run_id']}")
+    create_table_artifact(table=before_after_rows(result), key=f"{key}-before-after",
+                          description=f"p95 and rps before/after, run {result['run_id']}")

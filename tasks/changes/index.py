@@ -1,0 +1,65 @@
+"""Create (and drop, to revert) an index. SQLite here; identifiers quoted by psycopg.sql."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from tasks.changes.runtime import Runtime
+from tasks.errors import RefusedError, SpecError
+from tasks.sql_ident import create_index_sql, drop_index_sql
+
+BUSY_TIMEOUT_S = 30.0
+
+
+def sqlite_file(url: str) -> Path:
+    if not url.startswith("sqlite:///"):
+        raise RefusedError(f"index changes support sqlite:/// databases here, not {url.split(':', 1)[0]}")
+    return Path(url.removeprefix("sqlite:///")).resolve()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise SpecError(f"database file {path} does not exist")
+    return sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+
+
+def _check_columns(con: sqlite3.Connection, table: str, columns: list[str]) -> None:
+    have = {row[0] for row in con.execute("SELECT name FROM pragma_table_info(?)", [table]).fetchall()}
+    if not have:
+        raise RefusedError(f"table {table!r} does not exist")
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise RefusedError(f"table {table!r} has no column {missing[0]!r}")
+
+
+def apply_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
+    if rt.spec.database is None or not rt.spec.database.allow_ddl:
+        raise RefusedError("the spec does not allow DDL (database.allow_ddl is false)")
+    if rt.database_url is None:
+        raise RefusedError("the target has no database")
+    path = sqlite_file(rt.database_url)
+    table, columns, name = params["table"], list(params["columns"]), params["name"]
+    con = _connect(path)
+    try:
+        _check_columns(con, table, columns)
+        exists = con.execute("SELECT 1 FROM sqlite_master WHERE type='index' AND name=?", [name]).fetchall()
+        if exists:
+            raise RefusedError(f"index {name!r} already exists")
+        con.execute(create_index_sql(name, table, columns))
+    finally:
+        con.close()
+    return {"database_url": f"sqlite:///{path}", "index": name}
+
+
+def revert_create_index(rt: Runtime | None, undo: dict[str, Any]) -> str:
+    path = sqlite_file(undo["database_url"])
+    if not path.is_file():
+        return f"database {path} is gone; nothing to drop"
+    con = _connect(path)
+    try:
+        con.execute(drop_index_sql(undo["index"]))
+    finally:
+        con.close()
+    return f"dropped index {undo['index']}"

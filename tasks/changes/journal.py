@@ -1,0 +1,120 @@
+"""The change journal: every change is written (planned) before it is applied.
+
+planned -> applied -> kept | reverted, or failed. A run killed at any point leaves rows in
+planned/applied; ``revert_pending`` undoes them from their stored ``undo`` alone.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from tasks.changes import CHANGE_KINDS, Runtime
+from tasks.errors import PerfagentsError, RefusedError
+from tasks.findings import Candidate
+from tasks.store import Store, dumps, now
+
+OPEN_STATES = ("planned", "applied")
+
+
+def plan_change(store: Store, run_id: str, target: str, seq: int, candidate: Candidate) -> str:
+    change_id = uuid.uuid4().hex[:12]
+    with store.transaction() as con:
+        con.execute(
+            "INSERT INTO changes (change_id, run_id, target, seq, kind, params, description, risk, "
+            "status, planned_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
+            [change_id, run_id, target, seq, candidate.kind, dumps(candidate.params),
+             candidate.description, candidate.risk, now(), now()],
+        )
+    return change_id
+
+
+def mark_change(
+    store: Store, change_id: str, status: str, *, reason: str | None = None,
+    effect: dict[str, Any] | None = None, undo: dict[str, Any] | None = None,
+) -> None:
+    sets, values = ["status = ?", "updated_at = ?"], [status, now()]
+    for column, value in (("reason", reason), ("effect", effect), ("undo", undo)):
+        if value is not None:
+            sets.append(f"{column} = ?")
+            values.append(dumps(value) if isinstance(value, dict) else value)
+    with store.transaction() as con:
+        con.execute(f"UPDATE changes SET {', '.join(sets)} WHERE change_id = ?", [*values, change_id])
+
+
+def apply_candidate(store: Store, rt: Runtime, change_id: str, candidate: Candidate) -> dict[str, Any]:
+    """Apply a planned change; its undo is journaled the moment it is known."""
+    apply, _ = CHANGE_KINDS[candidate.kind]
+    # Record the undo *intent* first, so a crash mid-apply still knows what to undo.
+    provisional = provisional_undo(rt, candidate)
+    mark_change(store, change_id, "planned", undo=provisional)
+    try:
+        undo = apply(rt, dict(candidate.params))
+    except RefusedError as exc:  # refused before anything changed: nothing to put back
+        mark_change(store, change_id, "failed", reason=str(exc))
+        raise
+    except PerfagentsError as exc:
+        _, revert = CHANGE_KINDS[candidate.kind]
+        try:
+            revert(rt, provisional)  # put back whatever half-applied
+        except PerfagentsError:
+            pass
+        mark_change(store, change_id, "failed", reason=str(exc))
+        raise
+    mark_change(store, change_id, "applied", undo=undo)
+    return undo
+
+
+def provisional_undo(rt: Runtime, candidate: Candidate) -> dict[str, Any]:
+    """What revert would need if the process died while applying the change."""
+    if candidate.kind == "create_index":
+        return {"database_url": rt.database_url, "index": candidate.params["name"]}
+    if candidate.kind == "set_knob":
+        name = candidate.params["knob"]
+        knob = rt.spec.knobs.get(name)
+        undo: dict[str, Any] = {"knob": name, "value": rt.config.get(name)}
+        http = getattr(getattr(knob, "apply", None), "http", None)
+        if http is not None:
+            undo["http"] = {"url": rt.handle.base_url.rstrip("/") + http.path,
+                            "method": http.method, "field": http.field}
+        return undo
+    return {}
+
+
+def revert_change(store: Store, rt: Runtime | None, change_id: str, kind: str, undo: dict[str, Any], reason: str) -> str:
+    _, revert = CHANGE_KINDS[kind]
+    note = revert(rt, undo)
+    mark_change(store, change_id, "reverted", reason=reason)
+    return note
+
+
+def open_changes(store: Store, target: str | None = None) -> list[dict[str, Any]]:
+    """Changes a crash left planned or applied, newest first (the order to undo them)."""
+    sql = "SELECT * FROM changes WHERE status IN ('planned', 'applied')"
+    params: list[Any] = []
+    if target:
+        sql += " AND target = ?"
+        params.append(target)
+    rows = store.rows(sql + " ORDER BY planned_at DESC, seq DESC", params)
+    for row in rows:
+        row["params"] = json.loads(row["params"] or "{}")
+        row["undo"] = json.loads(row["undo"] or "{}")
+    return rows
+
+
+def revert_pending(store: Store, target: str | None = None) -> list[tuple[dict[str, Any], str]]:
+    """Undo every open change from the journal alone; returns (change, note) pairs."""
+    done = []
+    for row in open_changes(store, target):
+        if not row["undo"]:
+            mark_change(store, row["change_id"], "failed", reason="no undo recorded; nothing was applied")
+            done.append((row, "nothing to undo"))
+            continue
+        try:
+            note = revert_change(store, None, row["change_id"], row["kind"], row["undo"],
+                                 "reverted by `perfagents revert` after an interrupted run")
+        except PerfagentsError as exc:
+            note = f"could not revert: {exc}"
+        done.append((row, note))
+    return done

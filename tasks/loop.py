@@ -1,0 +1,146 @@
+"""The steps of the closed loop as plain functions (the flow wraps each in a Prefect task)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks import progress
+from tasks.changes.journal import apply_candidate, mark_change, plan_change, revert_change
+from tasks.compare import check_goals, check_quality, compare_windows, decide, noise_floor
+from tasks.errors import PerfagentsError
+from tasks.findings import Candidate, Finding
+from tasks.optimizer import candidates_from_findings, knob_candidates, rank_candidates
+from tasks.run import Run
+from tasks.window import Window, measure_window
+
+NOISE_FLOOR_MIN = 0.02  # never trust a noise floor below 2 %
+
+
+def measure(run: Run, label: str, change_id: str | None = None) -> Window:
+    return measure_window(run.store, run.run_id, run.rt, label, agents=run.agents, ledger=run.ledger,
+                          max_error_rate=run.request.max_error_rate, change_id=change_id)
+
+
+def measure_baseline(run: Run) -> Window:
+    """Two windows on the unchanged target (A/A): the second is the baseline, their spread the noise floor."""
+    first = measure(run, "baseline-a")
+    second = measure(run, "baseline-b")
+    valid = [w for w in (first, second) if w.valid]
+    if not valid:
+        raise PerfagentsError(f"no valid baseline window: {'; '.join(second.reasons or first.reasons)}")
+    run.baseline = run.current = valid[-1]
+    if len(valid) == 2:
+        run.noise_rel = max(NOISE_FLOOR_MIN, noise_floor(first.samples, second.samples))
+    else:
+        run.noise_rel = 0.10  # one valid window only: assume a wide noise floor, say so in the report
+    run.findings = list(run.current.findings)
+    return run.baseline
+
+
+def next_candidate(run: Run) -> Candidate | None:
+    """The best untried change, from the current window's findings and the knobs."""
+    assert run.current is not None
+    candidates = candidates_from_findings(run.current.findings)
+    candidates += knob_candidates(run.spec, run.rt.config, run.current.findings)
+    ranked = rank_candidates(candidates, run.tried)
+    return ranked[0] if ranked else None
+
+
+def apply_change(run: Run, candidate: Candidate) -> tuple[str, dict[str, Any]]:
+    """Journal, then apply; returns the change id and its exact undo. A failed apply is journaled."""
+    run.seq += 1
+    run.tried.add(candidate.key())
+    change_id = plan_change(run.store, run.run_id, run.spec.name, run.seq, candidate)
+    try:
+        undo = apply_candidate(run.store, run.rt, change_id, candidate)
+    except PerfagentsError as exc:
+        run.changes.append(_row(candidate, "failed", str(exc), None))
+        raise
+    return change_id, undo
+
+
+def evaluate_change(run: Run, candidate: Candidate, window: Window) -> tuple[bool, str, dict[str, Any] | None]:
+    """Keep only a valid window with a significant gain beyond the noise floor and quality held."""
+    assert run.current is not None and run.baseline is not None
+    if not window.valid:
+        return False, f"window rejected by the gate: {'; '.join(window.reasons)}", None
+    broken = check_quality(run.request.quality, window.stats, run.baseline.stats)
+    effect = compare_windows(run.current.samples, window.samples, endpoint=candidate.endpoint, metric="p95_ms")
+    if broken:
+        return False, f"quality threshold broken: {'; '.join(broken)}", effect
+    keep, reason = decide(effect, run.noise_rel)
+    if not keep and candidate.endpoint is None:
+        throughput = compare_windows(run.current.samples, window.samples, endpoint=None, metric="rps")
+        keep_rps, reason_rps = decide(throughput, run.noise_rel, lower_is_better=False)
+        if keep_rps:
+            return True, reason_rps, throughput
+    return keep, reason, effect
+
+
+def settle_change(
+    run: Run, change_id: str, undo: dict[str, Any], candidate: Candidate, window: Window,
+) -> dict[str, Any]:
+    """Keep the change (the window becomes current) or revert it exactly; journal either way."""
+    keep, reason, effect = evaluate_change(run, candidate, window)
+    if keep:
+        mark_change(run.store, change_id, "kept", reason=reason, effect=effect)
+        run.current = window
+    else:
+        revert_change(run.store, run.rt, change_id, candidate.kind, undo, reason)
+    row = _row(candidate, "kept" if keep else "reverted", reason, effect)
+    progress.emit("change", **row)
+    run.changes.append(row)
+    _merge_findings(run, window.findings)
+    return row
+
+
+def goals_met(run: Run) -> list[dict[str, Any]]:
+    assert run.current is not None and run.baseline is not None
+    return check_goals(run.request.goals, run.current.stats, run.baseline.stats)
+
+
+def _merge_findings(run: Run, new: list[Finding]) -> None:
+    seen = {(f.agent, f.kind, f.location) for f in run.findings}
+    run.findings += [f for f in new if (f.agent, f.kind, f.location) not in seen]
+
+
+def _row(candidate: Candidate, status: str, reason: str, effect: dict[str, Any] | None) -> dict[str, Any]:
+    return {"kind": candidate.kind, "params": candidate.params, "description": candidate.description,
+            "status": status, "reason": reason, "effect": effect}
+
+
+def restore_kept(run: Run, kept_changes: list[dict[str, Any]]) -> None:
+    """Re-apply the last kept schema changes (knob values arrive through the start config)."""
+    for kept in kept_changes:
+        if kept["kind"] == "set_knob":
+            continue
+        candidate = Candidate(kind=kept["kind"], params=kept["params"], description=kept["description"],
+                              endpoint=kept.get("endpoint"))
+        change_id, _ = apply_change(run, candidate)
+        mark_change(run.store, change_id, "kept", reason="restored from the last kept state")
+
+
+def kept_changes(run: Run, restored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The kept state to store: what was restored plus what this run kept."""
+    out = {json_key(c): c for c in restored}
+    for c in run.changes:
+        if c["status"] == "kept":
+            out[json_key(c)] = {"kind": c["kind"], "params": c["params"], "description": c["description"]}
+    return list(out.values())
+
+
+def json_key(change: dict[str, Any]) -> str:
+    return Candidate(kind=change["kind"], params=change["params"], description="").key()
+
+
+def revert_unsettled(run: Run) -> None:
+    """After an error mid-change: undo this run's applied-but-unsettled changes on the live target."""
+    from tasks import progress
+from tasks.changes.journal import open_changes
+
+    for row in open_changes(run.store, run.spec.name):
+        if row["run_id"] == run.run_id and row["undo"]:
+            try:
+                revert_change(run.store, run.rt, row["change_id"], row["kind"], row["undo"], "run failed mid-change")
+            except PerfagentsError:
+                pass

@@ -1,0 +1,88 @@
+"""Candidate changes: knob candidates, one queue ranked by expected gain, risk and cost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from tasks.findings import Candidate, Finding
+from tasks.spec import BoolKnob, ChoiceKnob, FloatKnob, IntKnob, TargetSpec
+
+RISK_WEIGHT = {"low": 1.0, "medium": 0.6, "high": 0.3}
+RESTART_COST = 1.25  # a change that restarts the target costs a restart and a cold cache
+KNOB_PRIOR_GAIN = 0.10  # a knob nobody's evidence points at: worth one window, after the evidence
+# finding kinds that point at a knob, by words in the knob's name or env var
+KNOB_HINTS: dict[str, tuple[str, ...]] = {
+    "cpu_saturation": ("worker", "process", "thread"),
+    "scaling_limit": ("worker", "pool", "instance"),
+    "uncompressed_response": ("gzip", "compress"),
+    "large_payload": ("gzip", "compress"),
+    "hot_function": ("cache",),
+    "n_plus_one": ("cache",),
+    "slow_query": ("cache", "sqlite", "pragma", "mode"),
+}
+
+
+def _next_values(knob: IntKnob | FloatKnob | BoolKnob | ChoiceKnob, current: Any) -> list[Any]:
+    """The values a quick-win pass tries for one knob: one step away from the current value."""
+    if isinstance(knob, BoolKnob):
+        return [not bool(current)]
+    if isinstance(knob, ChoiceKnob):
+        return [c for c in knob.choices if c != current]
+    if isinstance(knob, IntKnob):
+        if knob.high - knob.low <= 4 * knob.step:
+            nxt = int(current) + knob.step
+            return [nxt] if nxt <= knob.high else []
+        mid = knob.low + (knob.high - knob.low) // 2
+        return [mid] if mid != current else []
+    mid = (knob.low + knob.high) / 2
+    return [mid] if mid != current else []
+
+
+def _knob_words(name: str, knob: Any) -> str:
+    env = getattr(knob.apply, "env", "") or ""
+    return f"{name} {env} {knob.description}".lower()
+
+
+def knob_candidates(spec: TargetSpec, config: dict[str, Any], findings: Iterable[Finding] = ()) -> list[Candidate]:
+    """One candidate per knob value worth a window, with a gain prior raised by matching findings."""
+    findings = list(findings)
+    out = []
+    for name, knob in spec.knobs.items():
+        words = _knob_words(name, knob)
+        hinted = [f for f in findings if any(w in words for w in KNOB_HINTS.get(f.kind, ()))]
+        gain = KNOB_PRIOR_GAIN + 0.2 * min(len(hinted), 2)
+        for value in _next_values(knob, config.get(name, knob.default)):
+            why = f" ({', '.join(sorted({f.kind for f in hinted}))})" if hinted else ""
+            out.append(
+                Candidate(
+                    kind="set_knob",
+                    params={"knob": name, "value": value},
+                    description=f"set knob {name} = {value!r}{why}",
+                    risk="low" if knob.needs_restart is False else "medium",
+                    expected_gain=round(min(gain, 0.9), 3),
+                )
+            )
+    return out
+
+
+def score(candidate: Candidate) -> float:
+    """Expected gain per unit of risk and cost: the queue's priority (higher first)."""
+    cost = RESTART_COST if candidate.kind == "set_knob" and candidate.risk == "medium" else 1.0
+    return candidate.expected_gain * RISK_WEIGHT.get(candidate.risk, 0.3) / cost
+
+
+def rank_candidates(candidates: Iterable[Candidate], tried: set[str] = frozenset()) -> list[Candidate]:
+    """One queue over all agents' candidates, best first, without repeats or tried changes."""
+    unique: dict[str, Candidate] = {}
+    for cand in candidates:
+        key = cand.key()
+        if key in tried:
+            continue
+        if key not in unique or cand.expected_gain > unique[key].expected_gain:
+            unique[key] = cand
+    return sorted(unique.values(), key=lambda c: (-score(c), c.key()))
+
+
+def candidates_from_findings(findings: Iterable[Finding]) -> list[Candidate]:
+    return [f.candidate for f in findings if f.candidate is not None]

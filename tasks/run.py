@@ -1,0 +1,137 @@
+"""One optimization run: the user's request, validated, and the live state of the loop."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.agents.registry import agents_for, capture_env_for
+from tasks.budget import Budget, Ledger, parse_budget
+from tasks.changes.runtime import Runtime
+from tasks.errors import InputError
+from tasks.expressions import Expression, parse_expressions
+from tasks.findings import Finding
+from tasks.spec import TargetSpec, load_spec
+from tasks.store import Store, now
+from tasks.target import attach_target, database_url, run_setup, start_target, stop_target
+from tasks.window import Window
+
+SCOPES = ("quick-win", "comprehensive")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Request:
+    """What the user asked for: CLI flags override the spec's goals, quality, budget and scope."""
+
+    spec: TargetSpec
+    goals: list[Expression]
+    quality: list[Expression]
+    budget: Budget
+    scope: str
+    allow_remote: bool = False
+
+    @property
+    def max_error_rate(self) -> float | None:
+        limits = [q.value for q in self.quality if q.metric == "error_rate" and not q.relative and q.endpoint is None]
+        return min(limits) if limits else None
+
+
+def resolve_request(
+    target: str, *, goals: list[str] | str | None = None, scope: str | None = None,
+    budget: str | dict | None = None, quality: list[str] | str | None = None, allow_remote: bool = False,
+) -> Request:
+    """Parse and check everything the user gave, before anything starts or is written."""
+    spec = load_spec(target, allow_remote=allow_remote)
+    scope = scope or spec.optimization_scope
+    if scope not in SCOPES:
+        raise InputError(f"unknown scope {scope!r} (quick-win or comprehensive)")
+    return Request(
+        spec=spec,
+        goals=parse_expressions(goals if goals is not None else spec.performance_goals),
+        quality=parse_expressions(quality if quality is not None else spec.quality_metrics),
+        budget=parse_budget(budget) if budget is not None else spec.budget_constraints,
+        scope=scope,
+        allow_remote=allow_remote,
+    )
+
+
+def code_version() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+@dataclass
+class Run:
+    run_id: str
+    flow: str
+    request: Request
+    store: Store
+    ledger: Ledger
+    rt: Runtime
+    agents: list[Any]
+    baseline: Window | None = None
+    current: Window | None = None
+    noise_rel: float = 0.0
+    findings: list[Finding] = field(default_factory=list)
+    changes: list[dict[str, Any]] = field(default_factory=list)  # journal rows of this run, as reported
+    tried: set[str] = field(default_factory=set)
+    restored: list[dict[str, Any]] = field(default_factory=list)  # kept changes re-applied at start
+    extra: dict[str, Any] = field(default_factory=dict)  # workflow-specific result sections
+    status: str | None = None
+    stop_reason: str | None = None
+    seq: int = 0
+
+    @property
+    def spec(self) -> TargetSpec:
+        return self.request.spec
+
+
+@contextmanager
+def open_run(
+    request: Request, store_path: str | Path, *, flow: str = "optimize-target",
+    start_from_kept: bool = False, keep_workdir: bool = False,
+) -> Iterator[Run]:
+    """Open the store, record the run, set up and start (or attach to) the target; always clean up."""
+    spec = request.spec
+    store = Store(store_path)
+    run_id = f"{now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    workdir = (store.path.parent / "work" / run_id).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    store.insert_row("runs", {
+        "run_id": run_id, "target": spec.name, "scope": request.scope, "flow": flow,
+        "spec": spec.model_dump(mode="json"), "goals": [g.text for g in request.goals],
+        "quality": [q.text for q in request.quality], "budget": request.budget.model_dump(),
+        "code_version": code_version(), "started_at": now(), "status": "running",
+    })
+    rt: Runtime | None = None
+    try:
+        agents = agents_for(spec)
+        extra_env = capture_env_for(agents, workdir)
+        kept = store.kept_state(spec.name) if start_from_kept else None
+        config = {**spec.default_config(), **(kept["config"] if kept else {})}
+        config = {k: v for k, v in config.items() if k in spec.knobs}
+        if spec.start is not None:
+            run_setup(spec, workdir)
+            handle = start_target(spec, workdir, config, extra_env=extra_env)
+        else:
+            handle = attach_target(spec)
+        rt = Runtime(spec, workdir, handle, config, database_url(spec, workdir, handle.port), extra_env)
+        yield Run(run_id, flow, request, store, Ledger(request.budget), rt, agents,
+                  restored=kept["kept_changes"] if kept else [])
+    finally:
+        if rt is not None and rt.handle.process is not None:
+            stop_target(rt.handle)  # the live handle: a knob change may have restarted the target
+        store.close()
+        if not keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)

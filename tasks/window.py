@@ -1,0 +1,196 @@
+"""One measurement window: load + agents together, then the gate, then one store transaction.
+
+A window the gate rejects is measured again (bounded by MAX_ATTEMPTS and the budget) and
+is never used for a decision.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from tasks.agents.base import Agent, AgentContext
+from tasks.budget import Ledger
+from tasks.changes.runtime import Runtime
+from tasks.findings import Finding
+from tasks import progress
+from tasks.gate import validate_window
+from tasks.load.runner import run_load_test
+from tasks.resources import ProcessTreeSampler
+from tasks.stats import endpoint_stats_frame, window_stats
+from tasks.store import Store, dumps, now
+
+MAX_ATTEMPTS = 2
+AGENT_GRACE_S = 30.0  # time an agent may take after the load stops (analysis)
+
+
+@dataclass
+class AgentOutcome:
+    agent: str
+    status: str  # ok | failed | timeout | skipped
+    observed: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    duration_s: float = 0.0
+
+
+@dataclass
+class Window:
+    window_id: str
+    label: str
+    config: dict[str, Any]
+    samples: pl.DataFrame
+    stats: dict[str, Any]
+    duration_s: float
+    valid: bool
+    reasons: list[str]
+    loadgen_cpu_pct: float
+    findings: list[Finding] = field(default_factory=list)
+    agents: list[AgentOutcome] = field(default_factory=list)
+    attempt: int = 1
+
+
+def _run_agent(agent: Agent, ctx: AgentContext) -> dict[str, Any]:
+    return agent.profile(ctx)
+
+
+def _collect(futures: dict[str, Any], started: float, deadline: float) -> dict[str, AgentOutcome]:
+    out = {}
+    for name, fut in futures.items():
+        try:
+            observed = fut.result(timeout=max(0.0, deadline - time.monotonic()))
+            status = "skipped" if isinstance(observed, dict) and observed.get("skipped") else "ok"
+            out[name] = AgentOutcome(name, status, observed or {}, duration_s=time.monotonic() - started)
+        except FutureTimeout:
+            out[name] = AgentOutcome(name, "timeout", error=f"no result within {deadline - started:.0f} s",
+                                     duration_s=time.monotonic() - started)
+        except Exception as exc:  # an agent never fails the run (DESIGN principle 3)
+            out[name] = AgentOutcome(name, "failed", error=f"{type(exc).__name__}: {exc}",
+                                     observed={"traceback": traceback.format_exc(limit=5)},
+                                     duration_s=time.monotonic() - started)
+    return out
+
+
+def _findings(agents: list[Agent], outcomes: dict[str, AgentOutcome], ctx: AgentContext, samples: pl.DataFrame) -> list[Finding]:
+    found: list[Finding] = []
+    for agent in agents:
+        outcome = outcomes[agent.name]
+        if outcome.status != "ok":
+            continue
+        try:
+            found.extend(agent.findings(ctx, outcome.observed, samples))
+        except Exception as exc:
+            outcome.status, outcome.error = "failed", f"findings: {type(exc).__name__}: {exc}"
+    return found
+
+
+def measure_window(
+    store: Store, run_id: str, rt: Runtime, label: str, *, agents: list[Agent], ledger: Ledger,
+    max_error_rate: float | None = None, change_id: str | None = None, max_attempts: int = MAX_ATTEMPTS,
+) -> Window:
+    """Measure until the gate accepts a window, or attempts/budget run out (then invalid)."""
+    spec = rt.spec
+    planned_s = spec.load.duration_s + spec.load.warmup_s
+    window: Window | None = None
+    for attempt in range(1, max_attempts + 1):
+        if attempt > 1 and ledger.exhausted_by(next_load_s=planned_s, next_iteration=False):
+            break
+        window = _measure_once(store, run_id, rt, label, agents, ledger, max_error_rate, change_id, attempt)
+        if window.valid:
+            break
+    assert window is not None
+    return window
+
+
+def _measure_once(
+    store: Store, run_id: str, rt: Runtime, label: str, agents: list[Agent], ledger: Ledger,
+    max_error_rate: float | None, change_id: str | None, attempt: int,
+) -> Window:
+    spec = rt.spec
+    window_id = uuid.uuid4().hex[:12]
+    workdir = rt.workdir / f"{label}-{attempt}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    ctx = AgentContext(spec=spec, base_url=rt.handle.base_url, workdir=rt.workdir,
+                       window_s=spec.load.duration_s + spec.load.warmup_s,
+                       database_url=rt.database_url, pids=rt.handle.pids, config=dict(rt.config))
+    sampler = ProcessTreeSampler(rt.handle.pids, role="target")
+    progress.emit("window_start", label=label, attempt=attempt, seconds=ctx.window_s, config=dict(rt.config))
+    started_at = now()
+    t0 = time.monotonic()
+    # not a `with` block: its exit would wait for an agent that overran its bound
+    pool = ThreadPoolExecutor(max_workers=max(1, len(agents)), thread_name_prefix="agent")
+    try:
+        futures = {agent.name: pool.submit(_run_agent, agent, ctx) for agent in agents}
+        sampler.start()
+        try:
+            result = run_load_test(spec, rt.handle.base_url, workdir, label=label)
+        finally:
+            sampler.stop()
+            ctx.stop.set()
+        outcomes = _collect(futures, t0, time.monotonic() + AGENT_GRACE_S)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    ledger.load_s += result.duration_s + (result.measure_start - result.started_at)
+    samples = result.samples
+    gate = validate_window(samples, window_start=result.measure_start, window_end=result.ended_at,
+                           loadgen_cpu_pct=result.loadgen_cpu_pct, max_error_rate=max_error_rate)
+    stats = window_stats(samples, result.duration_s)
+    findings = _findings([a for a in agents if a.name in outcomes], outcomes, ctx, samples) if gate.valid else []
+    resources = pl.concat([sampler.frame(), result.loadgen_resources], how="diagonal_relaxed")
+    ledger.cpu_s += _cpu_seconds(resources)
+    window = Window(window_id, label, dict(rt.config), samples, stats, result.duration_s, gate.valid,
+                    gate.reasons, result.loadgen_cpu_pct, findings, list(outcomes.values()), attempt)
+    progress.emit("window_end", label=label, valid=gate.valid, reasons=gate.reasons, total=stats["total"])
+    save_window(store, run_id, window, started_at, change_id, spec.load.users, spec.load.warmup_s, gate.rows, resources)
+    return window
+
+
+def _cpu_seconds(resources: pl.DataFrame) -> float:
+    """CPU time of target + load generator over the window, from the psutil series."""
+    if resources.height == 0 or "cpu_pct" not in resources.columns:
+        return 0.0
+    total = 0.0
+    for _, part in resources.sort("ts").group_by("role"):
+        ts, cpu = part["ts"].to_list(), part["cpu_pct"].fill_null(0).to_list()
+        total += sum((ts[i] - ts[i - 1]) * cpu[i] / 100 for i in range(1, len(ts)))
+    return total
+
+
+def save_window(
+    store: Store, run_id: str, w: Window, started_at: Any, change_id: str | None, users: int,
+    warmup_s: float, validations: list[dict[str, Any]], resources: pl.DataFrame,
+) -> None:
+    """Everything one window produced, in one transaction."""
+    with store.transaction():
+        store.insert_row("windows", {
+            "window_id": w.window_id, "run_id": run_id, "label": w.label, "attempt": w.attempt,
+            "config": w.config, "change_id": change_id, "started_at": started_at, "ended_at": now(),
+            "duration_s": w.duration_s, "warmup_s": warmup_s, "users": users,
+            "loadgen_cpu_pct": w.loadgen_cpu_pct, "valid": w.valid, "reason": "; ".join(w.reasons) or None,
+        })
+        store.insert_frame("samples", w.samples.with_columns(pl.lit(w.window_id).alias("window_id")))
+        store.insert_frame("endpoint_stats", endpoint_stats_frame(w.samples, w.duration_s, w.window_id))
+        if resources.height:
+            keep = [c for c in ("ts", "role", "pids", "cpu_pct", "rss_bytes", "threads", "ctx_switches", "open_files") if c in resources.columns]
+            store.insert_frame("resources", resources.select(keep).with_columns(pl.lit(w.window_id).alias("window_id")))
+        for row in validations:
+            store.insert_row("validations", {"window_id": w.window_id, "expectation": row["expectation"],
+                                             "success": row["success"], "observed": dumps(row.get("observed")),
+                                             "checked_at": now()})
+        for a in w.agents:
+            store.insert_row("agent_runs", {"window_id": w.window_id, "agent": a.agent, "status": a.status,
+                                            "error": a.error, "duration_s": a.duration_s,
+                                            "observed": dumps(a.observed)})
+        for f in w.findings:
+            d = f.to_dict()
+            store.insert_row("findings", {"run_id": run_id, "window_id": w.window_id, "agent": f.agent,
+                                          "kind": f.kind, "location": f.location, "endpoint": f.endpoint,
+                                          "severity": f.severity, "evidence": dumps(d["evidence"]),
+                                          "estimated_gain": dumps(d["estimated_gain"]),
+                                          "candidate": dumps(d["candidate"])})
