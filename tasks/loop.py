@@ -65,7 +65,8 @@ def evaluate_change(run: Run, candidate: Candidate, window: Window) -> tuple[boo
     if not window.valid:
         return False, f"window rejected by the gate: {'; '.join(window.reasons)}", None
     broken = check_quality(run.request.quality, window.stats, run.baseline.stats)
-    effect = compare_windows(run.current.samples, window.samples, endpoint=candidate.endpoint, metric="p95_ms")
+    endpoint = candidate.endpoint if candidate.endpoint in window.stats["endpoints"] else None
+    effect = compare_windows(run.current.samples, window.samples, endpoint=endpoint, metric="p95_ms")
     if broken:
         return False, f"quality threshold broken: {'; '.join(broken)}", effect
     keep, reason = decide(effect, run.noise_rel)

@@ -164,7 +164,7 @@ class Store:
         self.con.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", values)
 
     def query(self, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
-        return self.con.execute(sql, params or []).pl()
+        return self.con.sql(sql, params=params or None).pl()
 
     def rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         cur = self.con.execute(sql, params or [])

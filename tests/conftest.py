@@ -1,0 +1,37 @@
+"""Shared fixtures: a temp DuckDB store, an isolated Prefect home, one Prefect test harness."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Prefect reads these at import: isolate each test session from the user's ~/.prefect
+    home = ROOT / ".perfagents" / "test-prefect"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_HOME", str(home))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    from tasks.store import Store
+
+    st = Store(tmp_path / "store.duckdb")
+    yield st
+    st.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect API for every flow test (it takes ~20 s to come up)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from tasks.findings import Candidate, Finding
+from tasks.optimizer import knob_candidates, rank_candidates
+from tasks.spec import TargetSpec
+
+SPEC = TargetSpec(
+    name="t", base_url="http://127.0.0.1:{port}",
+    load={"endpoints": [{"name": "a", "path": "/"}]},
+    knobs={
+        "workers": {"type": "int", "low": 1, "high": 2, "default": 1, "apply": {"env": "W"}},
+        "gzip": {"type": "bool", "default": False, "apply": {"env": "GZ"}},
+        "cache_ttl_s": {"type": "int", "low": 0, "high": 120, "default": 0,
+                        "apply": {"http": {"path": "/admin", "field": "cache_ttl_s"}}},
+        "mode": {"type": "choice", "choices": ["a", "b", "c"], "default": "a", "apply": {"env": "M"}},
+    },
+)
+
+
+def test_one_step_values_per_knob() -> None:
+    got = {(c.params["knob"], c.params["value"]) for c in knob_candidates(SPEC, SPEC.default_config())}
+    assert got == {("workers", 2), ("gzip", True), ("cache_ttl_s", 60), ("mode", "b"), ("mode", "c")}
+    at_max = knob_candidates(SPEC, {**SPEC.default_config(), "workers": 2})
+    assert not [c for c in at_max if c.params["knob"] == "workers"]
+
+
+def test_findings_raise_the_matching_knob() -> None:
+    finding = Finding(agent="application", kind="uncompressed_response", location="/static/app.js",
+                      severity="high", evidence={})
+    ranked = rank_candidates(knob_candidates(SPEC, SPEC.default_config(), [finding]))
+    assert ranked[0].params == {"knob": "gzip", "value": True}
+
+
+def test_measured_index_outranks_knobs_and_tried_are_skipped() -> None:
+    index = Candidate(kind="create_index", params={"table": "orders", "columns": ["customer_id"], "name": "ix"},
+                      description="index", risk="low", expected_gain=0.9)
+    ranked = rank_candidates([*knob_candidates(SPEC, SPEC.default_config()), index])
+    assert ranked[0] is index
+    assert index not in rank_candidates([index], tried={index.key()})

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.errors import SpecError, UnsafeTargetError
+from tasks.spec import fill, load_spec
+
+BASE = {
+    "name": "shop",
+    "base_url": "http://127.0.0.1:{port}",
+    "start": {"command": ["python", "-m", "http.server", "{port}"]},
+    "load": {"endpoints": [{"name": "home", "path": "/"}], "duration_s": 5},
+    "knobs": {"workers": {"type": "int", "low": 1, "high": 2, "default": 1, "apply": {"env": "W"}}},
+    "performance_goals": ["p95_ms<=50"],
+}
+
+
+def write(tmp_path: Path, **overrides) -> Path:
+    spec = {**BASE, **overrides}
+    path = tmp_path / "target.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_valid_spec_loads(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path))
+    assert spec.name == "shop" and spec.knobs["workers"].default == 1
+    assert spec.default_config() == {"workers": 1}
+    assert spec.spec_dir == tmp_path
+
+
+def test_reference_target_by_name() -> None:
+    assert load_spec("ecommerce").name == "ecommerce"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"performance_goals": ["p95_ms<=fast"]}, "'fast'"),
+        ({"knobs": {"w": {"type": "integer", "default": 1, "apply": {"env": "W"}}}}, "unknown type 'integer'"),
+        ({"load": {"locustfile": "missing.py"}}, "missing.py"),
+        ({"name": "Bad Name"}, "name"),
+        ({"surprise": 1}, "unknown key"),
+        ({"budget_constraints": "minutes=soon"}, "minutes"),
+    ],
+)
+def test_bad_spec_is_one_line(tmp_path: Path, overrides: dict, needle: str) -> None:
+    with pytest.raises(SpecError) as err:
+        load_spec(write(tmp_path, **overrides))
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_remote_base_url_needs_flag(tmp_path: Path) -> None:
+    path = write(tmp_path, base_url="http://example.com:8080", start=None)
+    with pytest.raises(UnsafeTargetError):
+        load_spec(path)
+    assert load_spec(path, allow_remote=True).base_url.startswith("http://example.com")
+
+
+def test_fill_placeholders(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGUSER", "bob")
+    assert fill("postgresql://${PGUSER}@127.0.0.1:{port}/{workdir}", port=5, workdir="w") == "postgresql://bob@127.0.0.1:5/w"
+    with pytest.raises(SpecError):
+        fill("${NOPE_NOT_SET_X}")
