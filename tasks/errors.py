@@ -6,6 +6,7 @@
     │   ├── ExpressionError         a goal / quality expression that does not parse
     │   ├── BudgetError             a malformed budget
     │   └── UnsafeTargetError       load would leave loopback without --allow-remote
+    │   └── CapacityError           too few or invalid points for a capacity (USL) fit
     ├── RefusedError                the spec forbids it (DDL without allow_ddl ...)
     └── TransientError              a retry may fix it (Prefect's retry_condition_fn)
         ├── TargetNotReadyError     the target did not answer its ready probe in time
@@ -40,6 +41,10 @@ class BudgetError(InputError):
 
 class UnsafeTargetError(InputError):
     """Load would go to a host other than loopback without --allow-remote."""
+
+
+class CapacityError(InputError):
+    """The throughput measurements cannot be fitted (too few points, non-positive, NaN)."""
 
 
 class RefusedError(PerfagentsError):
