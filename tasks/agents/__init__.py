@@ -1,0 +1,1 @@
+"""Profiling agents: one module per layer (database, application, frontend); see base.py."""
