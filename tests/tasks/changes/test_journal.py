@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tasks.changes.journal import apply_candidate, open_changes, plan_change, revert_pending
+from tasks.changes.runtime import Runtime
+from tasks.errors import RefusedError
+from tasks.findings import Candidate
+from tasks.spec import TargetSpec
+
+
+def make_db(path: Path) -> None:
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER)")
+    con.executemany("INSERT INTO orders (customer_id) VALUES (?)", [(i % 50,) for i in range(500)])
+    con.commit()
+    con.close()
+
+
+def indexes(path: Path) -> set[str]:
+    con = sqlite3.connect(path)
+    try:
+        return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    finally:
+        con.close()
+
+
+def runtime(tmp_path: Path, allow_ddl: bool = True) -> Runtime:
+    db = tmp_path / "shop.db"
+    make_db(db)
+    spec = TargetSpec(name="t", base_url="http://127.0.0.1:1", load={"endpoints": [{"name": "a", "path": "/"}]},
+                      database={"url": f"sqlite:///{db}", "allow_ddl": allow_ddl})
+    return Runtime(spec=spec, workdir=tmp_path, handle=None, config={}, database_url=f"sqlite:///{db}")  # type: ignore[arg-type]
+
+
+INDEX = Candidate(kind="create_index", description="index orders.customer_id",
+                  params={"table": "orders", "columns": ["customer_id"], "name": "perfagents_orders_customer_id"})
+
+
+def test_journal_then_apply_then_revert_after_crash(store, tmp_path: Path) -> None:
+    rt = runtime(tmp_path)
+    change_id = plan_change(store, "run1", "t", 1, INDEX)
+    assert open_changes(store)[0]["status"] == "planned"
+    apply_candidate(store, rt, change_id, INDEX)
+    assert "perfagents_orders_customer_id" in indexes(tmp_path / "shop.db")
+    # the run dies here; a later `perfagents revert` works from the journal alone
+    done = revert_pending(store)
+    assert [note for _, note in done] == ["dropped index perfagents_orders_customer_id"]
+    assert "perfagents_orders_customer_id" not in indexes(tmp_path / "shop.db")
+    assert store.rows("SELECT status FROM changes")[0]["status"] == "reverted"
+    assert open_changes(store) == []
+
+
+def test_ddl_refused_without_allow_ddl(store, tmp_path: Path) -> None:
+    rt = runtime(tmp_path, allow_ddl=False)
+    change_id = plan_change(store, "run1", "t", 1, INDEX)
+    with pytest.raises(RefusedError):
+        apply_candidate(store, rt, change_id, INDEX)
+    assert store.rows("SELECT status FROM changes")[0]["status"] == "failed"
+    assert indexes(tmp_path / "shop.db") == set()
+
+
+def test_identifiers_are_checked_and_quoted(store, tmp_path: Path) -> None:
+    rt = runtime(tmp_path)
+    evil = Candidate(kind="create_index", description="x",
+                     params={"table": "orders", "columns": ['customer_id"); DROP TABLE orders; --'], "name": "ix"})
+    with pytest.raises(RefusedError, match="no column"):
+        apply_candidate(store, rt, plan_change(store, "run1", "t", 1, evil), evil)
+    assert indexes(tmp_path / "shop.db") == set()
