@@ -1,0 +1,123 @@
+"""A Locust listener that records every request: add it with ``-f user.py,listener.py``.
+
+It runs inside the Locust process (gevent-patched), so it imports nothing from perfagents.
+Set ``PERFAGENTS_SAMPLES_PATH`` to the CSV to write (``{pid}`` in it is replaced by the
+process id, for several local workers); without it the listener does nothing.
+
+Columns (tasks/load/samples.py ``SAMPLE_SCHEMA``): ts (epoch s, request start), endpoint
+(the Locust name), method, latency_ms, status (0: no HTTP response), bytes, error (empty
+when Locust counted a success; ``HTTP <status>`` for a 4xx/5xx; else the exception text).
+Rows go through a large write buffer and are flushed on test_stop and quitting. A small
+JSON file next to it (``<samples>.meta.json``) records when the test started and stopped,
+how many rows were written, and how many exceptions escaped the locustfile's tasks.
+"""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import json
+import os
+import time
+
+from locust import events
+
+SAMPLES_ENV = "PERFAGENTS_SAMPLES_PATH"
+META_SUFFIX = ".meta.json"
+BUFFER_BYTES = 1 << 20
+ERROR_MAX_CHARS = 300
+COLUMNS = ("ts", "endpoint", "method", "latency_ms", "status", "bytes", "error")
+HTTP_ERROR_TYPES = frozenset({"HTTPError", "LocustBadStatusCode"})  # raise_for_status()'s
+
+
+class _Recorder:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.meta: dict[str, float | int | str | None] = {
+            "pid": os.getpid(), "test_start": None, "test_stop": None, "rows": 0,
+            "user_errors": 0, "first_user_error": None}
+        self._file = open(path, "w", newline="", buffering=BUFFER_BYTES)  # noqa: SIM115 - closed on quit
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(COLUMNS)
+        self.rows = 0
+
+    def on_request(self, request_type, name, response_time, response_length, response=None,
+                   exception=None, start_time=None, **_kwargs) -> None:
+        try:
+            status = int(getattr(response, "status_code", 0) or 0)
+        except Exception:  # an odd response object must not cost the sample
+            status = 0
+        latency = float(response_time or 0.0)
+        ts = start_time if start_time is not None else time.time() - latency / 1000.0
+        try:
+            self._writer.writerow((ts, name, request_type, latency, status, int(response_length or 0),
+                                   describe_error(exception, status)))
+        except ValueError:  # file already closed: Locust is quitting
+            return
+        self.rows += 1
+
+    def on_user_error(self, exception=None, **_kwargs) -> None:
+        """An exception escaped a task (not a failed request): counted, first one kept."""
+        self.meta["user_errors"] = int(self.meta["user_errors"] or 0) + 1
+        if self.meta["first_user_error"] is None:
+            self.meta["first_user_error"] = f"{type(exception).__name__}: {describe_error(exception, 0)}"
+
+    def flush(self) -> None:
+        if self._file.closed:
+            return
+        self._file.flush()
+        self.meta["rows"] = self.rows
+        tmp = self.path + META_SUFFIX + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(self.meta, fh)
+        os.replace(tmp, self.path + META_SUFFIX)
+
+    def close(self) -> None:
+        self.flush()
+        self._file.close()
+
+
+def describe_error(exception: BaseException | str | None, status: int) -> str | None:
+    if exception is None:
+        return None
+    if status >= 400 and type(exception).__name__ in HTTP_ERROR_TYPES:
+        return f"HTTP {status}"
+    text = str(exception) or type(exception).__name__
+    return " ".join(text.split())[:ERROR_MAX_CHARS]
+
+
+_recorder: _Recorder | None = None
+
+
+@events.init.add_listener
+def _on_init(environment, **_kwargs) -> None:
+    global _recorder
+    path = os.environ.get(SAMPLES_ENV)
+    if not path or _recorder is not None:
+        return
+    if type(environment.runner).__name__ == "MasterRunner":  # workers make the requests
+        return
+    _recorder = _Recorder(path.replace("{pid}", str(os.getpid())))
+    environment.events.request.add_listener(_recorder.on_request)
+    environment.events.user_error.add_listener(_recorder.on_user_error)
+    atexit.register(_recorder.close)
+
+
+@events.test_start.add_listener
+def _on_test_start(**_kwargs) -> None:
+    if _recorder is not None and _recorder.meta["test_start"] is None:
+        _recorder.meta["test_start"] = time.time()
+        _recorder.flush()
+
+
+@events.test_stop.add_listener
+def _on_test_stop(**_kwargs) -> None:
+    if _recorder is not None:
+        _recorder.meta["test_stop"] = time.time()
+        _recorder.flush()
+
+
+@events.quitting.add_listener
+def _on_quitting(**_kwargs) -> None:
+    if _recorder is not None:
+        _recorder.close()

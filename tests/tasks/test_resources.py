@@ -1,0 +1,94 @@
+"""ProcessTreeSampler on real process trees that grow and shrink."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import polars as pl
+import pytest
+
+from tasks.resources import RESOURCE_SCHEMA, ProcessTreeSampler, process_tree
+
+# a parent that burns CPU and starts a sleeping child; both bounded in time
+BUSY_PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+print(child.pid, flush=True)
+end = time.time() + 30
+while time.time() < end:
+    pass
+"""
+
+
+@pytest.fixture
+def busy_tree():
+    proc = subprocess.Popen([sys.executable, "-c", BUSY_PARENT], stdout=subprocess.PIPE, text=True)
+    child_pid = int(proc.stdout.readline())
+    try:
+        yield proc, child_pid
+    finally:
+        for pid in process_tree(proc.pid)[::-1]:
+            subprocess.run(["kill", "-9", str(pid)], check=False)
+        proc.wait(10)
+
+
+def test_process_tree_lists_descendants_and_nothing_for_the_dead(busy_tree):
+    proc, child_pid = busy_tree
+    assert process_tree(proc.pid) == [proc.pid, child_pid]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(10)
+    assert process_tree(dead.pid) == []
+
+
+def test_sampler_follows_a_tree_that_shrinks(busy_tree):
+    proc, child_pid = busy_tree
+    sampler = ProcessTreeSampler(lambda: process_tree(proc.pid), "target", interval_s=0.2)
+    sampler.start()
+    time.sleep(1.0)
+    subprocess.run(["kill", "-9", str(child_pid)], check=True)  # a process vanishes mid-run
+    time.sleep(1.0)
+    frame = sampler.stop()
+
+    assert frame.schema == pl.Schema(RESOURCE_SCHEMA)
+    assert frame.height >= 6
+    assert set(frame["role"]) == {"target"}
+    assert frame["pids"][0] == 2 and frame["pids"][-1] == 1
+    assert frame["ts"].is_sorted()
+    # the busy parent burns most of a core; the machine is shared, so be generous
+    assert frame["cpu_pct"].median() > 10
+    assert frame["cpu_pct"].max() < 100 * 4
+    assert (frame["rss_bytes"] > 0).all() and (frame["threads"] >= 1).all()
+    assert (frame["open_files"] >= 3).all()
+    assert frame["ctx_switches"][0] > 0
+
+
+def test_vanished_and_unknown_pids_leave_gaps_not_errors():
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(10)
+    sampler = ProcessTreeSampler(lambda: [gone.pid, 2**22 + 7], "ghost", interval_s=0.1)
+    with sampler:
+        time.sleep(0.4)
+    assert sampler.frame().height == 0
+    assert sampler.frame().schema == pl.Schema(RESOURCE_SCHEMA)
+
+
+def test_new_process_counts_from_its_birth():
+    """A process born between samples is counted, with CPU it spent since birth."""
+    procs: list[subprocess.Popen] = []
+    sampler = ProcessTreeSampler(lambda: [p.pid for p in procs if p.poll() is None], "late", interval_s=0.3)
+    sampler.start()
+    try:
+        time.sleep(0.4)
+        procs.append(subprocess.Popen([sys.executable, "-c", "import time\nend=time.time()+1.5\nwhile time.time()<end: pass"]))
+        procs[0].wait(10)
+        time.sleep(0.1)
+    finally:
+        frame = sampler.stop()
+        for p in procs:
+            p.kill()
+            p.wait(10)
+    assert frame.height >= 3
+    assert frame["cpu_pct"].max() > 10
+    assert frame["pids"].to_list() == [1] * frame.height
