@@ -33,9 +33,12 @@ def fail(message: str, code: int = 2) -> None:
 def quiet_prefect(verbose: bool) -> None:
     """Prefect's own logs go to its UI; the terminal shows our progress unless --verbose."""
     os.environ.setdefault("PREFECT_HOME", str(Path(".perfagents") / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-        for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.server", "uvicorn", "httpx"):
+        for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.server", "uvicorn", "httpx",
+                     "great_expectations"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 

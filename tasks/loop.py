@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from tasks import progress
-from tasks.changes.journal import apply_candidate, mark_change, plan_change, revert_change
+from tasks.changes.journal import (
+    apply_candidate,
+    mark_change,
+    open_changes,
+    plan_change,
+    revert_change,
+)
 from tasks.compare import check_goals, check_quality, compare_windows, decide, noise_floor
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate, Finding
@@ -18,7 +24,8 @@ NOISE_FLOOR_MIN = 0.02  # never trust a noise floor below 2 %
 
 def measure(run: Run, label: str, change_id: str | None = None) -> Window:
     return measure_window(run.store, run.run_id, run.rt, label, agents=run.agents, ledger=run.ledger,
-                          max_error_rate=run.request.max_error_rate, change_id=change_id)
+                          max_error_rate=run.request.max_error_rate, change_id=change_id,
+                          allow_remote=run.request.allow_remote)
 
 
 def measure_baseline(run: Run) -> Window:
@@ -136,9 +143,6 @@ def json_key(change: dict[str, Any]) -> str:
 
 def revert_unsettled(run: Run) -> None:
     """After an error mid-change: undo this run's applied-but-unsettled changes on the live target."""
-    from tasks import progress
-from tasks.changes.journal import open_changes
-
     for row in open_changes(run.store, run.spec.name):
         if row["run_id"] == run.run_id and row["undo"]:
             try:

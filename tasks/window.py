@@ -16,11 +16,11 @@ from typing import Any
 
 import polars as pl
 
+from tasks import progress
 from tasks.agents.base import Agent, AgentContext
 from tasks.budget import Ledger
 from tasks.changes.runtime import Runtime
 from tasks.findings import Finding
-from tasks import progress
 from tasks.gate import validate_window
 from tasks.load.runner import run_load_test
 from tasks.resources import ProcessTreeSampler
@@ -93,6 +93,7 @@ def _findings(agents: list[Agent], outcomes: dict[str, AgentOutcome], ctx: Agent
 def measure_window(
     store: Store, run_id: str, rt: Runtime, label: str, *, agents: list[Agent], ledger: Ledger,
     max_error_rate: float | None = None, change_id: str | None = None, max_attempts: int = MAX_ATTEMPTS,
+    allow_remote: bool = False,
 ) -> Window:
     """Measure until the gate accepts a window, or attempts/budget run out (then invalid)."""
     spec = rt.spec
@@ -101,7 +102,8 @@ def measure_window(
     for attempt in range(1, max_attempts + 1):
         if attempt > 1 and ledger.exhausted_by(next_load_s=planned_s, next_iteration=False):
             break
-        window = _measure_once(store, run_id, rt, label, agents, ledger, max_error_rate, change_id, attempt)
+        window = _measure_once(store, run_id, rt, label, agents, ledger, max_error_rate, change_id, attempt,
+                               allow_remote)
         if window.valid:
             break
     assert window is not None
@@ -110,7 +112,7 @@ def measure_window(
 
 def _measure_once(
     store: Store, run_id: str, rt: Runtime, label: str, agents: list[Agent], ledger: Ledger,
-    max_error_rate: float | None, change_id: str | None, attempt: int,
+    max_error_rate: float | None, change_id: str | None, attempt: int, allow_remote: bool,
 ) -> Window:
     spec = rt.spec
     window_id = uuid.uuid4().hex[:12]
@@ -129,7 +131,7 @@ def _measure_once(
         futures = {agent.name: pool.submit(_run_agent, agent, ctx) for agent in agents}
         sampler.start()
         try:
-            result = run_load_test(spec, rt.handle.base_url, workdir, label=label)
+            result = run_load_test(spec, rt.handle.base_url, workdir, label=label, allow_remote=allow_remote)
         finally:
             sampler.stop()
             ctx.stop.set()
