@@ -52,7 +52,8 @@ def knob_candidates(spec: TargetSpec, config: dict[str, Any], findings: Iterable
         words = _knob_words(name, knob)
         hinted = [f for f in findings if any(w in words for w in KNOB_HINTS.get(f.kind, ()))]
         gain = KNOB_PRIOR_GAIN + 0.2 * min(len(hinted), 2)
-        for value in _next_values(knob, config.get(name, knob.default)):
+        # going back to the default is what revert does, never an improvement to try
+        for value in (v for v in _next_values(knob, config.get(name, knob.default)) if v != knob.default):
             why = f" ({', '.join(sorted({f.kind for f in hinted}))})" if hinted else ""
             out.append(
                 Candidate(

@@ -37,3 +37,9 @@ def test_measured_index_outranks_knobs_and_tried_are_skipped() -> None:
     ranked = rank_candidates([*knob_candidates(SPEC, SPEC.default_config()), index])
     assert ranked[0] is index
     assert index not in rank_candidates([index], tried={index.key()})
+
+
+def test_a_kept_knob_is_not_proposed_back_to_its_default() -> None:
+    changed = {**SPEC.default_config(), "gzip": True, "mode": "b"}
+    got = {(c.params["knob"], c.params["value"]) for c in knob_candidates(SPEC, changed)}
+    assert ("gzip", False) not in got and ("mode", "a") not in got and ("mode", "c") in got

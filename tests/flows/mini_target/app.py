@@ -1,0 +1,51 @@
+"""The mini target for deployment tests: ``python app.py PORT``.
+
+One live knob: ``PUT /admin/config {"cache": true}`` skips the 5 ms of work that
+``/fast`` otherwise does, so the optimizer has one real, reversible change to try.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+WORK_S = 0.005
+BODY = b"x" * 100
+CONFIG: dict[str, bool] = {"cache": False}
+
+
+async def fast(request: Request) -> PlainTextResponse:
+    if not CONFIG["cache"]:
+        await asyncio.sleep(WORK_S)
+    return PlainTextResponse(BODY)
+
+
+async def item(request: Request) -> JSONResponse:
+    return JSONResponse({"id": int(request.path_params["item_id"])})
+
+
+async def config(request: Request) -> JSONResponse:
+    if request.method == "PUT":
+        body = await request.json()
+        unknown = set(body) - set(CONFIG)
+        if unknown:
+            return JSONResponse({"error": f"unknown fields {sorted(unknown)}"}, status_code=400)
+        CONFIG.update({k: bool(v) for k, v in body.items()})
+    return JSONResponse(CONFIG)
+
+
+app = Starlette(routes=[
+    Route("/fast", fast),
+    Route("/items/{item_id:int}", item),
+    Route("/admin/config", config, methods=["GET", "PUT"]),
+])
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
+                log_level="warning", access_log=False)
