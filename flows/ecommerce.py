@@ -58,7 +58,16 @@ def ecommerce_optimization(
     store: str = str(DEFAULT_STORE),
     json_path: str | None = None,
 ) -> dict[str, Any]:
-    """Profile the e-commerce reference shop, optimize it, track cost, and watch for drift."""
+    """Profile the e-commerce reference shop, optimize it, track cost, and watch for drift.
+
+    Args:
+        performance_goals: goals to reach, e.g. ["p95_ms<=100"]; default: the target spec's.
+        optimization_scope: quick-win or comprehensive; default: the target spec's.
+        budget_constraints: hard limits, e.g. "minutes=10,iterations=6"; default: the target spec's.
+        quality_metrics: thresholds every kept change must hold; default: the target spec's.
+        store: the DuckDB store file (history and the last kept state live here).
+        json_path: where to write the machine-readable result (optional).
+    """
     request = resolve_request(TARGET, goals=performance_goals, scope=optimization_scope,
                               budget=budget_constraints, quality=quality_metrics)
     earlier: list[dict[str, Any]] = []

@@ -85,7 +85,22 @@ def optimize_target(
     allow_remote: bool = False,
     start_from_kept: bool = False,
 ) -> dict[str, Any]:
-    """Optimize one target: a spec file or a reference workflow name (ecommerce, enterprise-api)."""
+    """Optimize one target: baseline, findings, one reversible change at a time, report.
+
+    Args:
+        target: a target spec file (relative to the repo root) or a reference workflow name:
+            ecommerce, enterprise-api.
+        performance_goals: goals to reach, e.g. ["p95_ms<=200", "rps>=500"]; default: the spec's.
+        optimization_scope: quick-win (profile, rank, apply the safe top changes) or comprehensive;
+            default: the spec's.
+        budget_constraints: hard limits, e.g. "minutes=15,iterations=8,tokens=50000"; default: the spec's.
+        quality_metrics: thresholds every kept change must hold, e.g. ["error_rate<=0.01",
+            "p99_ms<=1.1*baseline"]; default: the spec's.
+        store: the DuckDB store file.
+        json_path: where to write the machine-readable result (optional).
+        allow_remote: allow load to a host other than loopback.
+        start_from_kept: start from the last kept configuration stored for this target.
+    """
     request = resolve_request(target, goals=performance_goals, scope=optimization_scope,
                               budget=budget_constraints, quality=quality_metrics, allow_remote=allow_remote)
     return run_closed_loop(request, store, flow_name="optimize-target", json_path=json_path,
