@@ -80,10 +80,13 @@ def _gx_setup() -> dict[str, Any]:
     """Build (once) the ephemeral context, the dataframe batch definition and both suites."""
     if _GX:
         return _GX
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    # after the import: GX configures its own loggers when it loads
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)

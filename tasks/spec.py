@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tasks.agents.app_complexity import ComplexityProbe
 from tasks.budget import Budget, parse_budget
 from tasks.errors import SpecError, UnsafeTargetError
 from tasks.expressions import parse_expressions
@@ -158,6 +159,7 @@ class TargetSpec(_Model):
     load: LoadSpec
     knobs: dict[str, Knob] = Field(default_factory=dict)
     cost: CostSpec | None = None
+    complexity: list[ComplexityProbe] = Field(default_factory=list)  # size-parameter probes
     performance_goals: list[str] = Field(default_factory=list)
     quality_metrics: list[str] = Field(default_factory=list)
     budget_constraints: Budget = Field(default_factory=Budget)

@@ -15,10 +15,11 @@ def load_agents() -> None:
     global _loaded
     if _loaded:
         return
+    from tasks.agents.application import ApplicationAgent
     from tasks.agents.database import DatabaseAgent
     from tasks.agents.frontend import FrontendAgent
 
-    for agent in (DatabaseAgent(), FrontendAgent()):
+    for agent in (DatabaseAgent(), ApplicationAgent(), FrontendAgent()):
         AGENTS.register(agent)
     _loaded = True
 
