@@ -67,8 +67,7 @@ def finish_run(run: Run, json_path: str | Path | None) -> dict[str, Any]:
             con.execute("INSERT INTO costs VALUES (?, ?, ?, ?, ?, ?)", [run.run_id, kind, amount, unit, None, now()])
     if run.baseline is not None:
         run.store.save_kept_state(run.spec.name, run.rt.config, loop.kept_changes(run, run.restored), run.run_id)
-    paths = write_reports(result, run.store.path.parent / "reports", Path(json_path) if json_path else None)
-    result["report_html"] = str(paths["html"])
+    write_reports(result, run.store.path.parent / "reports", Path(json_path) if json_path else None)
     steps.publish_report(result)
     return result
 

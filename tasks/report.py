@@ -150,6 +150,7 @@ noise floor {result['noise_floor']['p95_rel']:.1%} &middot; costs {html.escape(j
 def write_reports(result: dict[str, Any], folder: Path, json_path: Path | None = None) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"html": folder / f"report-{result['run_id']}.html", "markdown": folder / f"report-{result['run_id']}.md"}
+    result["report_html"] = str(paths["html"])
     paths["html"].write_text(render_html(result))
     paths["markdown"].write_text(render_markdown(result))
     if json_path is not None:
