@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tasks.errors import PerfagentsError
@@ -26,7 +27,9 @@ StoreOpt = Annotated[Path, typer.Option("--store", help="DuckDB store file")]
 
 
 def fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    from tasks.spec import redact_url
+
+    console.print(f"[red]error:[/red] {escape(redact_url(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -58,12 +61,12 @@ class LiveProgress:
             console.print(f"{t} measuring [bold]{data['label']}[/bold] ({data['seconds']:.0f} s of load; {cfg})")
         elif event == "window_end":
             tot = data["total"]
-            flag = "[green]valid[/green]" if data["valid"] else f"[red]rejected[/red] ({'; '.join(data['reasons'])})"
+            flag = "[green]valid[/green]" if data["valid"] else f"[red]rejected[/red] ({escape('; '.join(data['reasons']))})"
             console.print(f"{t}   {flag}: {tot.get('requests', 0)} requests, {tot.get('rps', 0):.1f} rps, "
                           f"p95 {tot.get('p95_ms', 0):.1f} ms, errors {tot.get('error_rate', 0):.2%}")
         elif event == "change":
             color = "green" if data["status"] == "kept" else "yellow"
-            console.print(f"{t}   [{color}]{data['status']}[/{color}] {data['description']}: {data['reason']}")
+            console.print(f"{t}   [{color}]{data['status']}[/{color}] {escape(data['description'])}: {escape(data['reason'])}")
 
 
 def print_summary(result: dict[str, Any]) -> None:
@@ -95,6 +98,7 @@ def run(
     quality: Annotated[list[str] | None, typer.Option("--quality", help="quality thresholds, e.g. 'error_rate<=0.01'")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the machine-readable result here")] = None,
     store: StoreOpt = DEFAULT_STORE,
+    db: Annotated[str | None, typer.Option("--db", help="database URL replacing the spec's, e.g. postgresql://user@127.0.0.1:5432/app")] = None,
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="allow load to a non-loopback host")] = False,
     from_kept: Annotated[bool, typer.Option("--from-kept", help="start from the last kept configuration")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -108,7 +112,7 @@ def run(
     quality_list = _split(quality)
     try:
         request = resolve_request(target, goals=goal_list, scope=scope, budget=budget, quality=quality_list,
-                                  allow_remote=allow_remote)
+                                  allow_remote=allow_remote, database_url=db)
         if request.spec.start is None:
             attach_target(request.spec)  # unreachable base_url: one line, before any load
         _check_writable(store, json_path)
@@ -116,6 +120,7 @@ def run(
         fail(str(exc))
     quiet_prefect(verbose)
     from flows.ecommerce import ecommerce_optimization
+    from flows.enterprise_api import enterprise_api_optimization
     from flows.optimize import optimize_target
     from tasks import progress
 
@@ -124,11 +129,13 @@ def run(
     params = dict(performance_goals=goal_list, budget_constraints=budget, quality_metrics=quality_list,
                   store=str(store), json_path=str(json_path) if json_path else None)
     try:
-        if target == "ecommerce":
+        if target == "ecommerce" and db is None:
             result = ecommerce_optimization(optimization_scope=scope, **params)
+        elif target == "enterprise-api":
+            result = enterprise_api_optimization(optimization_scope=scope, db=db, **params)
         else:
             result = optimize_target(target=target, optimization_scope=scope, allow_remote=allow_remote,
-                                     start_from_kept=from_kept, **params)
+                                     start_from_kept=from_kept, db=db, **params)
     except PerfagentsError as exc:
         fail(str(exc))
     finally:

@@ -2,51 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
-from flows import steps
-from flows.optimize import finish_run, step_once
-from tasks import loop
-from tasks.cost import cost_tracking
-from tasks.errors import PerfagentsError
-from tasks.history import drift, run_history
-from tasks.run import Run, open_run, resolve_request
-from tasks.store import DEFAULT_STORE, Store
+from flows import phases
+from tasks.run import resolve_request
+from tasks.store import DEFAULT_STORE
 
 TARGET = "ecommerce"
-
-
-@task(name="initial-performance-profiling", cache_policy=NO_CACHE)
-def initial_performance_profiling(run: Run) -> None:
-    """Phase 1: restore the last kept state, then baseline windows with every agent profiling."""
-    if run.restored:
-        steps.restore_kept(run, run.restored)
-    steps.measure_baseline(run)
-
-
-@task(name="agent-based-optimization", cache_policy=NO_CACHE)
-def agent_based_optimization(run: Run) -> None:
-    """Phase 2: one reversible change at a time until goals, budget or candidates end it."""
-    while run.status is None:
-        run.status, run.stop_reason = step_once(run)
-
-
-@task(name="cost-and-performance-tracking", cache_policy=NO_CACHE)
-def cost_and_performance_tracking(run: Run, baseline_config: dict[str, Any]) -> dict[str, Any]:
-    """Phase 3: what the baseline and the final configuration cost per hour and per request."""
-    assert run.baseline is not None and run.current is not None
-    return cost_tracking(run.spec, run.baseline.stats, run.current.stats, baseline_config, run.rt.config)
-
-
-@task(name="continuous-improvement-cycle", cache_policy=NO_CACHE)
-def continuous_improvement_cycle(run: Run, earlier: list[dict[str, Any]]) -> dict[str, Any]:
-    """Phase 4: this run started from the last kept state; compare its baseline with earlier runs."""
-    assert run.baseline is not None
-    return drift(run.baseline.stats, earlier, run.noise_rel)
+initial_performance_profiling = phases.profile_baseline.with_options(name="initial-performance-profiling")
+agent_based_optimization = phases.optimize_with_agents.with_options(name="agent-based-optimization")
+cost_and_performance_tracking = phases.track_costs.with_options(name="cost-and-performance-tracking")
+continuous_improvement_cycle = phases.check_drift.with_options(name="continuous-improvement-cycle")
 
 
 @flow(name="ecommerce-optimization", log_prints=True)
@@ -60,6 +28,9 @@ def ecommerce_optimization(
 ) -> dict[str, Any]:
     """Profile the e-commerce reference shop, optimize it, track cost, and watch for drift.
 
+    Phase 4 (continuous improvement) is why every run starts from the last kept state stored
+    for this target and reports drift against the earlier runs.
+
     Args:
         performance_goals: goals to reach, e.g. ["p95_ms<=100"]; default: the target spec's.
         optimization_scope: quick-win or comprehensive; default: the target spec's.
@@ -70,20 +41,10 @@ def ecommerce_optimization(
     """
     request = resolve_request(TARGET, goals=performance_goals, scope=optimization_scope,
                               budget=budget_constraints, quality=quality_metrics)
-    earlier: list[dict[str, Any]] = []
-    if Path(store).is_file():
-        with Store(store) as st:
-            earlier = run_history(st, request.spec.name, limit=10)
-    with open_run(request, store, flow="ecommerce-optimization", start_from_kept=True) as run:
-        baseline_config = dict(run.rt.config)
-        try:
-            initial_performance_profiling(run)
-            agent_based_optimization(run)
-        except PerfagentsError as exc:
-            run.status, run.stop_reason = "failed", str(exc)
-        finally:
-            loop.revert_unsettled(run)
-        if run.baseline is not None and run.current is not None:
-            run.extra["cost_tracking"] = cost_and_performance_tracking(run, baseline_config)
-            run.extra["drift"] = continuous_improvement_cycle(run, earlier)
-        return finish_run(run, json_path)
+    earlier = phases.earlier_runs(store, request.spec.name)
+    return phases.run_workflow(
+        request, store, flow_name="ecommerce-optimization", json_path=json_path,
+        optimize=[initial_performance_profiling, agent_based_optimization],
+        report=[lambda run: ("cost_tracking", cost_and_performance_tracking(run)),
+                lambda run: ("drift", continuous_improvement_cycle(run, earlier))],
+    )

@@ -17,7 +17,7 @@ from tasks.changes.runtime import Runtime
 from tasks.errors import InputError
 from tasks.expressions import Expression, parse_expressions
 from tasks.findings import Finding
-from tasks.spec import TargetSpec, load_spec
+from tasks.spec import TargetSpec, load_spec, redact
 from tasks.store import Store, now
 from tasks.target import attach_target, database_url, run_setup, start_target, stop_target
 from tasks.window import Window
@@ -46,9 +46,10 @@ class Request:
 def resolve_request(
     target: str, *, goals: list[str] | str | None = None, scope: str | None = None,
     budget: str | dict | None = None, quality: list[str] | str | None = None, allow_remote: bool = False,
+    database_url: str | None = None,
 ) -> Request:
     """Parse and check everything the user gave, before anything starts or is written."""
-    spec = load_spec(target, allow_remote=allow_remote)
+    spec = load_spec(target, allow_remote=allow_remote, database_url=database_url)
     scope = scope or spec.optimization_scope
     if scope not in SCOPES:
         raise InputError(f"unknown scope {scope!r} (quick-win or comprehensive)")
@@ -110,7 +111,7 @@ def open_run(
     workdir.mkdir(parents=True, exist_ok=True)
     store.insert_row("runs", {
         "run_id": run_id, "target": spec.name, "scope": request.scope, "flow": flow,
-        "spec": spec.model_dump(mode="json"), "goals": [g.text for g in request.goals],
+        "spec": redact(spec.model_dump(mode="json")),  # passwords never reach the store "goals": [g.text for g in request.goals],
         "quality": [q.text for q in request.quality], "budget": request.budget.model_dump(),
         "code_version": code_version(), "started_at": now(), "status": "running",
     })

@@ -25,6 +25,7 @@ REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference_workflows"
 REFERENCE_TARGETS = {"ecommerce": "ecommerce", "enterprise-api": "enterprise_api"}
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
 
 
 class _Model(BaseModel):
@@ -232,11 +233,18 @@ def _first_error(exc: ValidationError) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-def load_spec(target: str | Path, *, allow_remote: bool = False) -> TargetSpec:
-    """Read and validate a target spec; every problem is one SpecError line."""
+def load_spec(target: str | Path, *, allow_remote: bool = False, database_url: str | None = None) -> TargetSpec:
+    """Read and validate a target spec; every problem is one SpecError line.
+
+    ``database_url`` (the CLI's ``--db``) replaces the spec's database URL everywhere the spec
+    repeats it (setup commands, start env), so the target, its seed and the agents agree.
+    """
     path = resolve_spec_path(target)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        raw = yaml.safe_load(text)
+        if database_url is not None:
+            raw = yaml.safe_load(_replace_database_url(raw, text, database_url, allow_remote))
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(raw, dict):
@@ -252,6 +260,50 @@ def load_spec(target: str | Path, *, allow_remote: bool = False) -> TargetSpec:
     check_files(spec, path)
     check_loopback(spec.base_url, allow_remote=allow_remote)
     return spec
+
+
+def _replace_database_url(raw: Any, text: str, url: str, allow_remote: bool) -> str:
+    check_database_url(url, allow_remote=allow_remote)
+    old = raw.get("database", {}).get("url") if isinstance(raw, dict) else None
+    if not old:
+        raise SpecError("--db given, but the spec has no database.url to replace")
+    return text.replace(old, url)
+
+
+def check_database_url(url: str, *, allow_remote: bool = False) -> None:
+    """A DSN the toolkit accepts: sqlite:///path or postgresql://[user[:pw]@]host[:port]/db on loopback."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
+            raise SpecError(f"bad database URL {redact_url(url)!r}: expected sqlite:///path")
+        return
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise SpecError(f"bad database URL {redact_url(url)!r}: expected sqlite:/// or postgresql://")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise SpecError(f"bad database URL {redact_url(url)!r}: {exc}") from exc
+    if not parts.hostname or not parts.path.strip("/"):
+        raise SpecError(f"bad database URL {redact_url(url)!r}: expected postgresql://user@host:port/dbname")
+    if not allow_remote and parts.hostname not in LOOPBACK_NAMES:
+        raise UnsafeTargetError(f"database host {parts.hostname!r} is not loopback; pass --allow-remote")
+    del port
+
+
+def redact_url(text: str) -> str:
+    """Hide the password of any URL in ``text``: ``postgresql://u:secret@h`` -> ``postgresql://u:***@h``."""
+    return _PASSWORD.sub(r"\1***@", text)
+
+
+def redact(value: Any) -> Any:
+    """Redact passwords in every string of a nested structure (for logs, the store, reports)."""
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
 
 
 def check_files(spec: TargetSpec, path: Path) -> None:

@@ -1,0 +1,130 @@
+"""Phases the reference workflows compose: each a Prefect task over one live Run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from flows import steps
+from tasks import loop
+from tasks.capacity_run import measure_capacity
+from tasks.cost import cost_tracking
+from tasks.errors import PerfagentsError
+from tasks.history import drift, run_history
+from tasks.report import build_result, write_reports
+from tasks.run import Request, Run, open_run
+from tasks.store import Store, dumps, now
+
+PHASE = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+def step_once(run: Run) -> tuple[str | None, str | None]:
+    """One change: pick, apply, measure, keep or revert. Returns (status, reason) when the loop ends."""
+    goals = loop.goals_met(run)
+    if goals and all(g["met"] for g in goals):
+        return "goals_met", "every performance goal is met"
+    candidate = steps.next_candidate(run)
+    if candidate is None:
+        return "no_candidates", "no untried candidate change is left"
+    window_s = run.spec.load.duration_s + run.spec.load.warmup_s
+    if exhausted := run.ledger.exhausted_by(next_load_s=window_s):
+        return "budget_exhausted", f"the {exhausted} budget would be exceeded by the next change"
+    try:
+        change_id, undo = steps.apply_change(run, candidate)
+    except PerfagentsError:
+        return None, None  # journaled as failed; the next candidate follows
+    run.ledger.iterations += 1
+    window = steps.measure_window(run, f"change-{run.seq}", change_id)
+    steps.settle_change(run, change_id, undo, candidate, window)
+    return None, None
+
+
+def finish_run(run: Run, json_path: str | Path | None) -> dict[str, Any]:
+    goals = loop.goals_met(run) if run.baseline else []
+    result = build_result(run, goals)
+    with run.store.transaction() as con:
+        con.execute("UPDATE runs SET ended_at = ?, status = ?, result = ? WHERE run_id = ?",
+                    [now(), result["status"], dumps(result), run.run_id])
+        for kind, amount, unit in (("wall", result["costs"]["wall_s"], "s"), ("load", result["costs"]["load_s"], "s"),
+                                   ("cpu", result["costs"]["cpu_s"], "s"), ("tokens", result["costs"]["tokens"], "tokens"),
+                                   ("usd", result["costs"]["usd"], "USD")):
+            con.execute("INSERT INTO costs VALUES (?, ?, ?, ?, ?, ?)", [run.run_id, kind, amount, unit, None, now()])
+    if run.baseline is not None:
+        run.store.save_kept_state(run.spec.name, run.rt.config, loop.kept_changes(run, run.restored), run.run_id)
+    write_reports(result, run.store.path.parent / "reports", Path(json_path) if json_path else None)
+    steps.publish_report(result)
+    return result
+
+
+@task(name="profile-baseline", **PHASE)
+def profile_baseline(run: Run) -> None:
+    """Restore the last kept state, then baseline windows with every agent profiling."""
+    if run.restored:
+        steps.restore_kept(run, run.restored)
+    steps.measure_baseline(run)
+
+
+@task(name="optimize-with-agents", **PHASE)
+def optimize_with_agents(run: Run) -> None:
+    """One reversible change at a time until goals, budget or candidates end it."""
+    while run.status is None:
+        run.status, run.stop_reason = step_once(run)
+
+
+@task(name="track-costs", **PHASE)
+def track_costs(run: Run) -> dict[str, Any]:
+    """What the baseline and the final configuration cost per hour and per request."""
+    assert run.baseline is not None and run.current is not None
+    return cost_tracking(run.spec, run.baseline.stats, run.current.stats, run.baseline.config, run.rt.config)
+
+
+@task(name="check-drift", **PHASE)
+def check_drift(run: Run, earlier: list[dict[str, Any]]) -> dict[str, Any]:
+    """Compare this run's starting point (the last kept state) with earlier runs."""
+    assert run.baseline is not None
+    return drift(run.baseline.stats, earlier, run.noise_rel)
+
+
+@task(name="scaling-strategy", **PHASE)
+def scaling_strategy(run: Run) -> dict[str, Any]:
+    """Step load on the final configuration, USL fit, and the cheapest fleet for the goal."""
+    return measure_capacity(run)
+
+
+def earlier_runs(store: str | Path, target: str) -> list[dict[str, Any]]:
+    if not Path(store).is_file():
+        return []
+    with Store(store) as st:
+        return run_history(st, target, limit=10)
+
+
+Phase = Callable[[Run], None]
+Report = Callable[[Run], tuple[str, Any]]
+
+
+def run_workflow(
+    request: Request, store: str | Path, *, flow_name: str, json_path: str | None,
+    optimize: Sequence[Phase], report: Sequence[Report], start_from_kept: bool = True,
+) -> dict[str, Any]:
+    """Run the optimizing phases (a failure ends them, reverting what is unsettled), then the
+    reporting phases on whatever was measured, then write the result."""
+    with open_run(request, store, flow=flow_name, start_from_kept=start_from_kept) as run:
+        try:
+            for phase in optimize:
+                phase(run)
+        except PerfagentsError as exc:
+            run.status, run.stop_reason = "failed", str(exc)
+        finally:
+            loop.revert_unsettled(run)
+        if run.baseline is not None and run.current is not None:
+            for phase in report:
+                try:
+                    key, value = phase(run)
+                    run.extra[key] = value
+                except PerfagentsError as exc:
+                    run.extra.setdefault("phase_errors", []).append(str(exc))
+        return finish_run(run, json_path)
