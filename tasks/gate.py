@@ -60,7 +60,7 @@ def _rules(with_error_rate: bool) -> list[tuple[str, str, dict[str, Any], str]]:
          "{unexpected} samples have a negative latency"),
         ("error_rate_within_threshold", "ExpectColumnMeanToBeBetween",
          {"column": "is_error", "max_value": p("max_error_rate")},
-         "error rate {observed} above {max_error_rate}"),
+         "error_rate {observed} above {max_error_rate}"),
         ("loadgen_not_saturated", "ExpectColumnMaxToBeBetween",
          {"column": "loadgen_cpu_pct", "max_value": p("max_loadgen_cpu_pct")},
          "load generator saturated: CPU {observed}% > {max_loadgen_cpu_pct}%"),

@@ -69,6 +69,8 @@ def apply_change(run: Run, candidate: Candidate) -> tuple[str, dict[str, Any]]:
 def evaluate_change(run: Run, candidate: Candidate, window: Window) -> tuple[bool, str, dict[str, Any] | None]:
     """Keep only a valid window with a significant gain beyond the noise floor and quality held."""
     assert run.current is not None and run.baseline is not None
+    if window.errors_only:
+        return False, f"quality threshold broken: {'; '.join(window.reasons)}", None
     if not window.valid:
         return False, f"window rejected by the gate: {'; '.join(window.reasons)}", None
     broken = check_quality(run.request.quality, window.stats, run.baseline.stats)

@@ -28,7 +28,8 @@ from tasks.stats import endpoint_stats_frame, window_stats
 from tasks.store import Store, dumps, now
 
 MAX_ATTEMPTS = 2
-AGENT_GRACE_S = 30.0  # time an agent may take after the load stops (analysis)
+AGENT_GRACE_S = 30.0
+ERROR_RULE = "error_rate_within_threshold"  # time an agent may take after the load stops (analysis)
 
 
 @dataclass
@@ -54,6 +55,12 @@ class Window:
     findings: list[Finding] = field(default_factory=list)
     agents: list[AgentOutcome] = field(default_factory=list)
     attempt: int = 1
+    failed_rules: list[str] = field(default_factory=list)  # gate expectations that failed
+
+    @property
+    def errors_only(self) -> bool:
+        """Rejected only for its error rate: a property of the configuration, not a bad measurement."""
+        return not self.valid and self.failed_rules == [ERROR_RULE]
 
 
 def _run_agent(agent: Agent, ctx: AgentContext) -> dict[str, Any]:
@@ -104,7 +111,7 @@ def measure_window(
             break
         window = _measure_once(store, run_id, rt, label, agents, ledger, max_error_rate, change_id, attempt,
                                allow_remote)
-        if window.valid:
+        if window.valid or window.errors_only:  # measuring errors again would show them again
             break
     assert window is not None
     return window
@@ -147,7 +154,8 @@ def _measure_once(
     resources = pl.concat([sampler.frame(), result.loadgen_resources], how="diagonal_relaxed")
     ledger.cpu_s += _cpu_seconds(resources)
     window = Window(window_id, label, dict(rt.config), samples, stats, result.duration_s, gate.valid,
-                    gate.reasons, result.loadgen_cpu_pct, findings, list(outcomes.values()), attempt)
+                    gate.reasons, result.loadgen_cpu_pct, findings, list(outcomes.values()), attempt,
+                    [row["expectation"] for row in gate.rows if not row["success"]])
     progress.emit("window_end", label=label, valid=gate.valid, reasons=gate.reasons, total=stats["total"])
     save_window(store, run_id, window, started_at, change_id, spec.load.users, spec.load.warmup_s, gate.rows, resources)
     return window

@@ -85,7 +85,7 @@ def test_error_rate_over_threshold_and_only_when_given() -> None:
     samples = samples.with_columns(pl.Series("error", errors, dtype=pl.Utf8))
     result = gate(samples, max_error_rate=0.01)
     assert failed(result) == {"error_rate_within_threshold"}
-    assert result.reasons == ["error rate 0.05 above 0.01"]
+    assert result.reasons == ["error_rate 0.05 above 0.01"]
     assert gate(samples, max_error_rate=0.1).valid
     unchecked = gate(samples, max_error_rate=None)
     assert unchecked.valid and "error_rate_within_threshold" not in {r["expectation"] for r in unchecked.rows}

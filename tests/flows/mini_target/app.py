@@ -1,7 +1,8 @@
 """The mini target for deployment tests: ``python app.py PORT``.
 
-One live knob: ``PUT /admin/config {"cache": true}`` skips the 5 ms of work that
-``/fast`` otherwise does, so the optimizer has one real, reversible change to try.
+Live knobs: ``PUT /admin/config {"cache": true}`` skips the 5 ms of work that ``/fast``
+otherwise does, so the optimizer has one real, reversible change to try. ``flaky`` is a
+harmful knob: ``/fast`` gets as quick, but every 5th ``/items`` request fails.
 """
 
 from __future__ import annotations
@@ -17,16 +18,21 @@ from starlette.routing import Route
 
 WORK_S = 0.005
 BODY = b"x" * 100
-CONFIG: dict[str, bool] = {"cache": False}
+FLAKY_EVERY = 5  # with `flaky` on, every 5th /items request fails
+CONFIG: dict[str, bool] = {"cache": False, "flaky": False}
+_count = {"items": 0}
 
 
 async def fast(request: Request) -> PlainTextResponse:
-    if not CONFIG["cache"]:
+    if not (CONFIG["cache"] or CONFIG["flaky"]):
         await asyncio.sleep(WORK_S)
     return PlainTextResponse(BODY)
 
 
 async def item(request: Request) -> JSONResponse:
+    _count["items"] += 1
+    if CONFIG["flaky"] and _count["items"] % FLAKY_EVERY == 0:
+        return JSONResponse({"error": "flaky"}, status_code=500)
     return JSONResponse({"id": int(request.path_params["item_id"])})
 
 

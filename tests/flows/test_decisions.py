@@ -1,0 +1,65 @@
+"""Decisions on a real target: a harmful change is reverted with its reason; a budget ends a run cleanly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+MINI = Path(__file__).resolve().parent / "mini_target"
+PERFAGENTS = Path(sys.executable).parent / "perfagents"
+FLAKY = {"type": "bool", "default": False, "description": "skip work, fail every 5th /items",
+         "apply": {"http": {"method": "PUT", "path": "/admin/config", "field": "flaky"}}}
+
+
+def run_mini(tmp_path: Path, *args: str, knobs: dict | None = None) -> tuple[dict, Path]:
+    spec = yaml.safe_load((MINI / "target.yaml").read_text())
+    spec["start"]["cwd"] = str(MINI)
+    if knobs is not None:
+        spec["knobs"] = knobs
+    path = tmp_path / "target.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    store, out = tmp_path / "store.duckdb", tmp_path / "out.json"
+    proc = subprocess.run([str(PERFAGENTS), "run", str(path), "--store", str(store), "--json", str(out), *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(out.read_text()), store
+
+
+@pytest.mark.e2e
+def test_a_knob_that_raises_errors_is_reverted_with_its_reason(tmp_path: Path) -> None:
+    result, store = run_mini(tmp_path, "--budget", "iterations=1", knobs={"flaky": FLAKY})
+    (change,) = result["changes"]
+    assert change["status"] == "reverted"
+    assert "error_rate" in change["reason"] and "quality threshold broken" in change["reason"]
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        rows = con.execute("SELECT status, reason FROM changes").fetchall()
+    finally:
+        con.close()
+    assert rows == [("reverted", change["reason"])]
+    assert result["config"] == {"flaky": False}
+
+
+@pytest.mark.e2e
+def test_budget_below_need_ends_cleanly_with_a_correct_ledger(tmp_path: Path) -> None:
+    result, store = run_mini(tmp_path, "--budget", "load_s=12", "--goals", "p95_ms<=0.001",
+                             knobs={"cache": yaml.safe_load((MINI / "target.yaml").read_text())["knobs"]["cache"], "flaky": FLAKY})
+    assert result["status"] == "budget_exhausted"
+    assert "load_s" in result["stop_reason"]
+    assert result["changes"] == []  # the next change would not fit: nothing half-done
+    assert 8 <= result["costs"]["load_s"] <= 12
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        ledger = dict(con.execute("SELECT kind, amount FROM costs").fetchall())
+        windows = con.execute("SELECT count(*) FROM windows").fetchall()[0][0]
+    finally:
+        con.close()
+    assert ledger["load"] == pytest.approx(result["costs"]["load_s"])
+    assert ledger["cpu"] > 0 and ledger["wall"] >= ledger["load"]
+    assert windows == 2
