@@ -20,6 +20,7 @@ from tasks.run import Run
 from tasks.window import Window, measure_window
 
 NOISE_FLOOR_MIN = 0.02  # never trust a noise floor below 2 %
+NOISE_FLOOR_ASSUMED = 0.10  # used when only one baseline window could be measured
 
 
 def measure(run: Run, label: str, change_id: str | None = None) -> Window:
@@ -29,17 +30,24 @@ def measure(run: Run, label: str, change_id: str | None = None) -> Window:
 
 
 def measure_baseline(run: Run) -> Window:
-    """Two windows on the unchanged target (A/A): the second is the baseline, their spread the noise floor."""
-    first = measure(run, "baseline-a")
-    second = measure(run, "baseline-b")
-    valid = [w for w in (first, second) if w.valid]
+    """Two windows on the unchanged target (A/A): the second is the baseline, their spread the noise floor.
+
+    When the budget leaves room for one window only, the noise floor is assumed (NOISE_FLOOR_ASSUMED)
+    and the report says so.
+    """
+    windows = [measure(run, "baseline-a")]
+    window_s = run.spec.load.duration_s + run.spec.load.warmup_s
+    if not run.ledger.exhausted_by(next_load_s=window_s, next_iteration=False):
+        windows.append(measure(run, "baseline-b"))
+    valid = [w for w in windows if w.valid]
     if not valid:
-        raise PerfagentsError(f"no valid baseline window: {'; '.join(second.reasons or first.reasons)}")
+        raise PerfagentsError(f"no valid baseline window: {'; '.join(windows[-1].reasons)}")
     run.baseline = run.current = valid[-1]
     if len(valid) == 2:
-        run.noise_rel = max(NOISE_FLOOR_MIN, noise_floor(first.samples, second.samples))
+        run.noise_rel = max(NOISE_FLOOR_MIN, noise_floor(valid[0].samples, valid[1].samples))
     else:
-        run.noise_rel = 0.10  # one valid window only: assume a wide noise floor, say so in the report
+        run.noise_rel = NOISE_FLOOR_ASSUMED
+        run.extra["noise_floor_note"] = "one valid baseline window: noise floor assumed, not measured"
     run.findings = list(run.current.findings)
     return run.baseline
 

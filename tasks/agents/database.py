@@ -4,7 +4,8 @@ SQLite targets: the target is started with ``target_env(workdir)`` (tasks.agents
 so every statement it runs is captured with its duration and request; ``profile`` waits for
 the window to end and analyses it (tasks.agents.sqlite_analysis); ``findings`` reports
 ``missing_index`` (with a measured what-if and, when the spec allows DDL, a ``create_index``
-candidate), ``slow_query``, ``n_plus_one`` and ``unused_index``. PostgreSQL is not analysed yet.
+candidate), ``slow_query``, ``n_plus_one`` and ``unused_index``. PostgreSQL targets go to
+tasks.agents.database_pg (pg_stat_statements deltas, generic plans, HypoPG what-if).
 
 Endpoints: statements carry the route template (or the raw path with ids templated); they are
 named after the Locust request whose spec path or name has the same template, else after the
@@ -75,7 +76,9 @@ class DatabaseAgent:
     def profile(self, ctx: AgentContext) -> dict[str, Any]:
         url = self._database_url(ctx)
         if url.split(":", 1)[0] in ("postgresql", "postgres"):
-            return {"skipped": "postgresql analysis not implemented yet"}
+            # imported here, not at the top: database_pg imports this module
+            from tasks.agents.database_pg import profile_postgres
+            return profile_postgres(ctx, url)
         db_path = sqlite_path(url, ctx.spec.spec_dir)
         started = time.time()
         ctx.stop.wait(timeout=ctx.window_s + STOP_GRACE_S)
@@ -92,6 +95,9 @@ class DatabaseAgent:
         return observed
 
     def findings(self, ctx: AgentContext, observed: dict[str, Any], samples: pl.DataFrame) -> list[Finding]:
+        if observed.get("backend") == "postgresql":
+            from tasks.agents.database_pg import findings_postgres
+            return findings_postgres(ctx, observed, samples)
         if "skipped" in observed or not observed.get("statements_captured"):
             return []
         names = endpoint_names(ctx, observed, samples)

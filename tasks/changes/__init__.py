@@ -9,15 +9,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tasks.changes import index, knob
+from tasks.agents.pg_conn import is_postgres_url
+from tasks.changes import index, knob, pg_index
 from tasks.changes.runtime import Runtime
 
 Apply = Callable[[Runtime, dict[str, Any]], dict[str, Any]]
 Revert = Callable[[Runtime | None, dict[str, Any]], str]
 
+
+def apply_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
+    """SQLite (tasks.changes.index) or PostgreSQL (tasks.changes.pg_index), by the URL's scheme."""
+    return (pg_index if is_postgres_url(rt.database_url) else index).apply_create_index(rt, params)
+
+
+def revert_create_index(rt: Runtime | None, undo: dict[str, Any]) -> str:
+    return (pg_index if is_postgres_url(undo.get("database_url")) else index).revert_create_index(rt, undo)
+
+
 # kind -> (apply, revert). revert(None, undo) must work without a live target (after a crash).
 CHANGE_KINDS: dict[str, tuple[Apply, Revert]] = {
-    "create_index": (index.apply_create_index, index.revert_create_index),
+    "create_index": (apply_create_index, revert_create_index),
     "set_knob": (knob.apply_set_knob, knob.revert_set_knob),
 }
 
