@@ -198,6 +198,33 @@ def history(
     out.print(table)
 
 
+@app.command()
+def evidence(
+    run_id: Annotated[str | None, typer.Option("--run", help="a run id (default: the latest finished run)")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="the latest run of this target")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="token budget of the bundle (>= 200)")] = 2000,
+    out_path: Annotated[Path | None, typer.Option("--out", help="write the bundle here instead of stdout")] = None,
+    encoding: Annotated[str, typer.Option("--encoding", help="tiktoken encoding that counts the tokens")] = "cl100k_base",
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """A compressed, token-budgeted evidence bundle of one run, for an LLM."""
+    from tasks.evidence import MIN_TOKENS, build_bundle, load_result
+
+    if max_tokens < MIN_TOKENS:
+        fail(f"--max-tokens must be at least {MIN_TOKENS}, got {max_tokens}")
+    try:
+        bundle = build_bundle(load_result(store, run_id, target), max_tokens=max_tokens, encoding=encoding)
+        if out_path is not None:
+            out_path.write_text(bundle.text, encoding="utf-8")
+    except PerfagentsError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write {out_path}: {exc.strerror or exc}")
+    if out_path is None:
+        typer.echo(bundle.text, nl=False)
+    console.print(escape(bundle.summary()), highlight=False, soft_wrap=True)
+
+
 def _num(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}"
 

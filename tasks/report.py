@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tasks.findings import SEVERITY_RANK
 from tasks.run import Run
 
 CHART_WIDTH = 720
@@ -26,7 +27,7 @@ def build_result(run: Run, goals: list[dict[str, Any]]) -> dict[str, Any]:
         "baseline": baseline,
         "final": final,
         "findings": [
-            {k: v for k, v in f.to_dict().items() if k != "candidate"} for f in run.findings
+            {k: v for k, v in f.to_dict().items() if k != "candidate"} for f in ranked_findings(run.findings)
         ],
         "changes": [
             {"kind": c["kind"], "description": c["description"], "status": c["status"],
@@ -40,6 +41,11 @@ def build_result(run: Run, goals: list[dict[str, Any]]) -> dict[str, Any]:
         **run.extra,
     }
     return out
+
+
+def ranked_findings(findings: list[Any]) -> list[Any]:
+    """Most severe first; within a severity, the finding with a candidate change first."""
+    return sorted(findings, key=lambda f: (-SEVERITY_RANK.get(f.severity, 0), f.candidate is None, f.agent, f.kind))
 
 
 def _fmt(v: Any) -> str:
@@ -137,7 +143,7 @@ def render_html(result: dict[str, Any]) -> str:
     )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>perfagents {html.escape(result['target'])}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}</style></head><body>
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child,td:last-child{{text-align:left}}</style></head><body>
 <h1>perfagents: {html.escape(result['target'])} <small>{html.escape(result['run_id'])}</small></h1>
 <p>Status: <b>{html.escape(result['status'])}</b> {html.escape(result.get('stop_reason') or '')} &middot;
 noise floor {result['noise_floor']['p95_rel']:.1%} &middot; costs {html.escape(json.dumps(result['costs']))}</p>
