@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,20 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[str]:
+    """One throwaway PostgreSQL 15 cluster (pg_stat_statements preloaded) for the session: a
+    superuser DSN (trust auth) to its ``perfagents`` database; skips when the binaries are missing."""
+    from reference_workflows.enterprise_api.launch import free_port
+    from reference_workflows.enterprise_api.pgcluster import PG_BIN, pg_available, start_cluster, stop_cluster
+
+    if not pg_available():
+        pytest.skip(f"PostgreSQL 15 binaries not installed ({PG_BIN / 'initdb'})")
+    folder = Path(tempfile.mkdtemp(prefix="perfagents-pg-", dir="/tmp"))  # reachable by the postgres user
+    dsn = start_cluster(folder, free_port())
+    try:
+        yield dsn
+    finally:
+        stop_cluster(folder)

@@ -10,6 +10,7 @@ import json
 import uuid
 from typing import Any
 
+from tasks.agents.pg_conn import is_postgres_url, strip_password
 from tasks.changes import CHANGE_KINDS, Runtime
 from tasks.errors import PerfagentsError, RefusedError
 from tasks.findings import Candidate
@@ -69,7 +70,12 @@ def apply_candidate(store: Store, rt: Runtime, change_id: str, candidate: Candid
 def provisional_undo(rt: Runtime, candidate: Candidate) -> dict[str, Any]:
     """What revert would need if the process died while applying the change."""
     if candidate.kind == "create_index":
-        return {"database_url": rt.database_url, "index": candidate.params["name"]}
+        url = rt.database_url or ""
+        undo = {"database_url": strip_password(url) if is_postgres_url(url) else url,
+                "index": candidate.params["name"]}
+        if "schema" in candidate.params:
+            undo["schema"] = candidate.params["schema"]
+        return undo
     if candidate.kind == "set_knob":
         name = candidate.params["knob"]
         knob = rt.spec.knobs.get(name)

@@ -196,15 +196,12 @@ def test_findings_are_json_ready(window):
     json.dumps([f.to_dict() for f in window.findings])
 
 
-def test_postgres_is_skipped_and_applies_to(tmp_path):
+def test_applies_only_with_a_database(tmp_path):
     agent = DatabaseAgent()
     spec = make_spec("http://127.0.0.1:1", tmp_path / "x.db")
     pg = spec.model_copy(update={"database": spec.database.model_copy(update={"url": "postgresql://u@127.0.0.1/db"})})
-    ctx = AgentContext(spec=pg, base_url="http://127.0.0.1:1", workdir=tmp_path, window_s=1)
-    observed = agent.profile(ctx)
-    assert "postgresql" in observed["skipped"]
-    assert agent.findings(ctx, observed, pl.DataFrame({"endpoint": []})) == []
-    assert agent.applies_to(spec) and not agent.applies_to(spec.model_copy(update={"database": None}))
+    assert agent.applies_to(spec) and agent.applies_to(pg)
+    assert not agent.applies_to(spec.model_copy(update={"database": None}))
 
 
 def test_nothing_captured_is_an_observation_not_an_error(tmp_path):
