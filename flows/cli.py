@@ -129,10 +129,11 @@ def run(
     params = dict(performance_goals=goal_list, budget_constraints=budget, quality_metrics=quality_list,
                   store=str(store), json_path=str(json_path) if json_path else None)
     try:
-        if target == "ecommerce" and db is None:
-            result = ecommerce_optimization(optimization_scope=scope, **params)
-        elif target == "enterprise-api":
-            result = enterprise_api_optimization(optimization_scope=scope, db=db, **params)
+        # a reference target's spec runs its reference workflow (its phases); any other, optimize-target
+        if request.spec.name == "ecommerce" and db is None:
+            result = ecommerce_optimization(target=target, optimization_scope=scope, **params)
+        elif request.spec.name == "enterprise-api":
+            result = enterprise_api_optimization(target=target, optimization_scope=scope, db=db, **params)
         else:
             result = optimize_target(target=target, optimization_scope=scope, allow_remote=allow_remote,
                                      start_from_kept=from_kept, db=db, **params)

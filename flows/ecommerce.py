@@ -19,6 +19,7 @@ continuous_improvement_cycle = phases.check_drift.with_options(name="continuous-
 
 @flow(name="ecommerce-optimization", log_prints=True)
 def ecommerce_optimization(
+    target: str = TARGET,
     performance_goals: list[str] | None = None,
     optimization_scope: Literal["quick-win", "comprehensive"] | None = None,
     budget_constraints: str | None = None,
@@ -32,6 +33,7 @@ def ecommerce_optimization(
     for this target and reports drift against the earlier runs.
 
     Args:
+        target: the reference target, or a spec file of the same app (e.g. with shorter windows).
         performance_goals: goals to reach, e.g. ["p95_ms<=100"]; default: the target spec's.
         optimization_scope: quick-win or comprehensive; default: the target spec's.
         budget_constraints: hard limits, e.g. "minutes=10,iterations=6"; default: the target spec's.
@@ -39,7 +41,7 @@ def ecommerce_optimization(
         store: the DuckDB store file (history and the last kept state live here).
         json_path: where to write the machine-readable result (optional).
     """
-    request = resolve_request(TARGET, goals=performance_goals, scope=optimization_scope,
+    request = resolve_request(target, goals=performance_goals, scope=optimization_scope,
                               budget=budget_constraints, quality=quality_metrics)
     earlier = phases.earlier_runs(store, request.spec.name)
     return phases.run_workflow(

@@ -18,6 +18,7 @@ cost_efficient_scaling_strategy = phases.scaling_strategy.with_options(name="cos
 
 @flow(name="enterprise-api-optimization", log_prints=True)
 def enterprise_api_optimization(
+    target: str = TARGET,
     performance_goals: list[str] | None = None,
     optimization_scope: Literal["quick-win", "comprehensive"] | None = None,
     budget_constraints: str | None = None,
@@ -29,6 +30,7 @@ def enterprise_api_optimization(
     """Analyse the enterprise API on every layer, optimize it, refine, and size the fleet.
 
     Args:
+        target: the reference target, or a spec file of the same app (e.g. with shorter windows).
         performance_goals: goals to reach, e.g. ["p95_ms<=200", "rps>=80"]; default: the spec's.
         optimization_scope: quick-win or comprehensive; default: the target spec's.
         budget_constraints: hard limits, e.g. "minutes=15,iterations=8"; default: the spec's.
@@ -38,7 +40,7 @@ def enterprise_api_optimization(
         store: the DuckDB store file.
         json_path: where to write the machine-readable result (optional).
     """
-    request = resolve_request(TARGET, goals=performance_goals, scope=optimization_scope,
+    request = resolve_request(target, goals=performance_goals, scope=optimization_scope,
                               budget=budget_constraints, quality=quality_metrics, database_url=db)
     return phases.run_workflow(
         request, store, flow_name="enterprise-api-optimization", json_path=json_path,

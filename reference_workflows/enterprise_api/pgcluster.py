@@ -19,6 +19,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 PG_BIN = Path(os.environ.get("PERFAGENTS_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -139,3 +140,27 @@ def stop_cluster(directory: Path | str, *, remove: bool = True) -> None:
             _run([*pg_ctl, "-m", "immediate"], cwd=Path("/"), timeout_s=STOP_TIMEOUT_S + 10)
     if remove:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m reference_workflows.enterprise_api.pgcluster start|stop DIR [--port N]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="A throwaway PostgreSQL 15 cluster on loopback.")
+    parser.add_argument("action", choices=["start", "stop"])
+    parser.add_argument("directory", help="a folder the postgres user can reach, e.g. /tmp/perfagents-pg")
+    parser.add_argument("--port", type=int, default=5433)
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "start":
+            print(start_cluster(args.directory, args.port))
+        else:
+            stop_cluster(args.directory)
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
