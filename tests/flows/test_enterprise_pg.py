@@ -1,0 +1,49 @@
+"""Reference workflow 2 end to end on a real throwaway PostgreSQL cluster (`--db`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PERFAGENTS = Path(sys.executable).parent / "perfagents"
+
+
+def short_spec(tmp_path: Path) -> Path:
+    spec = yaml.safe_load((ROOT / "reference_workflows/enterprise_api/target.yaml").read_text())
+    spec["start"]["cwd"] = str(ROOT)
+    spec["setup"] = [[*spec["setup"][0], "--scale", "0.3"]]
+    spec["load"].update(locustfile=str(ROOT / "reference_workflows/enterprise_api/locustfile.py"),
+                        duration_s=8, warmup_s=2)
+    spec["budget_constraints"] = {"minutes": 8, "iterations": 4}
+    path = tmp_path / "target.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+def test_enterprise_workflow_on_postgres(tmp_path: Path, pg_cluster: str) -> None:
+    out = tmp_path / "out.json"
+    proc = subprocess.run([str(PERFAGENTS), "run", str(short_spec(tmp_path)), "--db", pg_cluster,
+                           "--store", str(tmp_path / "store.duckdb"), "--json", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    kinds = {(f["agent"], f["kind"]) for f in result["findings"]}
+    locations = {f["location"] for f in result["findings"]}
+    # the planted index problems, found from pg_stat_statements + generic plans
+    assert {"invoices.created_at", "invoices.issued_on"} & locations, locations
+    # the code-level problems are reported with evidence, not "fixed"
+    assert ("application", "hot_function") in kinds and ("application", "blocking_call") in kinds
+    index_changes = [c for c in result["changes"] if c["kind"] == "create_index"]
+    assert index_changes and all(c["effect"] and c["effect"]["ci95"] for c in index_changes if c["status"] != "failed")
+    capacity = result["capacity"]
+    assert {"sigma", "kappa", "lambda", "peak_concurrency", "peak_rps", "recommendation"} <= set(capacity)
+    assert capacity["holdout"]["levels"] and capacity["holdout"]["mape"] >= 0
+    assert capacity["recommendation"]["instances"] >= 1
