@@ -65,3 +65,26 @@ def test_fill_placeholders(monkeypatch: pytest.MonkeyPatch) -> None:
     assert fill("postgresql://${PGUSER}@127.0.0.1:{port}/{workdir}", port=5, workdir="w") == "postgresql://bob@127.0.0.1:5/w"
     with pytest.raises(SpecError):
         fill("${NOPE_NOT_SET_X}")
+
+
+def test_passwords_are_redacted_everywhere() -> None:
+    from tasks.spec import redact
+
+    nested = {"url": "postgresql://app:s3cret@127.0.0.1:5432/db", "cmd": ["seed", "--db", "postgresql://a:b@h/d"]}
+    assert "s3cret" not in str(redact(nested)) and ":b@" not in str(redact(nested))
+    assert redact(nested)["url"] == "postgresql://app:***@127.0.0.1:5432/db"
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "postgresql://127.0.0.1", "sqlite://", "postgresql://u@10.0.0.9/db"])
+def test_bad_database_urls(url: str) -> None:
+    from tasks.errors import InputError
+    from tasks.spec import check_database_url
+
+    with pytest.raises(InputError):
+        check_database_url(url)
+
+
+def test_db_override_replaces_every_use(tmp_path: Path) -> None:
+    spec = load_spec("enterprise-api", database_url="postgresql://postgres@127.0.0.1:5544/api")
+    assert spec.database.url == "postgresql://postgres@127.0.0.1:5544/api"
+    assert spec.start.env["API_DB"] == spec.database.url and spec.database.url in spec.setup[0]
