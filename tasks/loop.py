@@ -12,15 +12,18 @@ from tasks.changes.journal import (
     plan_change,
     revert_change,
 )
-from tasks.compare import check_goals, check_quality, compare_windows, decide, noise_floor
+from tasks.compare import check_goals, check_quality, compare_windows, decide
+from tasks.correctness import ResponseCheck
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate, Finding
+from tasks.noise import AdaptiveNoise
 from tasks.optimizer import candidates_from_findings, knob_candidates, rank_candidates
 from tasks.run import Run
 from tasks.window import Window, measure_window
 
 NOISE_FLOOR_MIN = 0.02  # never trust a noise floor below 2 %
 NOISE_FLOOR_ASSUMED = 0.10  # used when only one baseline window could be measured
+MAX_BASELINE_WINDOWS = 6  # A/A windows plus re-measured invalid ones
 
 
 def measure(run: Run, label: str, change_id: str | None = None) -> Window:
@@ -30,24 +33,39 @@ def measure(run: Run, label: str, change_id: str | None = None) -> Window:
 
 
 def measure_baseline(run: Run) -> Window:
-    """Two windows on the unchanged target (A/A): the second is the baseline, their spread the noise floor.
+    """A/A windows on the unchanged target, as many as the observed variance needs (tasks/noise.py).
 
-    When the budget leaves room for one window only, the noise floor is assumed (NOISE_FLOOR_ASSUMED)
-    and the report says so.
+    The last valid window is the baseline; their spread is the noise floor. When the budget
+    leaves room for one window only, the noise floor is assumed and the report says so.
     """
-    windows = [measure(run, "baseline-a")]
     window_s = run.spec.load.duration_s + run.spec.load.warmup_s
-    if not run.ledger.exhausted_by(next_load_s=window_s, next_iteration=False):
-        windows.append(measure(run, "baseline-b"))
+    noise = AdaptiveNoise(can_afford=lambda: run.ledger.exhausted_by(next_load_s=window_s, next_iteration=False) is None)
+    wants_responses = any(q.metric == "responses" for q in run.request.quality)
+    if wants_responses:
+        run.responses = ResponseCheck.from_spec(run.spec, run.spec.correctness)
+    windows: list[Window] = []
+    while True:
+        window = measure(run, f"baseline-{len(windows) + 1}")
+        windows.append(window)
+        if window.valid:
+            noise.add(window.samples)
+            if run.responses is not None:
+                run.responses.capture_baseline(run.rt.handle.base_url)
+        if len(noise.windows) >= 2 and not noise.need_more():
+            break
+        if len(windows) >= MAX_BASELINE_WINDOWS or not noise.can_afford():
+            break
     valid = [w for w in windows if w.valid]
     if not valid:
         raise PerfagentsError(f"no valid baseline window: {'; '.join(windows[-1].reasons)}")
     run.baseline = run.current = valid[-1]
-    if len(valid) == 2:
-        run.noise_rel = max(NOISE_FLOOR_MIN, noise_floor(valid[0].samples, valid[1].samples))
+    if len(valid) >= 2:
+        estimate = noise.estimate()
+        run.noise_rel = max(NOISE_FLOOR_MIN, estimate.noise_rel)
+        run.extra["noise"] = {**estimate.to_dict(), "reason": noise.reason}
     else:
         run.noise_rel = NOISE_FLOOR_ASSUMED
-        run.extra["noise_floor_note"] = "one valid baseline window: noise floor assumed, not measured"
+        run.extra["noise"] = {"note": "one valid baseline window: noise floor assumed, not measured"}
     run.findings = list(run.current.findings)
     return run.baseline
 
@@ -84,6 +102,8 @@ def evaluate_change(run: Run, candidate: Candidate, window: Window) -> tuple[boo
     broken = check_quality(run.request.quality, window.stats, run.baseline.stats)
     endpoint = candidate.endpoint if candidate.endpoint in window.stats["endpoints"] else None
     effect = compare_windows(run.current.samples, window.samples, endpoint=endpoint, metric="p95_ms")
+    if run.responses is not None:
+        broken += [f"responses==baseline: {line}" for line in run.responses.check(run.rt.handle.base_url)]
     if broken:
         return False, f"quality threshold broken: {'; '.join(broken)}", effect
     keep, reason = decide(effect, run.noise_rel)

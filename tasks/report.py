@@ -36,9 +36,10 @@ def build_result(run: Run, goals: list[dict[str, Any]]) -> dict[str, Any]:
         ],
         "goals": goals,
         "costs": run.ledger.as_costs(),
-        "noise_floor": {"p95_rel": round(run.noise_rel, 4)},
+        "noise_floor": {**{k: v for k, v in run.extra.get("noise", {}).items() if k != "p95_rel"},
+                        "p95_rel": round(run.noise_rel, 4)},
         "config": dict(run.rt.config),
-        **run.extra,
+        **{k: v for k, v in run.extra.items() if k != "noise"},
     }
     return out
 

@@ -89,6 +89,7 @@ class Run:
     tried: set[str] = field(default_factory=set)
     restored: list[dict[str, Any]] = field(default_factory=list)  # kept changes re-applied at start
     extra: dict[str, Any] = field(default_factory=dict)  # workflow-specific result sections
+    responses: Any = None  # a tasks.correctness.ResponseCheck when quality asks responses==baseline
     status: str | None = None
     stop_reason: str | None = None
     seq: int = 0

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tasks.agents.app_complexity import ComplexityProbe
 from tasks.budget import Budget, parse_budget
+from tasks.correctness import CorrectnessSpec
 from tasks.errors import SpecError, UnsafeTargetError
 from tasks.expressions import parse_expressions
 
@@ -161,6 +162,7 @@ class TargetSpec(_Model):
     knobs: dict[str, Knob] = Field(default_factory=dict)
     cost: CostSpec | None = None
     complexity: list[ComplexityProbe] = Field(default_factory=list)  # size-parameter probes
+    correctness: CorrectnessSpec | None = None  # what `responses==baseline` compares
     performance_goals: list[str] = Field(default_factory=list)
     quality_metrics: list[str] = Field(default_factory=list)
     budget_constraints: Budget = Field(default_factory=Budget)

@@ -1,0 +1,85 @@
+"""Adaptive A/A windows: a quiet series stops early, a noisy one asks for more, within bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from tasks.errors import InputError
+from tasks.noise import AdaptiveNoise, estimate_noise, windows_needed
+
+N = 3000
+
+
+def window(rng: np.random.Generator, scale: float = 1.0, n: int = N) -> pl.DataFrame:
+    """A samples frame (the load runner's schema) with lognormal latencies around 20 ms x scale."""
+    return pl.DataFrame({
+        "ts": np.arange(n) / 150.0, "endpoint": ["a"] * n, "method": ["GET"] * n,
+        "latency_ms": rng.lognormal(np.log(20.0 * scale), 0.5, n), "status": [200] * n,
+        "bytes": [100] * n, "error": [None] * n,
+    }, schema_overrides={"status": pl.Int32, "error": pl.Utf8})
+
+
+def feed(noise: AdaptiveNoise, windows: list[pl.DataFrame]) -> int:
+    """Measure (take the next window) while the noise estimator asks for more; the count used."""
+    for w in windows:
+        noise.add(w)
+        if not noise.need_more():
+            break
+    return len(noise.windows)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stationary_series_stops_at_two_windows(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    windows = [window(rng) for _ in range(6)]
+    noise = AdaptiveNoise(max_windows=6)
+    assert feed(noise, windows) == 2
+    estimate = noise.estimate()
+    assert estimate.agree_p >= 0.05 and 0.0 < estimate.noise_rel < 0.15
+    assert "agree" in noise.reason or "target" in noise.reason
+
+
+def test_shifting_series_asks_for_more_windows_and_sizes_the_noise() -> None:
+    rng = np.random.default_rng(0)
+    scales = [1.0, 1.35, 0.8, 1.25, 0.85, 1.3]
+    windows = [window(rng, s) for s in scales]
+    noise = AdaptiveNoise(max_windows=6)
+    used = feed(noise, windows)
+    assert used >= 3
+    quiet = estimate_noise([window(np.random.default_rng(9)) for _ in range(used)])
+    loud = noise.estimate()
+    assert loud.between_rel is not None and loud.noise_rel > 2 * quiet.noise_rel
+    assert loud.noise_rel > 0.2 and loud.agree_p < 0.05
+
+
+def test_max_windows_and_budget_bound_the_count() -> None:
+    rng = np.random.default_rng(1)
+    windows = [window(rng, s) for s in [1.0, 1.6, 0.7, 1.5, 0.6, 1.4, 0.75]]
+    assert feed(AdaptiveNoise(max_windows=3), windows) == 3
+    afford = iter([True, True, False])  # the budget has room for a 2nd and a 3rd window, not a 4th
+    capped = AdaptiveNoise(max_windows=7, can_afford=lambda: next(afford))
+    assert feed(capped, windows) == 3
+    assert "budget" in capped.reason
+
+
+def test_windows_needed_is_the_same_rule_as_a_function() -> None:
+    rng = np.random.default_rng(0)
+    quiet = [window(rng) for _ in range(2)]
+    assert windows_needed(quiet[:1]) == 1
+    assert windows_needed(quiet) == 0
+    loud = [window(rng, s) for s in (1.0, 1.5)]
+    assert windows_needed(loud) == 1
+    assert windows_needed(loud, max_windows=2) == 0
+    assert windows_needed(loud, target_rel=0.9) == 0  # a loose target is met at once
+
+
+def test_bad_input() -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(InputError, match="at least 2"):
+        estimate_noise([window(rng)])
+    with pytest.raises(InputError, match="min_windows"):
+        AdaptiveNoise(min_windows=1)
+    with pytest.raises(InputError, match="latencies"):
+        estimate_noise([window(rng), window(rng, n=1)])
