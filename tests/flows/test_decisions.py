@@ -17,11 +17,12 @@ FLAKY = {"type": "bool", "default": False, "description": "skip work, fail every
          "apply": {"http": {"method": "PUT", "path": "/admin/config", "field": "flaky"}}}
 
 
-def run_mini(tmp_path: Path, *args: str, knobs: dict | None = None) -> tuple[dict, Path]:
+def run_mini(tmp_path: Path, *args: str, knobs: dict | None = None, **overrides) -> tuple[dict, Path]:
     spec = yaml.safe_load((MINI / "target.yaml").read_text())
     spec["start"]["cwd"] = str(MINI)
     if knobs is not None:
         spec["knobs"] = knobs
+    spec.update(overrides)
     path = tmp_path / "target.yaml"
     path.write_text(yaml.safe_dump(spec))
     store, out = tmp_path / "store.duckdb", tmp_path / "out.json"
@@ -63,3 +64,17 @@ def test_budget_below_need_ends_cleanly_with_a_correct_ledger(tmp_path: Path) ->
     assert ledger["load"] == pytest.approx(result["costs"]["load_s"])
     assert ledger["cpu"] > 0 and ledger["wall"] >= ledger["load"]
     assert windows == 2
+
+
+@pytest.mark.e2e
+def test_a_cache_that_serves_stale_data_is_reverted(tmp_path: Path) -> None:
+    result, _ = run_mini(
+        tmp_path, "--budget", "iterations=1",
+        quality_metrics=["error_rate<=0.01", "responses==baseline"],
+        correctness={"probes": [{"write": {"method": "POST", "path": "/counter"}, "read": "/counter"}]},
+    )
+    (change,) = result["changes"]
+    assert change["params"] == {"knob": "cache", "value": True}
+    assert change["status"] == "reverted"
+    assert "responses==baseline" in change["reason"] and "stale" in change["reason"]
+    assert result["config"] == {"cache": False}

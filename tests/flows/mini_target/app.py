@@ -21,6 +21,7 @@ BODY = b"x" * 100
 FLAKY_EVERY = 5  # with `flaky` on, every 5th /items request fails
 CONFIG: dict[str, bool] = {"cache": False, "flaky": False}
 _count = {"items": 0}
+_counter = {"value": 0, "cached": None}
 
 
 async def fast(request: Request) -> PlainTextResponse:
@@ -46,7 +47,22 @@ async def config(request: Request) -> JSONResponse:
     return JSONResponse(CONFIG)
 
 
+async def counter(request: Request) -> JSONResponse:
+    """A value writes change; with `cache` on, reads are served from a cache that writes do not
+    invalidate: the stale-data bug a response-correctness check must catch."""
+    if request.method == "POST":
+        _counter["value"] += 1
+        return JSONResponse({"value": _counter["value"]})
+    if CONFIG["cache"]:
+        if _counter["cached"] is None:
+            _counter["cached"] = _counter["value"]
+        return JSONResponse({"value": _counter["cached"]})
+    _counter["cached"] = None
+    return JSONResponse({"value": _counter["value"]})
+
+
 app = Starlette(routes=[
+    Route("/counter", counter, methods=["GET", "POST"]),
     Route("/fast", fast),
     Route("/items/{item_id:int}", item),
     Route("/admin/config", config, methods=["GET", "PUT"]),
