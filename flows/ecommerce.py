@@ -46,7 +46,7 @@ def ecommerce_optimization(
     earlier = phases.earlier_runs(store, request.spec.name)
     return phases.run_workflow(
         request, store, flow_name="ecommerce-optimization", json_path=json_path,
-        optimize=[initial_performance_profiling, agent_based_optimization],
+        optimize=[initial_performance_profiling, agent_based_optimization, phases.refine_knobs],
         report=[lambda run: ("cost_tracking", cost_and_performance_tracking(run)),
                 lambda run: ("drift", continuous_improvement_cycle(run, earlier))],
     )

@@ -13,6 +13,7 @@ from tasks.store import DEFAULT_STORE
 TARGET = "enterprise-api"
 comprehensive_system_analysis = phases.profile_baseline.with_options(name="comprehensive-system-analysis")
 multi_layered_agent_optimization = phases.optimize_with_agents.with_options(name="multi-layered-agent-optimization")
+iterative_performance_refinement = phases.refine_knobs.with_options(name="iterative-performance-refinement")
 cost_efficient_scaling_strategy = phases.scaling_strategy.with_options(name="cost-efficient-scaling-strategy")
 
 
@@ -44,6 +45,6 @@ def enterprise_api_optimization(
                               budget=budget_constraints, quality=quality_metrics, database_url=db)
     return phases.run_workflow(
         request, store, flow_name="enterprise-api-optimization", json_path=json_path,
-        optimize=[comprehensive_system_analysis, multi_layered_agent_optimization],
+        optimize=[comprehensive_system_analysis, multi_layered_agent_optimization, iterative_performance_refinement],
         report=[lambda run: ("capacity", cost_efficient_scaling_strategy(run))],
     )

@@ -19,7 +19,8 @@ def run_closed_loop(
     """Baseline, then one reversible change at a time until goals, budget or candidates end it."""
     return phases.run_workflow(request, store, flow_name=flow_name,
                                json_path=str(json_path) if json_path else None,
-                               optimize=[phases.profile_baseline, phases.optimize_with_agents], report=[],
+                               optimize=[phases.profile_baseline, phases.optimize_with_agents, phases.refine_knobs],
+                               report=[],
                                start_from_kept=start_from_kept)
 
 

@@ -15,6 +15,7 @@ from tasks.capacity_run import measure_capacity
 from tasks.cost import cost_tracking
 from tasks.errors import PerfagentsError
 from tasks.history import drift, run_history
+from tasks.refine import refine_with_search
 from tasks.report import build_result, write_reports
 from tasks.run import Request, Run, open_run
 from tasks.store import Store, dumps, now
@@ -73,6 +74,19 @@ def optimize_with_agents(run: Run) -> None:
     """One reversible change at a time until goals, budget or candidates end it."""
     while run.status is None:
         run.status, run.stop_reason = step_once(run)
+
+
+@task(name="refine-with-search", **PHASE)
+def refine_knobs(run: Run) -> None:
+    """Comprehensive scope: adaptive multi-objective search over the knobs (Optuna), Pareto front."""
+    if run.request.scope != "comprehensive" or run.status in ("goals_met", "budget_exhausted", "failed"):
+        return
+    exhausted = refine_with_search(run)
+    goals = loop.goals_met(run)
+    if goals and all(g["met"] for g in goals):
+        run.status, run.stop_reason = "goals_met", "every performance goal is met (after the search)"
+    elif exhausted:
+        run.status, run.stop_reason = "budget_exhausted", f"the {exhausted} budget ended the search"
 
 
 @task(name="track-costs", **PHASE)

@@ -74,7 +74,10 @@ def next_candidate(run: Run) -> Candidate | None:
     """The best untried change, from the current window's findings and the knobs."""
     assert run.current is not None
     candidates = candidates_from_findings(run.current.findings)
-    candidates += knob_candidates(run.spec, run.rt.config, run.current.findings)
+    if run.request.scope == "comprehensive":  # the knobs are left to the search (tasks/refine.py)
+        candidates = [c for c in candidates if c.kind not in ("set_knob", "set_config")]
+    else:
+        candidates += knob_candidates(run.spec, run.rt.config, run.current.findings)
     ranked = rank_candidates(candidates, run.tried)
     return ranked[0] if ranked else None
 
@@ -90,6 +93,11 @@ def apply_change(run: Run, candidate: Candidate) -> tuple[str, dict[str, Any]]:
         run.changes.append(_row(candidate, "failed", str(exc), None))
         raise
     return change_id, undo
+
+
+def revert_applied(run: Run, change_id: str, candidate: Candidate, undo: dict[str, Any], reason: str) -> None:
+    """Put the kept state back after a change that was only measured (a search trial)."""
+    revert_change(run.store, run.rt, change_id, candidate.kind, undo, reason)
 
 
 def evaluate_change(run: Run, candidate: Candidate, window: Window) -> tuple[bool, str, dict[str, Any] | None]:
@@ -150,7 +158,7 @@ def _row(candidate: Candidate, status: str, reason: str, effect: dict[str, Any] 
 def restore_kept(run: Run, kept_changes: list[dict[str, Any]]) -> None:
     """Re-apply the last kept schema changes (knob values arrive through the start config)."""
     for kept in kept_changes:
-        if kept["kind"] == "set_knob":
+        if kept["kind"] in ("set_knob", "set_config"):
             continue
         candidate = Candidate(kind=kept["kind"], params=kept["params"], description=kept["description"],
                               endpoint=kept.get("endpoint"))

@@ -30,6 +30,7 @@ def revert_create_index(rt: Runtime | None, undo: dict[str, Any]) -> str:
 CHANGE_KINDS: dict[str, tuple[Apply, Revert]] = {
     "create_index": (apply_create_index, revert_create_index),
     "set_knob": (knob.apply_set_knob, knob.revert_set_knob),
+    "set_config": (knob.apply_set_config, knob.revert_set_config),
 }
 
 __all__ = ["CHANGE_KINDS", "Runtime"]

@@ -12,6 +12,7 @@ from typing import Any
 
 from tasks.agents.pg_conn import is_postgres_url, strip_password
 from tasks.changes import CHANGE_KINDS, Runtime
+from tasks.changes.knob import http_undo
 from tasks.errors import PerfagentsError, RefusedError
 from tasks.findings import Candidate
 from tasks.store import Store, dumps, now
@@ -76,6 +77,10 @@ def provisional_undo(rt: Runtime, candidate: Candidate) -> dict[str, Any]:
         if "schema" in candidate.params:
             undo["schema"] = candidate.params["schema"]
         return undo
+    if candidate.kind == "set_config":
+        names = [n for n in candidate.params["config"] if n in rt.spec.knobs]
+        return {"config": {n: rt.config.get(n, rt.spec.knobs[n].default) for n in names},
+                "http": http_undo(rt, names)}
     if candidate.kind == "set_knob":
         name = candidate.params["knob"]
         knob = rt.spec.knobs.get(name)

@@ -58,3 +58,48 @@ def revert_set_knob(rt: Runtime | None, undo: dict[str, Any]) -> str:
     if resp.status_code >= 300:
         raise RefusedError(f"cannot restore knob {name}: {http['url']} answered {resp.status_code}")
     return f"knob {name} back to {value!r}"
+
+
+def http_undo(rt: Runtime, names: list[str]) -> dict[str, Any]:
+    out = {}
+    for name in names:
+        knob = rt.spec.knobs[name]
+        if isinstance(knob.apply, HttpApply):
+            out[name] = {"url": rt.handle.base_url.rstrip("/") + knob.apply.http.path,
+                         "method": knob.apply.http.method, "field": knob.apply.http.field}
+    return out
+
+
+def _set_many(rt: Runtime, config: dict[str, Any]) -> None:
+    """Several knobs as one change: live (http) knobs first, then one restart if any env knob moved."""
+    unknown = [n for n in config if n not in rt.spec.knobs]
+    if unknown:
+        raise RefusedError(f"unknown knob {unknown[0]!r}")
+    moved = {n: v for n, v in config.items() if rt.config.get(n, rt.spec.knobs[n].default) != v}
+    new_config = {**rt.config, **moved}
+    if any(not isinstance(rt.spec.knobs[n].apply, HttpApply) for n in moved):
+        if rt.handle.process is None:
+            raise RefusedError("a knob that needs a restart cannot be set on a target perfagents did not start")
+        rt.handle = restart_target(rt.handle, rt.spec, new_config)  # the restart also re-sends http knobs
+    else:
+        for name, value in moved.items():
+            apply_http_knob(rt.handle, name, rt.spec.knobs[name], value)
+    rt.config = new_config
+
+
+def apply_set_config(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
+    config = dict(params["config"])
+    previous = {n: rt.config.get(n, rt.spec.knobs[n].default) for n in config if n in rt.spec.knobs}
+    _set_many(rt, config)
+    return {"config": previous, "http": http_undo(rt, list(previous))}
+
+
+def revert_set_config(rt: Runtime | None, undo: dict[str, Any]) -> str:
+    if rt is not None:
+        _set_many(rt, dict(undo["config"]))
+        return f"knobs back to {undo['config']}"
+    notes = []
+    for name, value in undo["config"].items():
+        http = undo.get("http", {}).get(name)
+        notes.append(revert_set_knob(None, {"knob": name, "value": value, **({"http": http} if http else {})}))
+    return "; ".join(notes)
