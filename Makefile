@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 export PREFECT_HOME ?= $(CURDIR)/.perfagents/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 
 .PHONY: install system-deps run test test-fast lint bench clean
 

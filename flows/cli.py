@@ -37,6 +37,8 @@ def quiet_prefect(verbose: bool) -> None:
     """Prefect's own logs go to its UI; the terminal shows our progress unless --verbose."""
     os.environ.setdefault("PREFECT_HOME", str(Path(".perfagents") / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # a first run creates Prefect's database: on a busy 2-core machine that outlasts the 20 s default
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
