@@ -141,6 +141,11 @@ def run(
                                      start_from_kept=from_kept, db=db, **params)
     except PerfagentsError as exc:
         fail(str(exc))
+    except Exception as exc:  # not an expected error: one line here, the traceback with --verbose
+        if verbose:
+            raise
+        fail(f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+             "(run again with --verbose for the traceback)", code=1)
     finally:
         progress.unsubscribe(listener)
     if not quiet:
