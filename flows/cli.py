@@ -36,6 +36,7 @@ def fail(message: str, code: int = 2) -> None:
 def quiet_prefect(verbose: bool) -> None:
     """Prefect's own logs go to its UI; the terminal shows our progress unless --verbose."""
     os.environ.setdefault("PREFECT_HOME", str(Path(".perfagents") / "prefect"))
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)  # Prefect won't create it
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # a first run creates Prefect's database: on a busy 2-core machine that outlasts the 20 s default
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
