@@ -45,7 +45,12 @@ def pg_cluster() -> Iterator[str]:
     """One throwaway PostgreSQL 15 cluster (pg_stat_statements preloaded) for the session: a
     superuser DSN (trust auth) to its ``perfagents`` database; skips when the binaries are missing."""
     from reference_workflows.enterprise_api.launch import free_port
-    from reference_workflows.enterprise_api.pgcluster import PG_BIN, pg_available, start_cluster, stop_cluster
+    from reference_workflows.enterprise_api.pgcluster import (
+        PG_BIN,
+        pg_available,
+        start_cluster,
+        stop_cluster,
+    )
 
     if not pg_available():
         pytest.skip(f"PostgreSQL 15 binaries not installed ({PG_BIN / 'initdb'})")
