@@ -199,6 +199,9 @@ def decide(effect: Mapping[str, Any], noise_rel: float, *, lower_is_better: bool
     ratio, (lo, hi), p = effect["ratio"], effect["ci95"], effect["p_value"]
     head = f"{name} ratio {ratio:.3g} [{lo:.3g}, {hi:.3g}]"
     beyond = hi < 1.0 - noise_rel if lower_is_better else lo > 1.0 + noise_rel
+    worse = lo > 1.0 + noise_rel if lower_is_better else hi < 1.0 - noise_rel
+    if worse:
+        return False, f"{head} worse, beyond noise {noise_rel:.3g}"
     if not beyond:
         return False, f"{head} within noise {noise_rel:.3g}"
     if p >= ALPHA:
