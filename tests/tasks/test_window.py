@@ -1,0 +1,81 @@
+"""A window on a real target: agents run beside the load; one that fails or overruns is recorded, never fatal."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+import yaml
+
+from tasks import window as window_mod
+from tasks.agents.base import AgentContext
+from tasks.budget import Budget, Ledger
+from tasks.changes.runtime import Runtime
+from tasks.spec import load_spec
+from tasks.target import start_target, stop_target
+
+MINI = Path(__file__).resolve().parents[1] / "flows" / "mini_target"
+
+
+class CrashingAgent:
+    name, layer = "crashing", "application"
+
+    def applies_to(self, spec: Any) -> bool:
+        return True
+
+    def profile(self, ctx: AgentContext) -> dict[str, Any]:
+        raise RuntimeError("profiler exploded")
+
+    def findings(self, ctx: AgentContext, observed: dict[str, Any], samples: pl.DataFrame) -> list:
+        return []
+
+
+class StuckAgent(CrashingAgent):
+    name = "stuck"
+
+    def profile(self, ctx: AgentContext) -> dict[str, Any]:
+        time.sleep(30)
+        return {}
+
+
+class CountingAgent(CrashingAgent):
+    name = "counting"
+
+    def profile(self, ctx: AgentContext) -> dict[str, Any]:
+        ctx.stop.wait(60)
+        return {"saw_stop": ctx.stop.is_set()}
+
+
+@pytest.fixture
+def mini(tmp_path: Path):
+    spec_data = yaml.safe_load((MINI / "target.yaml").read_text())
+    spec_data["start"]["cwd"] = str(MINI)
+    spec_data["load"].update(duration_s=3, warmup_s=1, users=2)
+    path = tmp_path / "target.yaml"
+    path.write_text(yaml.safe_dump(spec_data))
+    spec = load_spec(path)
+    handle = start_target(spec, tmp_path, spec.default_config())
+    try:
+        yield Runtime(spec, tmp_path, handle, spec.default_config())
+    finally:
+        stop_target(handle)
+
+
+def test_failing_and_stuck_agents_are_recorded_and_the_window_completes(store, mini, monkeypatch) -> None:
+    monkeypatch.setattr(window_mod, "AGENT_GRACE_S", 3.0)
+    started = time.monotonic()
+    w = window_mod.measure_window(store, "run-1", mini, "baseline-1",
+                                  agents=[CrashingAgent(), StuckAgent(), CountingAgent()],
+                                  ledger=Ledger(Budget()), max_attempts=1)
+    assert time.monotonic() - started < 25  # the stuck agent did not hold the window
+    assert w.samples.height > 0 and w.stats["total"]["requests"] == w.samples.height
+    outcomes = {a.agent: a for a in w.agents}
+    assert outcomes["crashing"].status == "failed" and "profiler exploded" in outcomes["crashing"].error
+    assert outcomes["stuck"].status == "timeout"
+    assert outcomes["counting"].status == "ok" and outcomes["counting"].observed == {"saw_stop": True}
+    rows = dict(store.con.execute("SELECT agent, status FROM agent_runs").fetchall())
+    assert rows == {"crashing": "failed", "stuck": "timeout", "counting": "ok"}
+    assert store.con.execute("SELECT count(*) FROM samples").fetchall()[0][0] == w.samples.height
