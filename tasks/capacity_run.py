@@ -19,8 +19,6 @@ from tasks.errors import CapacityError
 from tasks.load.runner import run_load_test
 from tasks.run import Run
 
-STEP_LEVELS = (1, 2, 4, 8, 12, 16, 24, 32)
-STEP_S = 6.0
 SHAPE_FILE = Path(__file__).resolve().parent / "load" / "step_shape.py"
 DEFAULT_GOAL_FACTOR = 2.0  # without an rps goal, size the fleet for twice the measured peak
 
@@ -32,9 +30,11 @@ def goal_rps(run: Run, measured_peak: float) -> tuple[float, str]:
     return DEFAULT_GOAL_FACTOR * measured_peak, f"no rps goal given: {DEFAULT_GOAL_FACTOR:g}x the measured peak"
 
 
-def measure_capacity(run: Run, levels: tuple[int, ...] = STEP_LEVELS, step_s: float = STEP_S) -> dict[str, Any]:
-    """Step the user count through ``levels``, fit the USL, check it on held-back levels, size the fleet."""
+def measure_capacity(run: Run) -> dict[str, Any]:
+    """Step the user count through the spec's capacity levels, fit the USL, check it on held-back
+    levels, size the fleet."""
     spec, rt = run.spec, run.rt
+    levels, step_s = spec.capacity.levels, spec.capacity.step_s
     workdir = rt.workdir / "capacity"
     workdir.mkdir(parents=True, exist_ok=True)
     plan_path = workdir / "step-plan.json"

@@ -145,6 +145,13 @@ Knob = Annotated[IntKnob | FloatKnob | BoolKnob | ChoiceKnob, Field(discriminato
 KNOB_TYPES = ("int", "float", "bool", "choice")
 
 
+class CapacitySpec(_Model):
+    """The step load of the capacity model: users per step, seconds per step."""
+
+    levels: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 12, 16, 24, 32], min_length=4)
+    step_s: float = Field(default=6.0, ge=3, le=120)
+
+
 class CostSpec(_Model):
     usd_per_worker_hour: float = Field(default=0.0, ge=0)
     usd_per_instance_hour: float = Field(default=0.0, ge=0)
@@ -161,6 +168,7 @@ class TargetSpec(_Model):
     load: LoadSpec
     knobs: dict[str, Knob] = Field(default_factory=dict)
     cost: CostSpec | None = None
+    capacity: CapacitySpec = Field(default_factory=CapacitySpec)
     complexity: list[ComplexityProbe] = Field(default_factory=list)  # size-parameter probes
     correctness: CorrectnessSpec | None = None  # what `responses==baseline` compares
     performance_goals: list[str] = Field(default_factory=list)

@@ -83,8 +83,9 @@ def test_a_cache_that_serves_stale_data_is_reverted(tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_comprehensive_scope_searches_knobs_and_reports_a_pareto_front(tmp_path: Path) -> None:
     cache = yaml.safe_load((MINI / "target.yaml").read_text())["knobs"]["cache"]
-    result, store = run_mini(tmp_path, "--scope", "comprehensive", "--budget", "iterations=6",
-                             knobs={"cache": cache, "flaky": FLAKY})
+    result, store = run_mini(tmp_path, "--scope", "comprehensive", "--budget", "iterations=4",
+                             knobs={"cache": cache, "flaky": FLAKY},
+                             load={**yaml.safe_load((MINI / "target.yaml").read_text())["load"], "duration_s": 3})
     assert result["scope"] == "comprehensive"
     chosen = [p for p in result["pareto"] if p["chosen"]]
     assert chosen and chosen[0]["config"] == {"cache": True, "flaky": False}  # flaky breaks error_rate

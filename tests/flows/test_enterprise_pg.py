@@ -17,10 +17,11 @@ PERFAGENTS = Path(sys.executable).parent / "perfagents"
 def short_spec(tmp_path: Path) -> Path:
     spec = yaml.safe_load((ROOT / "reference_workflows/enterprise_api/target.yaml").read_text())
     spec["start"]["cwd"] = str(ROOT)
-    spec["setup"] = [[*spec["setup"][0], "--scale", "0.3"]]
+    spec["setup"] = [[*spec["setup"][0], "--scale", "0.2"]]
     spec["load"].update(locustfile=str(ROOT / "reference_workflows/enterprise_api/locustfile.py"),
-                        duration_s=8, warmup_s=2)
-    spec["budget_constraints"] = {"minutes": 8, "iterations": 4}
+                        duration_s=6, warmup_s=2)
+    spec["budget_constraints"] = {"minutes": 8, "iterations": 1}
+    spec["capacity"] = {"levels": [1, 2, 4, 8, 12, 16], "step_s": 4}
     path = tmp_path / "target.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
