@@ -71,8 +71,8 @@ def agreement_p(windows: Sequence[pl.DataFrame], q: float = Q, seed: int = 0) ->
     """Cochran's Q p-value that the windows' log quantiles differ only by sampling error."""
     rng = np.random.default_rng(seed)
     logs, weights = [], []
-    for w in windows:
-        values = _latencies(w)
+    for window in windows:
+        values = _latencies(window)
         boot = np.log(np.maximum(bootstrap_quantiles(values, q, N_BOOT_SE, rng), 1e-9))
         logs.append(float(np.log(max(np.quantile(values, q), 1e-9))))
         weights.append(1.0 / max(float(np.var(boot, ddof=1)), 1e-12))

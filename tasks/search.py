@@ -16,8 +16,10 @@ thresholds such as ``p99_ms<=1.1*baseline``):
 1. candidates: measured points whose constraints held and that keep every margin;
 2. if some meet every goal: the cheapest of them (lowest ``usd_per_hour``), ties broken by
    the other objectives in their order (p95 first): meet the goals at the least cost;
-3. if none meets every goal: the one with the smallest normalized shortfall (sum over the
-   goals of how far, relative to the threshold, the value is on the wrong side), then cost;
+3. if none meets every goal: the smallest normalized shortfall (sum over the goals of how
+   far, relative to the threshold, the value is on the wrong side); shortfalls within
+   ``noise_rel`` of the smallest count as equal (noise cannot tell them apart), and of those
+   the cheapest wins, then the other objectives;
 4. without goals: the Pareto point nearest the ideal point, each objective scaled to [0, 1]
    over the front (the "knee").
 """
@@ -30,7 +32,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -49,7 +51,7 @@ from tasks.spec import BoolKnob, ChoiceKnob, FloatKnob, IntKnob, TargetSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-DIRECTIONS = {"p50_ms": "minimize", "p95_ms": "minimize", "p99_ms": "minimize", "mean_ms": "minimize",
+DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {"p50_ms": "minimize", "p95_ms": "minimize", "p99_ms": "minimize", "mean_ms": "minimize",
               "error_rate": "minimize", "usd_per_hour": "minimize", "rps": "maximize"}
 DEFAULT_OBJECTIVES = ("p95_ms", "usd_per_hour")
 COST_OBJECTIVE = "usd_per_hour"
@@ -269,12 +271,12 @@ class KnobSearch:
                 self.pending[key] = trial
                 return config
             self.study.tell(trial, state=TrialState.FAIL)  # a repeat: not measured, ignored by the sampler
-        config = self._unseen_config()
-        if config is None:
+        unseen = self._unseen_config()
+        if unseen is None:
             return None
-        self.study.enqueue_trial(config)
+        self.study.enqueue_trial(unseen)
         trial = self.study.ask(self.space)
-        self.pending[config_key(config)] = trial
+        self.pending[config_key(unseen)] = trial
         return self.normalize(trial.params)
 
     def tell(
@@ -363,10 +365,11 @@ class KnobSearch:
 
     def choose(
         self, goals: Iterable[Expression] = (), margins: Iterable[Expression] = (),
-        baseline: Mapping[str, Any] | None = None,
+        baseline: Mapping[str, Any] | None = None, *, noise_rel: float = 0.0,
     ) -> dict[str, Any] | None:
         """The compromise configuration (the rule is in the module docstring); None if nothing is feasible."""
-        point = choose_point(self.measured(), list(goals), list(margins), baseline, self.objectives)
+        point = choose_point(self.measured(), list(goals), list(margins), baseline, self.objectives,
+                             noise_rel=noise_rel)
         self.chosen = dict(point.config) if point is not None else None
         return self.chosen
 
@@ -382,7 +385,7 @@ def oriented(point: Point, objectives: list[str]) -> tuple[float, ...]:
 
 def choose_point(
     points: list[Point], goals: list[Expression], margins: list[Expression],
-    baseline: Mapping[str, Any] | None, objectives: list[str],
+    baseline: Mapping[str, Any] | None, objectives: list[str], *, noise_rel: float = 0.0,
 ) -> Point | None:
     """The module docstring's rule over ``points`` (shared with the benchmark and the grid)."""
     pool = [p for p in points if p.feasible and not check_quality(margins, p.view(), baseline)]
@@ -394,7 +397,9 @@ def choose_point(
         meeting = [p for p in pool if all(_met(g, p.view(), baseline) for g in goals)]
         if meeting:
             return min(meeting, key=rank)
-        return min(pool, key=lambda p: (shortfall[id(p)], *rank(p)))
+        least = min(shortfall.values())
+        near = [p for p in pool if shortfall[id(p)] <= least + noise_rel]
+        return min(near, key=lambda p: (*rank(p)[:1], shortfall[id(p)], *rank(p)[1:]))
     front = [p for p in pool if not any(_dominates(rank(q), rank(p)) for q in pool if q is not p)]
     matrix = np.array([rank(p) for p in front], dtype=float)
     span = matrix.max(axis=0) - matrix.min(axis=0)

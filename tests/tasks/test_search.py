@@ -288,3 +288,18 @@ def test_history_rows_read_earlier_search_windows_from_the_store(store: Any) -> 
     search = KnobSearch(spec)
     assert search.from_history(rows) == 2
     assert [p.feasible for p in search.measured()] == [True, False]
+
+
+def test_choose_counts_shortfalls_within_the_noise_floor_as_equal_and_takes_the_cheaper() -> None:
+    spec = make_spec()
+    search = KnobSearch(spec)
+    cheap = {"workers": 1, "cache_ttl_s": 60, "gzip": False, "mode": "a"}
+    dear = {"workers": 2, "cache_ttl_s": 60, "gzip": False, "mode": "a"}
+    far = {"workers": 1, "cache_ttl_s": 0, "gzip": False, "mode": "a"}
+    search.tell(cheap, {"p95_ms": 10.55, "usd_per_hour": 0.05})
+    search.tell(dear, {"p95_ms": 10.17, "usd_per_hour": 0.10})
+    search.tell(far, {"p95_ms": 15.0, "usd_per_hour": 0.05})
+    goal = parse_expressions(["p95_ms<=10"])  # met by none
+    assert search.choose(goal) == dear  # strictly the smallest shortfall
+    assert search.choose(goal, noise_rel=0.05) == cheap  # 4 % apart: within noise, so the cheaper
+    assert search.choose(goal, noise_rel=0.01) == dear

@@ -1,0 +1,249 @@
+"""Measure every configuration of the e-commerce knobs once: the exhaustive grid.
+
+    .venv/bin/python reference_workflows/ecommerce/grid/measure_grid.py \\
+        [--out reference_workflows/ecommerce/grid/grid.json] [--duration 20] [--warmup 3] [--seed 0]
+
+The grid is ``tasks.search.search_space(spec)`` — the same discrete space the comprehensive
+search explores: workers 1..2 x gzip x cache_ttl_s {0, 60, 120} x sqlite_mode = 24 configs.
+The planted missing index is a schema change, not a knob, so every configuration runs WITH
+``orders(customer_id)`` indexed (what a comprehensive run searches after quick-win kept it).
+
+Each configuration gets the same fresh start: a copy of one seeded + indexed database (its
+live-config file removed), a freshly started target (``start_target``, knobs via env and
+http), one window of the spec's locustfile (``run_load_test``: warm-up + duration), the
+expectations gate, ``window_stats``, and the p95's percentile-bootstrap CI. The order is
+shuffled (fixed seed) so slow drift of the shared machine does not line up with a knob, and
+the default configuration is measured first and again last (A/A: the drift over the grid).
+Results are written after every configuration, so an interrupted run keeps what it measured.
+
+The machine is shared (2 cores), and other people's processes move p95 far more than any
+knob, so every window is checked for contention: before it, the script waits (bounded by
+QUIET_WAIT_S) until the whole machine is nearly idle (busy < QUIET_BUSY_PCT over a few
+seconds); during it, it measures the CPU that neither the target, nor Locust, nor this
+script used (``foreign_cpu_cores``: system-wide busy time from psutil minus the target's and
+Locust's process-tree samples). A window with more than MAX_FOREIGN_CORES is measured again
+(up to ATTEMPTS times) and the least contended attempt is kept; every attempt is recorded.
+After ``--max-minutes`` the script stops waiting and retrying, and says so in the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO))
+
+from tasks.compare import bootstrap_quantiles, noise_floor  # noqa: E402
+from tasks.cost import usd_per_hour  # noqa: E402
+from tasks.gate import validate_window  # noqa: E402
+from tasks.load.runner import run_load_test  # noqa: E402
+from tasks.resources import ProcessTreeSampler  # noqa: E402
+from tasks.search import config_key, distribution_values, grid_configs, search_space  # noqa: E402
+from tasks.spec import load_spec  # noqa: E402
+from tasks.sql_ident import create_index_sql  # noqa: E402
+from tasks.stats import window_stats  # noqa: E402
+from tasks.target import run_setup, start_target, stop_target  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "grid.json"
+INDEX = ("idx_orders_customer_id", "orders", ["customer_id"])
+N_BOOT = 2000
+CONF = 0.95
+DB_NAME = "shop.db"
+SIDE_FILES = ("-wal", "-shm", "-journal", ".config.json")
+QUIET_BUSY_PCT = 25.0  # whole-machine busy percent that counts as quiet before a window
+QUIET_PROBE_S = 3.0
+QUIET_WAIT_S = 300.0
+MAX_FOREIGN_CORES = 0.25  # CPU used by other people's processes during a window, in cores
+ATTEMPTS = 3
+
+
+def prepare_database(spec: Any, seed_dir: Path) -> Path:
+    """Seed once with the spec's own setup command, then create the planted index."""
+    run_setup(spec, seed_dir)
+    db = seed_dir / DB_NAME
+    name, table, columns = INDEX
+    with sqlite3.connect(db) as con:
+        con.execute(create_index_sql(name, table, columns))
+    return db
+
+
+def fresh_database(pristine: Path, workdir: Path) -> None:
+    db = workdir / DB_NAME
+    for suffix in SIDE_FILES:
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(pristine, db)
+
+
+def p95_ci(latencies: np.ndarray, seed: int) -> list[float]:
+    boot = bootstrap_quantiles(latencies, 0.95, N_BOOT, np.random.default_rng(seed))
+    tail = (1 - CONF) / 2
+    return [round(float(v), 3) for v in np.quantile(boot, [tail, 1 - tail])]
+
+
+def wait_for_quiet(deadline: float) -> dict[str, float]:
+    """Poll whole-machine CPU until it is below QUIET_BUSY_PCT, QUIET_WAIT_S or ``deadline`` passes."""
+    t0 = time.monotonic()
+    busy = psutil.cpu_percent(interval=QUIET_PROBE_S)
+    while busy > QUIET_BUSY_PCT and time.monotonic() - t0 < QUIET_WAIT_S and time.monotonic() < deadline:
+        busy = psutil.cpu_percent(interval=QUIET_PROBE_S)
+    return {"waited_s": round(time.monotonic() - t0, 1), "busy_pct_before": busy}
+
+
+def busy_cpu_s(before: Any, after: Any) -> float:
+    """System-wide CPU seconds spent busy (all cores) between two psutil.cpu_times() snapshots."""
+    total = sum(after) - sum(before)
+    idle = (after.idle - before.idle) + (getattr(after, "iowait", 0.0) - getattr(before, "iowait", 0.0))
+    return max(0.0, total - idle)
+
+
+def integrate_cpu_s(frame: Any) -> float:
+    """CPU seconds from a resources frame (cpu_pct of one core at each ts, per interval)."""
+    if frame.height < 2:
+        return 0.0
+    part = frame.sort("ts")
+    ts, cpu = part["ts"].to_list(), part["cpu_pct"].fill_null(0).to_list()
+    return sum((ts[i] - ts[i - 1]) * cpu[i] / 100 for i in range(1, len(ts)))
+
+
+def measure_once(spec: Any, pristine: Path, workdir: Path, config: dict[str, Any], label: str,
+                 duration: float, warmup: float, seed: int, deadline: float) -> tuple[dict[str, Any], Any]:
+    quiet = wait_for_quiet(deadline)
+    fresh_database(pristine, workdir)
+    started = time.monotonic()
+    handle = start_target(spec, workdir, config)
+    sampler = ProcessTreeSampler(handle.pids, role="target")
+    me = psutil.Process()
+    try:
+        cpu0, me0, t0 = psutil.cpu_times(), sum(me.cpu_times()[:2]), time.monotonic()
+        sampler.start()
+        try:
+            result = run_load_test(spec, handle.base_url, workdir / label, label=label,
+                                   duration_s=duration, warmup_s=warmup)
+        finally:
+            sampler.stop()
+        cpu1, me1, t1 = psutil.cpu_times(), sum(me.cpu_times()[:2]), time.monotonic()
+    finally:
+        stop_target(handle)
+    own = integrate_cpu_s(sampler.frame()) + integrate_cpu_s(result.loadgen_resources) + (me1 - me0)
+    foreign = max(0.0, busy_cpu_s(cpu0, cpu1) - own) / max(t1 - t0, 1e-9)
+    samples = result.samples
+    gate = validate_window(samples, window_start=result.measure_start, window_end=result.ended_at,
+                           loadgen_cpu_pct=result.loadgen_cpu_pct, max_error_rate=0.01)
+    stats = window_stats(samples, result.duration_s)
+    latencies = samples.get_column("latency_ms").drop_nulls().to_numpy()
+    row = {
+        "label": label, "config": config, "usd_per_hour": usd_per_hour(spec, config),
+        "stats": stats, "p95_ms": stats["total"]["p95_ms"], "p95_ci95": p95_ci(latencies, seed),
+        "valid": gate.valid, "gate_reasons": gate.reasons,
+        "foreign_cpu_cores": round(foreign, 3), **quiet,
+        "loadgen_cpu_pct": round(result.loadgen_cpu_pct, 1), "duration_s": round(result.duration_s, 2),
+        "wall_s": round(time.monotonic() - started, 1), "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return row, samples
+
+
+def measure_config(spec: Any, pristine: Path, workdir: Path, config: dict[str, Any], label: str,
+                   duration: float, warmup: float, seed: int, deadline: float) -> tuple[dict[str, Any], Any]:
+    """Measure until a window is uncontended (ATTEMPTS at most; none after ``deadline``): keep the calmest."""
+    attempts: list[tuple[dict[str, Any], Any]] = []
+    for attempt in range(1, ATTEMPTS + 1):
+        row, samples = measure_once(spec, pristine, workdir, config, f"{label}-{attempt}", duration, warmup,
+                                    seed, deadline)
+        attempts.append((row, samples))
+        if row["foreign_cpu_cores"] <= MAX_FOREIGN_CORES or time.monotonic() >= deadline:
+            break
+    row, samples = min(attempts, key=lambda a: a[0]["foreign_cpu_cores"])
+    row = {**row, "label": label, "attempts": [{k: a[0][k] for k in ("p95_ms", "foreign_cpu_cores", "busy_pct_before",
+                                                                     "waited_s", "measured_at")} for a in attempts]}
+    return row, samples
+
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "platform": platform.platform(),
+            "python": platform.python_version(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
+
+
+def write(out: Path, doc: dict[str, Any]) -> None:
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    os.replace(tmp, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--duration", type=float, default=None, help="measured seconds per window (default: the spec's)")
+    ap.add_argument("--warmup", type=float, default=None, help="warm-up seconds (default: the spec's)")
+    ap.add_argument("--seed", type=int, default=0, help="shuffles the measuring order")
+    ap.add_argument("--limit", type=int, default=None, help="measure only the first N configs (a smoke run)")
+    ap.add_argument("--max-minutes", type=float, default=60.0, help="stop waiting for quiet and retrying after this")
+    args = ap.parse_args(argv)
+    spec = load_spec("ecommerce")
+    duration = args.duration if args.duration is not None else spec.load.duration_s
+    warmup = args.warmup if args.warmup is not None else spec.load.warmup_s
+    configs = grid_configs(search_space(spec))
+    default = spec.default_config()
+    order = [configs[i] for i in np.random.default_rng(args.seed).permutation(len(configs))]
+    order = [default] + [c for c in order if config_key(c) != config_key(default)]
+    order = order[: args.limit] if args.limit else order
+    t0 = time.monotonic()
+    deadline = t0 + args.max_minutes * 60
+    doc: dict[str, Any] = {
+        "target": spec.name, "made_by": "reference_workflows/ecommerce/grid/measure_grid.py",
+        "command": " ".join(["measure_grid.py", *(argv if argv is not None else sys.argv[1:])]),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+        "load": {"locustfile": spec.load.locustfile, "users": spec.load.users, "spawn_rate": spec.load.spawn_rate,
+                 "duration_s": duration, "warmup_s": warmup},
+        "schema_changes": [f"CREATE INDEX {INDEX[0]} ON {INDEX[1]}({', '.join(INDEX[2])})"],
+        "space": _space_values(spec),
+        "contention": {"quiet_busy_pct": QUIET_BUSY_PCT, "quiet_wait_s": QUIET_WAIT_S,
+                       "max_foreign_cores": MAX_FOREIGN_CORES, "attempts": ATTEMPTS, "max_minutes": args.max_minutes},
+        "default_config": default, "order_seed": args.seed, "configs": [], "repeat_of_default": None,
+    }
+    with tempfile.TemporaryDirectory(prefix="perfagents-grid-") as tmp:
+        pristine = prepare_database(spec, Path(tmp) / "seed")
+        workdir = Path(tmp) / "run"
+        workdir.mkdir()
+        first_samples = None
+        for i, config in enumerate(order):
+            row, samples = measure_config(spec, pristine, workdir, config, f"grid-{i:02d}", duration, warmup, i,
+                                          deadline)
+            first_samples = samples if first_samples is None else first_samples
+            doc["configs"].append(row)
+            print(f"[{i + 1}/{len(order)}] {config} p95 {row['p95_ms']} ms {row['p95_ci95']} "
+                  f"rps {row['stats']['total']['rps']} valid {row['valid']} foreign {row['foreign_cpu_cores']} cores "
+                  f"attempts {len(row['attempts'])} waited {row['waited_s']} s", flush=True)
+            write(args.out, doc)
+        row, samples = measure_config(spec, pristine, workdir, default, "grid-repeat", duration, warmup, 99, deadline)
+        row["noise_vs_first"] = noise_floor(first_samples, samples)
+        doc["repeat_of_default"] = row
+        print(f"[repeat] {default} p95 {row['p95_ms']} ms, A/A noise vs first {row['noise_vs_first']}", flush=True)
+    doc["wall_s"] = round(time.monotonic() - t0, 1)
+    doc["deadline_passed"] = time.monotonic() >= deadline
+    doc["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    write(args.out, doc)
+    print(f"wrote {args.out} ({len(doc['configs'])} configs, {doc['wall_s']} s)")
+    return 0
+
+
+def _space_values(spec: Any) -> dict[str, list[Any]]:
+    return {name: distribution_values(dist) for name, dist in search_space(spec).items()}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
