@@ -28,17 +28,19 @@ def _objectives(run: Run, window: Window, config: dict[str, Any]) -> dict[str, f
             "usd_per_hour": usd_per_hour(run.spec, config)}
 
 
-def _trial(run: Run, config: dict[str, Any], n: int) -> Window | None:
-    """Apply one configuration, measure it, put the kept configuration back."""
+def _trial(run: Run, config: dict[str, Any], n: int) -> tuple[Window | None, list[str]]:
+    """Apply one configuration, measure it (and its responses), put the kept configuration back."""
     candidate = Candidate(kind="set_config", params={"config": config}, description=f"search trial {n}: {config}",
                           risk="medium")
     try:
         change_id, undo = apply_change(run, candidate)
     except PerfagentsError:
-        return None
+        return None, []
     run.ledger.iterations += 1
     try:
-        return measure(run, f"search-{n}", change_id)
+        window = measure(run, f"search-{n}", change_id)
+        wrong = run.responses.check(run.rt.handle.base_url) if run.responses is not None else []
+        return window, [f"responses==baseline: {line}" for line in wrong]
     finally:
         revert_applied(run, change_id, candidate, undo, "search trial: measured, then back to the kept state")
 
@@ -64,14 +66,15 @@ def refine_with_search(run: Run, *, max_trials: int = MAX_TRIALS, seed: int = 0)
         config = search.suggest()
         if config is None:
             break
-        window = _trial(run, config, n)
+        window, wrong = _trial(run, config, n)
         if window is None or not (window.valid or window.errors_only):
             search.discard(config)
             continue
         broken = check_quality(run.request.quality, window.stats, run.baseline.stats) if window.valid else ["errors"]
+        broken += wrong
         search.tell(config, _objectives(run, window, config), feasible=not broken, stats=window.stats)
         windows[config_key(search.normalize(config))] = window
-    chosen = search.choose(run.request.goals, run.request.quality, run.baseline.stats)
+    chosen = search.choose(run.request.goals, run.request.quality, run.baseline.stats, noise_rel=run.noise_rel)
     run.extra["pareto"] = search.pareto()
     if chosen is not None and config_key(chosen) != config_key(search.normalize(kept)):
         _adopt(run, chosen, windows[config_key(chosen)])
