@@ -75,11 +75,14 @@ class LoadSpec(_Model):
     spawn_rate: float = Field(default=10, gt=0)
     duration_s: float = Field(default=20, gt=0, le=3600)
     warmup_s: float = Field(default=3, ge=0, le=600)
+    think_time_s: tuple[float, float] = (0.0, 0.0)  # generated scenarios: wait between requests
 
     @model_validator(mode="after")
     def _scenario(self) -> LoadSpec:
         if not self.locustfile and not self.endpoints:
             raise ValueError("load needs a locustfile or endpoints")
+        if not 0 <= self.think_time_s[0] <= self.think_time_s[1]:
+            raise ValueError("think_time_s must be [min, max] with 0 <= min <= max")
         return self
 
 

@@ -215,7 +215,7 @@ def _locustfiles(spec: TargetSpec, workdir: Path, shape_file: Path | None) -> tu
             raise SpecError(f"load.locustfile not found: {user_file}")
         cwd = user_file.parent  # run the user's file as the user would, from its folder
     else:
-        user_file = write_scenario(spec.load.endpoints, workdir / SCENARIO_FILENAME)
+        user_file = write_scenario(spec.load.endpoints, workdir / SCENARIO_FILENAME, spec.load.think_time_s)
         cwd = workdir
     listener = workdir / LISTENER_FILENAME
     shutil.copyfile(LISTENER_SOURCE, listener)

@@ -26,7 +26,7 @@ import json
 import random
 from itertools import accumulate
 
-from locust import constant, task
+from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
 ENDPOINTS = json.loads({endpoints_literal})
@@ -40,7 +40,7 @@ def render_path(parts):
 
 
 class {user_class}(FastHttpUser):
-    wait_time = constant(0)
+    wait_time = between({think_min!r}, {think_max!r})
 
     @task
     def request_endpoint(self):
@@ -87,14 +87,16 @@ def scenario_data(endpoints: list[EndpointSpec]) -> list[dict[str, Any]]:
     return data
 
 
-def write_scenario(endpoints: list[EndpointSpec], path: Path) -> Path:
-    """Write the generated locustfile to ``path`` and return it."""
+def write_scenario(endpoints: list[EndpointSpec], path: Path, think_time_s: tuple[float, float] = (0.0, 0.0)) -> Path:
+    """Write the generated locustfile to ``path`` and return it; users wait ``think_time_s``
+    (min, max seconds) between requests."""
     try:
         encoded = json.dumps(scenario_data(endpoints), separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"load.endpoints: a json body is not JSON-serialisable ({exc})") from exc
     literal = repr(encoded)
-    source = TEMPLATE.format(endpoints_literal=literal, user_class=USER_CLASS)
+    think_min, think_max = (float(t) for t in think_time_s)
+    source = TEMPLATE.format(endpoints_literal=literal, user_class=USER_CLASS, think_min=think_min, think_max=think_max)
     compile(source, str(path), "exec")  # a template bug must fail here, not inside Locust
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(source)
