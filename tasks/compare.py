@@ -27,6 +27,7 @@ from tasks.stats import PERCENTILES
 N_BOOT = 2000
 CONF = 0.95
 ALPHA = 0.05  # decide(): the rank test's p-value must be below this
+MIN_ENDPOINT_SAMPLES = 50  # decide_endpoints(): endpoints with fewer requests on a side are not judged
 MEAN_BOOT_CHUNK = 100  # resamples per chunk when bootstrapping a mean (bounded memory)
 LATENCY_METRICS = frozenset({*PERCENTILES, "mean_ms"})
 REQUEST_METRICS = frozenset({*LATENCY_METRICS, "rps", "requests", "error_rate"})
@@ -192,9 +193,11 @@ def noise_floor(window_a: pl.DataFrame, window_b: pl.DataFrame, q: float = 0.95)
     return round(max(abs(1.0 - ratio), (hi - lo) / 2.0), 4)
 
 
-def decide(effect: Mapping[str, Any], noise_rel: float, *, lower_is_better: bool = True) -> tuple[bool, str]:
+def decide(
+    effect: Mapping[str, Any], noise_rel: float, *, lower_is_better: bool = True, alpha: float = ALPHA,
+) -> tuple[bool, str]:
     """Keep a change only when its whole CI lies beyond 1 ± noise in the good direction and
-    the one-sided p-value (computed by compare_windows in the good direction) is < ALPHA."""
+    the one-sided p-value (computed by compare_windows in the good direction) is < alpha."""
     name = str(effect["metric"]).removesuffix("_ms")
     ratio, (lo, hi), p = effect["ratio"], effect["ci95"], effect["p_value"]
     head = f"{name} ratio {ratio:.3g} [{lo:.3g}, {hi:.3g}]"
@@ -204,9 +207,46 @@ def decide(effect: Mapping[str, Any], noise_rel: float, *, lower_is_better: bool
         return False, f"{head} worse, beyond noise {noise_rel:.3g}"
     if not beyond:
         return False, f"{head} within noise {noise_rel:.3g}"
-    if p >= ALPHA:
-        return False, f"{head} beyond noise {noise_rel:.3g} but p={p:.3g} >= {ALPHA}"
+    if p >= alpha:
+        return False, f"{head} beyond noise {noise_rel:.3g} but p={p:.3g} >= {alpha:.3g}"
     return True, f"{head} beyond noise {noise_rel:.3g}, p={p:.3g}"
+
+
+def decide_endpoints(
+    before: pl.DataFrame, after: pl.DataFrame, noise_rel: float, *, metric: str = "p95_ms",
+    min_samples: int = MIN_ENDPOINT_SAMPLES,
+) -> tuple[bool, str, dict[str, Any] | None]:
+    """Keep a change that makes some endpoints faster and none slower, each beyond noise.
+
+    For a change aimed at no single endpoint (a pool size, a worker count) whose effect the
+    total's p95 hides behind the slowest endpoints. Every endpoint with ``min_samples``
+    requests on both sides is compared; "faster" must pass ``decide`` at a Bonferroni-corrected
+    alpha (ALPHA / endpoints compared), "slower" is a CI wholly above 1 + noise. The effect
+    returned is the improved endpoint with the most requests.
+    """
+    names = sorted(set(before.get_column("endpoint").drop_nulls()) & set(after.get_column("endpoint").drop_nulls()))
+    effects = []
+    for name in names:
+        b, a = before.filter(pl.col("endpoint") == name), after.filter(pl.col("endpoint") == name)
+        if min(b.get_column("latency_ms").drop_nulls().len(), a.get_column("latency_ms").drop_nulls().len()) >= min_samples:
+            effects.append(compare_windows(before, after, endpoint=name, metric=metric))
+    if not effects:
+        return False, f"no endpoint has {min_samples} requests on both sides", None
+    alpha = ALPHA / len(effects)
+    better = [e for e in effects if decide(e, noise_rel, alpha=alpha)[0]]
+    worse = [e for e in effects if e["ci95"][0] > 1.0 + noise_rel]
+
+    def show(group: list[dict[str, Any]]) -> str:
+        return ", ".join(f"{e['endpoint']} x{e['ratio']:.3g} [{e['ci95'][0]:.3g}, {e['ci95'][1]:.3g}]" for e in group)
+
+    name = metric.removesuffix("_ms")
+    if worse:
+        return False, f"{name} worse beyond noise {noise_rel:.3g} on {show(worse)}", worse[0]
+    if not better:
+        return False, f"{name} better beyond noise {noise_rel:.3g} on none of {len(effects)} endpoints", None
+    best = max(better, key=lambda e: e["n_after"])
+    return True, (f"{name} better beyond noise {noise_rel:.3g} on {show(better)} (p < {alpha:.2g} each), "
+                  f"worse on none of {len(effects)} endpoints"), best
 
 
 def _observe(expr: Expression, stats: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> tuple[float | None, float | None, str | None]:

@@ -12,11 +12,11 @@ from tasks.changes.journal import (
     plan_change,
     revert_change,
 )
-from tasks.compare import check_goals, check_quality, compare_windows, decide
+from tasks.compare import check_goals, check_quality, compare_windows, decide, decide_endpoints
 from tasks.correctness import ResponseCheck
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate, Finding
-from tasks.noise import AdaptiveNoise
+from tasks.noise import AdaptiveNoise, estimate_rps_noise
 from tasks.optimizer import candidates_from_findings, knob_candidates, rank_candidates
 from tasks.run import Run
 from tasks.window import Window, measure_window
@@ -62,9 +62,10 @@ def measure_baseline(run: Run) -> Window:
     if len(valid) >= 2:
         estimate = noise.estimate()
         run.noise_rel = max(NOISE_FLOOR_MIN, estimate.noise_rel)
-        run.extra["noise"] = {**estimate.to_dict(), "reason": noise.reason}
+        run.noise_rps_rel = max(NOISE_FLOOR_MIN, estimate_rps_noise(noise.windows))
+        run.extra["noise"] = {**estimate.to_dict(), "rps_rel": run.noise_rps_rel, "reason": noise.reason}
     else:
-        run.noise_rel = NOISE_FLOOR_ASSUMED
+        run.noise_rel = run.noise_rps_rel = NOISE_FLOOR_ASSUMED
         run.extra["noise"] = {"note": "one valid baseline window: noise floor assumed, not measured"}
     run.findings = list(run.current.findings)
     return run.baseline
@@ -117,9 +118,14 @@ def evaluate_change(run: Run, candidate: Candidate, window: Window) -> tuple[boo
     keep, reason = decide(effect, run.noise_rel)
     if not keep and candidate.endpoint is None:
         throughput = compare_windows(run.current.samples, window.samples, endpoint=None, metric="rps")
-        keep_rps, reason_rps = decide(throughput, run.noise_rel, lower_is_better=False)
+        keep_rps, reason_rps = decide(throughput, run.noise_rps_rel, lower_is_better=False)
         if keep_rps:
             return True, reason_rps, throughput
+        keep_some, reason_some, effect_some = decide_endpoints(run.current.samples, window.samples, run.noise_rel)
+        if keep_some:
+            return True, reason_some, effect_some
+        if effect_some is not None:  # an endpoint got slower: say so
+            reason = f"{reason}; {reason_some}"
     return keep, reason, effect
 
 

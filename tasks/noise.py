@@ -9,7 +9,9 @@ A/A windows are windows of one unchanged configuration. Two sources of noise are
   the per-window p95s as the half-width of a 95% interval for the ratio of two windows,
   z * sqrt(2) * CV(p95s).
 
-The estimate is the larger of the two. Whether the p95s differ by more than sampling
+The estimate is the larger of the two. Throughput has its own floor (``estimate_rps_noise``),
+built the same way from the windows' mean requests per second: a p95 floor says nothing of
+how much rps moves by itself. Whether the p95s differ by more than sampling
 explains is Cochran's Q test on log p95 (each window's standard error from the bootstrap).
 Another window is asked for only while the estimate is above ``target_rel``, the windows
 disagree beyond sampling (p < ALPHA), and the estimate still moved by ``stable_rel`` or more
@@ -29,7 +31,12 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from tasks.compare import bootstrap_quantiles, noise_floor
+from tasks.compare import (
+    bootstrap_mean_ratio_ci,
+    bootstrap_quantiles,
+    noise_floor,
+    per_second_counts,
+)
 from tasks.errors import InputError
 
 Q = 0.95
@@ -96,6 +103,26 @@ def estimate_noise(windows: Sequence[pl.DataFrame], q: float = Q) -> NoiseEstima
     noise = max(within, between or 0.0)
     return NoiseEstimate(round(noise, 4), len(windows), pairwise, round(within, 4), between,
                          [round(p, 3) for p in p95s], round(agreement_p(windows, q), 4))
+
+
+def estimate_rps_noise(windows: Sequence[pl.DataFrame]) -> float:
+    """The relative rps shift noise alone can cause, from two or more A/A windows' samples.
+
+    Per pair: max(|1 - ratio of mean requests per second|, bootstrap CI half-width), the
+    median over pairs; from 3 windows on, at least z * sqrt(2) * CV of the windows' rps.
+    """
+    if len(windows) < 2:
+        raise InputError(f"a noise floor needs at least 2 A/A windows, got {len(windows)}")
+    counts = [per_second_counts(w) for w in windows]
+    pairwise = []
+    for a, b in itertools.combinations(counts, 2):
+        ratio, lo, hi = bootstrap_mean_ratio_ci(a, b)
+        pairwise.append(max(abs(1.0 - ratio), (hi - lo) / 2.0))
+    noise = float(np.median(pairwise))
+    if len(windows) >= MIN_BETWEEN_WINDOWS:
+        rps = [float(np.mean(c)) for c in counts]
+        noise = max(noise, Z95 * math.sqrt(2.0) * float(np.std(rps, ddof=1) / np.mean(rps)))
+    return round(noise, 4)
 
 
 def windows_needed(

@@ -15,12 +15,15 @@ KNOB_PRIOR_GAIN = 0.10  # a knob nobody's evidence points at: worth one window, 
 KNOB_HINTS: dict[str, tuple[str, ...]] = {
     "cpu_saturation": ("worker", "process", "thread"),
     "scaling_limit": ("worker", "pool", "instance"),
+    "pool_saturation": ("pool", "connection"),
     "uncompressed_response": ("gzip", "compress"),
     "large_payload": ("gzip", "compress"),
     "hot_function": ("cache",),
     "n_plus_one": ("cache",),
     "slow_query": ("cache", "sqlite", "pragma", "mode"),
 }
+# a hinting finding's measured share of the resource the knob would relieve caps what the knob can win
+SHARE_GAIN_KEYS = ("share_of_cpu", "share_of_loop_time")
 
 
 def _next_values(knob: IntKnob | FloatKnob | BoolKnob | ChoiceKnob, current: Any) -> list[Any]:
@@ -51,7 +54,8 @@ def knob_candidates(spec: TargetSpec, config: dict[str, Any], findings: Iterable
     for name, knob in spec.knobs.items():
         words = _knob_words(name, knob)
         hinted = [f for f in findings if any(w in words for w in KNOB_HINTS.get(f.kind, ()))]
-        gain = KNOB_PRIOR_GAIN + 0.2 * min(len(hinted), 2)
+        shares = [float(f.estimated_gain.get(k) or 0.0) for f in hinted for k in SHARE_GAIN_KEYS]
+        gain = max([KNOB_PRIOR_GAIN + 0.2 * min(len(hinted), 2), *shares])
         # going back to the default is what revert does, never an improvement to try
         for value in (v for v in _next_values(knob, config.get(name, knob.default)) if v != knob.default):
             why = f" ({', '.join(sorted({f.kind for f in hinted}))})" if hinted else ""

@@ -83,7 +83,8 @@ class Run:
     agents: list[Any]
     baseline: Window | None = None
     current: Window | None = None
-    noise_rel: float = 0.0
+    noise_rel: float = 0.0  # p95
+    noise_rps_rel: float = 0.0
     findings: list[Finding] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)  # journal rows of this run, as reported
     tried: set[str] = field(default_factory=set)

@@ -11,6 +11,7 @@ from tasks.compare import (
     check_quality,
     compare_windows,
     decide,
+    decide_endpoints,
     noise_floor,
     rank_test,
 )
@@ -190,3 +191,26 @@ def test_check_goals_follows_the_json_contract() -> None:
         {"expr": "rps>=1.2*baseline", "met": True, "value": 50.0},
         {"expr": "p95_ms[gone]<=1", "met": False, "value": None},
     ]
+
+
+def test_decide_endpoints_keeps_a_change_that_speeds_some_and_slows_none() -> None:
+    # the slow endpoint dominates the total's p95 and does not move; the cheap ones get 2x faster
+    before = pl.concat([window(lognormal(600, 1), endpoint="page"), window(lognormal(600, 2), endpoint="account"),
+                        window(lognormal(300, 3, 20.0), endpoint="report")])
+    after = pl.concat([window(lognormal(600, 4, 0.5), endpoint="page"), window(lognormal(600, 5, 0.5), endpoint="account"),
+                       window(lognormal(300, 6, 20.0), endpoint="report")])
+    total = compare_windows(before, after, metric="p95_ms")
+    assert not decide(total, 0.1)[0]  # the total hides it
+    keep, reason, effect = decide_endpoints(before, after, 0.1)
+    assert keep and effect is not None and effect["endpoint"] in {"page", "account"} and effect["ratio"] < 0.7
+    assert "page" in reason and "account" in reason and "worse on none of 3" in reason
+
+    slower = pl.concat([after.filter(pl.col("endpoint") != "report"),
+                        window(lognormal(300, 7, 60.0), endpoint="report")])
+    keep, reason, effect = decide_endpoints(before, slower, 0.1)
+    assert not keep and effect is not None and effect["endpoint"] == "report" and "worse" in reason
+
+    same = pl.concat([window(lognormal(600, 8), endpoint="page"), window(lognormal(600, 9), endpoint="account"),
+                      window(lognormal(300, 10, 20.0), endpoint="report")])
+    assert not decide_endpoints(before, same, 0.1)[0]
+    assert decide_endpoints(before.head(10), after.head(10), 0.1) == (False, "no endpoint has 50 requests on both sides", None)

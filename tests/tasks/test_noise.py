@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from tasks.errors import InputError
-from tasks.noise import AdaptiveNoise, estimate_noise, windows_needed
+from tasks.noise import AdaptiveNoise, estimate_noise, estimate_rps_noise, windows_needed
 
 N = 3000
 
@@ -83,3 +83,21 @@ def test_bad_input() -> None:
         AdaptiveNoise(min_windows=1)
     with pytest.raises(InputError, match="latencies"):
         estimate_noise([window(rng), window(rng, n=1)])
+
+
+def rps_window(rng: np.random.Generator, rps: float, seconds: int = 20) -> pl.DataFrame:
+    """Requests arriving as a Poisson process at ``rps`` for ``seconds``."""
+    n = int(rng.poisson(rps * seconds))
+    frame = window(rng, n=n)
+    return frame.with_columns(pl.Series("ts", np.sort(rng.uniform(0, seconds, n))))
+
+
+def test_rps_noise_floor_is_its_own_and_grows_with_drift() -> None:
+    rng = np.random.default_rng(4)
+    steady = [rps_window(rng, 100) for _ in range(3)]
+    drifting = [rps_window(rng, r) for r in (100, 130, 80)]
+    quiet, loud = estimate_rps_noise(steady), estimate_rps_noise(drifting)
+    assert 0.0 < quiet < 0.12  # Poisson counts of ~100/s over 20 s: a few percent
+    assert loud > 0.3 and loud > 3 * quiet
+    with pytest.raises(InputError):
+        estimate_rps_noise(steady[:1])

@@ -43,3 +43,14 @@ def test_a_kept_knob_is_not_proposed_back_to_its_default() -> None:
     changed = {**SPEC.default_config(), "gzip": True, "mode": "b"}
     got = {(c.params["knob"], c.params["value"]) for c in knob_candidates(SPEC, changed)}
     assert ("gzip", False) not in got and ("mode", "a") not in got and ("mode", "c") in got
+
+
+def test_a_hot_functions_share_of_cpu_sets_the_gain_of_the_knob_it_hints() -> None:
+    hot = Finding(agent="application", kind="hot_function", location="auth:verify", severity="high",
+                  evidence={}, estimated_gain={"share_of_cpu": 0.7})
+    gains = {c.params["knob"]: c.expected_gain for c in knob_candidates(SPEC, SPEC.default_config(), [hot])}
+    assert gains["cache_ttl_s"] == 0.7  # above the 0.3 a single hint alone gives
+    small = Finding(agent="application", kind="hot_function", location="auth:verify", severity="low",
+                    evidence={}, estimated_gain={"share_of_cpu": 0.05})
+    assert {c.params["knob"]: c.expected_gain for c in knob_candidates(SPEC, SPEC.default_config(), [small])}[
+        "cache_ttl_s"] == 0.3
