@@ -66,7 +66,7 @@ class DatabaseAgent:
         return spec.database is not None
 
     def target_env(self, workdir: Path) -> dict[str, str]:
-        """Env vars to start the target with so its SQLite statements are captured."""
+        """Env vars to start the target with so its SQL statements (sqlite3, psycopg 3) are captured."""
         return capture_env(sql_log_dir(workdir))
 
     def _database_url(self, ctx: AgentContext) -> str:

@@ -5,11 +5,17 @@
 snapshots again and analyses the difference (tasks.agents.pg_analysis). ``findings_postgres``
 reports the same kinds and shapes as the SQLite path: ``missing_index`` (with the planner's
 what-if, and a ``create_index`` candidate when the spec allows DDL), ``slow_query`` and
-``unused_index``; buffer hits/reads and temp blocks ride along as evidence.
+``unused_index``, and ``pool_saturation`` from ``pg_stat_activity`` sampled during the window
+(tasks.agents.pg_activity); buffer hits/reads and temp blocks ride along as evidence.
 
-Endpoints: pg_stat_statements knows nothing of requests, so a statement is attributed to an
-endpoint only when exactly one endpoint (the spec's names and paths, the window's Locust
-names) mentions one of its tables (``invoices`` / ``invoice``); otherwise ``endpoint`` is None.
+Endpoints: pg_stat_statements knows nothing of requests. When the target ran with the statement
+capture (tasks.agents.sqlcapture times psycopg 3 cursors per HTTP request), a ``missing_index``
+is attributed to the Locust name whose requests spent at least ``MAJORITY_SHARE`` of the time
+in captured statements that read its table and use its columns in a WHERE / ON / ORDER BY /
+GROUP BY clause (or are one of its statements), and a ``slow_query`` by its normalized text
+(tasks.agents.sql_attribution); without captured matches, only when exactly one endpoint (the
+spec's names and paths, the window's Locust names) mentions one of its tables (``invoices`` /
+``invoice``). Otherwise ``endpoint`` is None; ``evidence.endpoint_attribution`` says which rule applied.
 The database URL's password never reaches observations, findings or errors (pg_conn.strip_password).
 """
 
@@ -24,9 +30,18 @@ import psycopg
 
 from tasks.agents.base import AgentContext
 from tasks.agents.database import severity_for_share
+from tasks.agents.pg_activity import pool_saturation, sample_activity
 from tasks.agents.pg_analysis import ANALYSIS_BUDGET_S, analyze_window
 from tasks.agents.pg_conn import connect, describe_error, strip_password
 from tasks.agents.pg_stats import Snapshot, quiet_session, take_snapshot
+from tasks.agents.sql_attribution import (
+    MAJORITY_SHARE,
+    attribute_time,
+    load_named_statements,
+    statements_like,
+    statements_using_index,
+)
+from tasks.agents.sqlcapture import sql_log_dir
 from tasks.errors import TransientError
 from tasks.findings import Candidate, Finding
 
@@ -61,7 +76,7 @@ def profile_postgres(ctx: AgentContext, url: str) -> dict[str, Any]:
         after_warmup = None
         if warmup > 0 and not ctx.stop.wait(timeout=warmup):
             after_warmup = _snapshot(con, url)
-        ctx.stop.wait(timeout=max(ctx.window_s - (time.time() - started), 0.0) + STOP_GRACE_S)
+        activity = sample_activity(con, ctx.stop, max(ctx.window_s - (time.time() - started), 0.0) + STOP_GRACE_S)
         time.sleep(STATS_FLUSH_WAIT_S)
         last = _snapshot(con, url)
         before = first
@@ -72,6 +87,7 @@ def profile_postgres(ctx: AgentContext, url: str) -> dict[str, Any]:
         except psycopg.Error as exc:
             raise TransientError(f"PostgreSQL analysis failed at {strip_password(url)}: {describe_error(exc, url)}") from exc
     observed["database"] = strip_password(url)
+    observed["activity"] = activity.summary(since=started + warmup)
     observed["warmup_excluded"] = before is not first
     return observed
 
@@ -90,9 +106,18 @@ def findings_postgres(ctx: AgentContext, observed: dict[str, Any], samples: pl.D
         known = {name for name, _ in endpoints}
         endpoints += [(n, "") for n in samples["endpoint"].unique().sort().to_list() if n and n not in known]
     allow_ddl = bool(ctx.spec.database and ctx.spec.database.allow_ddl)
-    out = [f for c in observed.get("index_candidates", []) if (f := _missing_index(c, endpoints, allow_ddl))]
-    out += _slow_queries(observed, endpoints)
+    since, until = observed.get("window", [None, None])
+    try:
+        captured = load_named_statements(sql_log_dir(ctx.workdir), since, until,
+                                         [(e.name, e.path) for e in ctx.spec.load.endpoints], samples)
+    except OSError:  # an unreadable capture folder: attribute by table names, as without capture
+        captured = pl.DataFrame()
+    out = [f for c in observed.get("index_candidates", [])
+           if (f := _missing_index(c, endpoints, allow_ddl, captured))]
+    out += _slow_queries(observed, endpoints, captured)
     out += [_unused_index(row) for row in observed.get("unused_indexes", [])]
+    if saturated := pool_saturation(observed.get("activity", {})):
+        out.append(saturated)
     return out
 
 
@@ -110,17 +135,36 @@ def attribute_endpoint(tables: list[str], endpoints: list[tuple[str, str]]) -> s
     return hits.pop() if len(hits) == 1 else None
 
 
+def _attribute(captured: pl.DataFrame, match, tables: list[str],
+               endpoints: list[tuple[str, str]]) -> tuple[str | None, dict[str, Any]]:
+    """The endpoint, and evidence of how: captured statements (``match(frame)`` -> mask), else table names."""
+    if not captured.is_empty():
+        found = attribute_time(captured, match(captured), MAJORITY_SHARE)
+        if found is not None:
+            return found.endpoint, {"endpoint_attribution": found.describe(MAJORITY_SHARE),
+                                    "endpoint_time": found.evidence()}
+    endpoint = attribute_endpoint(tables, endpoints)
+    how = "table name" if endpoint else "none (no single endpoint names the table)"
+    if not captured.is_empty():
+        how += "; no captured statement matched"
+    return endpoint, {"endpoint_attribution": how}
+
+
 def index_location(table: str, columns: list[str]) -> str:
     return f"{table}.{columns[0]}" if len(columns) == 1 else f"{table}({','.join(columns)})"
 
 
-def _missing_index(cand: dict[str, Any], endpoints: list[tuple[str, str]], allow_ddl: bool) -> Finding | None:
+def _missing_index(cand: dict[str, Any], endpoints: list[tuple[str, str]], allow_ddl: bool,
+                   captured: pl.DataFrame) -> Finding | None:
     w = cand.get("whatif")
     if not w or w["index_used"] is False or not w["ratio"] or w["ratio"] < WHATIF_MIN_COST_RATIO:
         return None
     table, columns = cand["table"], list(cand["columns"])
-    endpoint = attribute_endpoint([table], endpoints)
-    gain = round(1 - w["cost_after"] / w["cost_before"], 4)
+    endpoint, attribution = _attribute(
+        captured, lambda f: statements_using_index(f, table, columns) | statements_like(f, cand["statements"]),
+        [table], endpoints)
+    # the plan gets this much cheaper, on the statements' share of the window's database time
+    gain = round((1 - w["cost_after"] / w["cost_before"]) * cand["share"], 4)
     candidate = None
     if allow_ddl:
         params: dict[str, Any] = {"table": table, "columns": columns, "name": cand["name"]}
@@ -137,7 +181,7 @@ def _missing_index(cand: dict[str, Any], endpoints: list[tuple[str, str]], allow
         "plans_with_index": cand.get("plans_with_index", {}), "whatif": w, "index": cand["name"],
         "schema": cand["schema"], "basis": cand["basis"], "table_rows": cand["table_rows"],
         "resources": {k: cand[k] for k in ("shared_blks_hit", "shared_blks_read", "temp_blks_written")},
-        "endpoint_attribution": "table name" if endpoint else "none (no single endpoint names the table)",
+        **attribution,
     }
     return Finding(
         agent="database", kind="missing_index", location=index_location(table, columns),
@@ -148,7 +192,7 @@ def _missing_index(cand: dict[str, Any], endpoints: list[tuple[str, str]], allow
     )
 
 
-def _slow_queries(observed: dict[str, Any], endpoints: list[tuple[str, str]]) -> list[Finding]:
+def _slow_queries(observed: dict[str, Any], endpoints: list[tuple[str, str]], captured: pl.DataFrame) -> list[Finding]:
     out = []
     for s in observed.get("statements", []):
         if not (s["mean_ms"] >= SLOW_QUERY_MEAN_MS or (s["share"] >= SLOW_QUERY_MIN_SHARE and s["mean_ms"] >= 1.0)):
@@ -157,10 +201,12 @@ def _slow_queries(observed: dict[str, Any], endpoints: list[tuple[str, str]]) ->
                                           "rows_mean", "share", "plan", "plan_kind", "full_scans", "explain_error",
                                           "shared_blks_hit", "shared_blks_read", "hit_ratio", "temp_blks_written")}
         evidence["timing_source"] = "pg_stat_statements (server execution time; no per-call percentiles)"
+        endpoint, attribution = _attribute(captured, lambda f, text=s["statement"]: statements_like(f, [text]),
+                                           s["tables"], endpoints)
+        evidence |= attribution
         out.append(Finding(
             agent="database", kind="slow_query", location=",".join(s["tables"]) or "sql",
-            severity=severity_for_share(s["share"]), evidence=evidence,
-            endpoint=attribute_endpoint(s["tables"], endpoints),
+            severity=severity_for_share(s["share"]), evidence=evidence, endpoint=endpoint,
             estimated_gain={"db_time_share": s["share"], "total_ms": s["total_ms"]},
         ))
     return out

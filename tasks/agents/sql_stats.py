@@ -4,7 +4,8 @@ Input is the frame of tasks.agents.sqlcapture.read_statements. Endpoints are pat
 the framework's route template when the capture saw one (Starlette: ``/users/{uid}``), else the
 raw path with numeric / hex-id segments replaced by ``{n}``. ``map_endpoints`` then names them
 after the Locust requests when a Locust name or a spec endpoint path has the same template, and
-``correlate_endpoints`` by time when names are not paths (a locustfile's ``name=``).
+``correlate_endpoints`` by time when names are not paths (a locustfile's ``name=``);
+``correlate_requests`` names each request on its own (tasks.agents.sql_attribution uses it).
 """
 
 from __future__ import annotations
@@ -218,18 +219,18 @@ def _tightest_gaps(first: np.ndarray, last: np.ndarray, starts: np.ndarray, ends
     return gap
 
 
-def correlate_endpoints(spans: pl.DataFrame, samples: pl.DataFrame, *,
-                        min_votes: float = CORRELATION_MIN_VOTES) -> dict[str, str]:
-    """Endpoint template -> Locust name, by time, for names that are not paths (``name=``).
+def correlate_requests(spans: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
+    """Each request span (``request_spans``) with ``name``: the Locust name of its own sample, or null.
 
-    Each request the capture saw votes for the Locust name of the sample that encloses its
-    statements (started before the first, ended after the last; same method) and started last:
-    the request's own, not some slow one that merely was in flight. A template takes the name
-    that won at least ``min_votes`` of its requests.
+    A request's sample is the one that encloses its statements (started before the first, ended
+    after the last; same method) and started last: the request's own, not some slow one that
+    merely was in flight.
     """
+    schema = {"request_id": pl.String, "endpoint": pl.String, "name": pl.String}
     needed = {"ts", "latency_ms", "endpoint"}
     if spans.is_empty() or samples.is_empty() or not needed <= set(samples.columns):
-        return {}
+        return pl.DataFrame({"request_id": spans["request_id"], "endpoint": spans["endpoint"],
+                             "name": [None] * spans.height}, schema=schema)
     first, last = spans["start"].to_numpy(), spans["end"].to_numpy()
     span_methods = spans["method"].to_numpy()
     best_gap = np.full(first.shape, np.inf)
@@ -246,8 +247,27 @@ def correlate_endpoints(spans: pl.DataFrame, samples: pl.DataFrame, *,
         better = gap < best_gap
         best_gap = np.where(better, gap, best_gap)
         best_name[better] = name
-    votes = pl.DataFrame({"endpoint": spans["endpoint"], "name": best_name.tolist()}, schema={
-        "endpoint": pl.String, "name": pl.String})
+    return pl.DataFrame({"request_id": spans["request_id"], "endpoint": spans["endpoint"],
+                         "name": best_name.tolist()}, schema=schema)
+
+
+def correlate_endpoints(spans: pl.DataFrame, samples: pl.DataFrame, *,
+                        min_votes: float = CORRELATION_MIN_VOTES) -> dict[str, str]:
+    """Endpoint template -> Locust name, by time, for names that are not paths (``name=``).
+
+    Each request the capture saw votes for the Locust name of its own sample
+    (``correlate_requests``); a template takes the name that won at least ``min_votes`` of its
+    requests.
+    """
+    if spans.is_empty() or samples.is_empty() or not {"ts", "latency_ms", "endpoint"} <= set(samples.columns):
+        return {}
+    return vote_endpoints(correlate_requests(spans, samples), min_votes=min_votes)
+
+
+def vote_endpoints(votes: pl.DataFrame, *, min_votes: float = CORRELATION_MIN_VOTES) -> dict[str, str]:
+    """Template -> the Locust name that at least ``min_votes`` of its requests (``correlate_requests``) won."""
+    if votes.is_empty():
+        return {}
     tally = votes.group_by("endpoint").agg(
         pl.len().alias("requests"),
         pl.col("name").drop_nulls().mode().first().alias("winner"),

@@ -4,6 +4,9 @@ No SQL parser is installed (sqlglot / sqlparse are not dependencies), and the jo
 group statements that differ only in literals, and find which ``table.column`` a statement
 filters or joins on so an index can be proposed. Anything this light parse does not
 understand yields no candidate rather than a wrong one; the what-if timing checks the rest.
+Placeholders of both backends are parameters: SQLite's ``?``, ``?N``, ``:name``, ``@name``,
+``$name``, PostgreSQL's ``$N`` (pg_stat_statements' texts) and psycopg's ``%s`` / ``%(name)s``,
+so a captured psycopg statement and its pg_stat_statements text normalize alike.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ _TOKEN = re.compile(
   | (?P<str>'(?:[^']|'')*'?)
   | (?P<qident>"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\])
   | (?P<num>(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?))
-  | (?P<param>\?\d*|[:@$][A-Za-z_][A-Za-z0-9_]*)
+  | (?P<param>\?\d*|[:@$][A-Za-z_][A-Za-z0-9_]*|\$\d+|%\([^)]*\)[sbt]|%[sbt](?![A-Za-z0-9_]))
   | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
   | (?P<op><>|<=|>=|==|!=|\|\||<<|>>|->>|->|[-+*/%<>=~&|])
   | (?P<punct>[(),.;])
@@ -345,3 +348,39 @@ def filter_columns(sql: str) -> list[ColumnUse]:
                 if op and right is not None and end == len(part):
                     uses.append(ColumnUse(right.qualifier, right.column, op))
     return uses
+
+
+_COLUMN_CLAUSES = frozenset({"where", "on", "using", "group", "order", "having"})
+_CLAUSE_WORDS = _COLUMN_CLAUSES | frozenset(
+    {"select", "from", "join", "limit", "offset", "set", "values", "into", "returning", "update", "insert",
+     "delete", "window", "union", "except", "intersect", "fetch"}
+)
+
+
+def clause_columns(sql: str) -> set[tuple[str | None, str]]:
+    """``(qualifier, column)`` of every column named in a WHERE, ON, USING, GROUP BY, ORDER BY or
+    HAVING clause (any operator, inside function calls too): the columns an index could serve.
+
+    Select lists, INSERT column lists and SET targets are left out; parentheses keep the clause
+    they open in, and a subquery's own clauses count for its columns.
+    """
+    tokens = tokenize(sql)
+    out: set[tuple[str | None, str]] = set()
+    clause, stack = "", []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.text == "(":
+            stack.append(clause)
+        elif tok.text == ")":
+            clause = stack.pop() if stack else clause
+        elif tok.word in _CLAUSE_WORDS:
+            clause = tok.word
+        elif clause in _COLUMN_CLAUSES:
+            use, end = _column_at(tokens, i)
+            if use is not None:
+                out.add((use.qualifier, use.column))
+                i = end
+                continue
+        i += 1
+    return out

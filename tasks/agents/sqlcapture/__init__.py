@@ -1,10 +1,11 @@
-"""Capture every SQLite statement a target runs, without changing the target's code.
+"""Capture every SQLite and psycopg 3 statement a target runs, without changing the target's code.
 
 The lead starts the target with ``capture_env(sql_log_dir(workdir))`` added to its
 environment: the ``inject/`` folder goes first on PYTHONPATH, so the target's own Python
 (any virtualenv, 3.8+) imports ``inject/sitecustomize.py`` at start-up, which installs the
-stdlib-only capture in ``inject/perfagents_sqlcapture.py`` and chains to any sitecustomize it
-shadows. Each target process appends batches (one JSON array of records per line) to its own
+stdlib-only capture in ``inject/perfagents_sqlcapture.py`` (sqlite3; psycopg 3 cursors through
+``inject/perfagents_pgcapture.py`` once the target imports psycopg) and chains to any
+sitecustomize it shadows. Each target process appends batches (one JSON array of records per line) to its own
 file in the log folder;
 ``read_statements`` turns the folder into one frame.
 """
@@ -44,7 +45,7 @@ def sql_log_dir(workdir: Path) -> Path:
 
 
 def capture_env(log_dir: Path, base_env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Env vars to add when starting the target so its SQLite statements land in ``log_dir``.
+    """Env vars to add when starting the target so its SQLite / psycopg statements land in ``log_dir``.
 
     ``base_env`` is the environment the target would otherwise get (default: ours); its
     PYTHONPATH is kept after the injected folder.

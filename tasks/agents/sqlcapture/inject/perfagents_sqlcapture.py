@@ -1,4 +1,4 @@
-"""SQLite statement capture, injected into a target process by the sitecustomize next to it.
+"""SQLite (and psycopg 3) statement capture, injected into a target process by the sitecustomize next to it.
 
 Standard library only and Python 3.8+ syntax: this runs inside the target's own interpreter,
 which may be another virtualenv or another Python version than the toolkit's.
@@ -9,6 +9,8 @@ What it does, only when PERFAGENTS_SQL_LOG names a folder:
   execute/executemany/executescript, and whose cursors' execute/executemany/fetch*, are timed
   with ``time.perf_counter``. ``Connection.execute`` is covered too: CPython's C shortcut
   bypasses Python-level cursor hooks, which is why OpenTelemetry's instrumentation misses it.
+- psycopg 3: when the target imports ``psycopg.cursor`` / ``psycopg.cursor_async``, the
+  cursors' execute/executemany are timed (perfagents_pgcapture, loaded only then).
 - ``uvicorn.config.Config.load`` wraps the loaded ASGI app in a tiny middleware that sets a
   ContextVar per HTTP request (id, method, path, and the scope, whose Starlette route gives the
   path template); contextvars follow requests into Starlette's thread pool. Uvicorn's
@@ -130,13 +132,26 @@ def _row(rec, pid):
         request_id, method, path, scope = holder
         route = getattr(scope.get("route"), "path", None) if scope else None
     if not isinstance(sql, str):
-        sql = str(sql)
+        sql = _sql_text(sql)
     if len(sql) > MAX_SQL_CHARS:
         sql = sql[:MAX_SQL_CHARS]
     rows = rowcount if rowcount is not None and rowcount >= 0 else fetched
     if params is not None:
         params = _encode_params(params)
     return [ts, duration_ms, sql, pid, thread, request_id, method, path, route, rows, params]
+
+
+def _sql_text(sql):
+    """A statement that is not a str: bytes decoded, a psycopg ``sql.Composable`` rendered."""
+    if isinstance(sql, (bytes, bytearray, memoryview)):
+        return bytes(sql).decode("utf-8", "replace")
+    as_string = getattr(sql, "as_string", None)
+    if as_string is not None:
+        try:
+            return as_string(None)
+        except Exception:
+            pass
+    return str(sql)
 
 
 def _encode_value(value):
@@ -356,8 +371,22 @@ def _patch_uvicorn_server(module):
     server_cls.shutdown = shutdown
 
 
+def _patch_psycopg_cursor(module):
+    import perfagents_pgcapture  # only once the target imports psycopg
+
+    perfagents_pgcapture.patch_cursor_module(module)
+
+
+def _patch_psycopg_cursor_async(module):
+    import perfagents_pgcapture
+
+    perfagents_pgcapture.patch_cursor_async_module(module)
+
+
 _HOOKS = {
     "sqlite3": _patch_sqlite3,
+    "psycopg.cursor": _patch_psycopg_cursor,
+    "psycopg.cursor_async": _patch_psycopg_cursor_async,
     "uvicorn.config": _patch_uvicorn_config,
     "uvicorn.server": _patch_uvicorn_server,
 }

@@ -1,0 +1,115 @@
+"""psycopg 3 statement capture, patched in by perfagents_sqlcapture when the target imports psycopg.
+
+Standard library only and Python 3.8+ syntax, like perfagents_sqlcapture (which imports this
+module only from its post-import hooks on ``psycopg.cursor`` / ``psycopg.cursor_async``, so a
+target that never imports psycopg never loads it, and psycopg is never imported on its behalf).
+
+``Cursor.execute/executemany`` and ``AsyncCursor.execute/executemany`` are replaced on the
+classes themselves, so every subclass that does not override them is covered too
+(``ClientCursor``, ``RawCursor``, a user's ``cursor_factory``), and so are
+``Connection.execute`` / ``AsyncConnection.execute``, which create a cursor and call its
+``execute``. Server-side cursors (``ServerCursor``) override ``execute`` and are not timed.
+
+A record is the same as for sqlite3: the SQL as the caller passed it (``%s`` / ``%(name)s``
+placeholders; a ``psycopg.sql.Composed`` is rendered when the record is written), its duration
+(the whole call: for the async cursor, across the ``await``, so it includes waiting for the
+connection lock; psycopg has fetched the result when ``execute`` returns, so fetches are not
+timed), the request in context, ``rowcount`` and, for the first executions of each SQL text,
+the parameters. In pipeline mode ``execute`` returns before the server answers, so those
+durations are only the time to queue the statement.
+"""
+
+import perfagents_sqlcapture as core
+
+_perf = core._perf
+_now = core._now
+_get_ident = core._get_ident
+_request = core._request
+
+
+def _params_of(query, params):
+    """The parameters to keep for ``query`` (plain SQL texts only: a Composed is not hashable)."""
+    if params is None or not isinstance(query, str):
+        return None
+    return core._keep_params(query, params)
+
+
+def _record(ts, seconds, query, params, cursor):
+    try:
+        rowcount = cursor.rowcount
+    except Exception:
+        rowcount = None
+    log = core._LOG
+    if not log.started:
+        log.start()
+    log.records.append([ts, seconds * 1000.0, query, _get_ident(), _request.get(), params, rowcount, None])
+
+
+def _timed_sync(original, many):
+    if many:
+        def executemany(self, query, params_seq, **kwargs):
+            ts = _now()
+            t0 = _perf()
+            try:
+                return original(self, query, params_seq, **kwargs)
+            finally:
+                _record(ts, _perf() - t0, query, None, self)
+
+        wrapper = executemany
+    else:
+        def execute(self, query, params=None, **kwargs):
+            ts = _now()
+            t0 = _perf()
+            try:
+                return original(self, query, params, **kwargs)
+            finally:
+                _record(ts, _perf() - t0, query, _params_of(query, params), self)
+
+        wrapper = execute
+    return wrapper
+
+
+def _timed_async(original, many):
+    if many:
+        async def executemany(self, query, params_seq, **kwargs):
+            ts = _now()
+            t0 = _perf()
+            try:
+                return await original(self, query, params_seq, **kwargs)
+            finally:
+                _record(ts, _perf() - t0, query, None, self)
+
+        wrapper = executemany
+    else:
+        async def execute(self, query, params=None, **kwargs):
+            ts = _now()
+            t0 = _perf()
+            try:
+                return await original(self, query, params, **kwargs)
+            finally:
+                _record(ts, _perf() - t0, query, _params_of(query, params), self)
+
+        wrapper = execute
+    return wrapper
+
+
+def _patch_class(cls, make_wrapper):
+    for name, many in (("execute", False), ("executemany", True)):
+        original = cls.__dict__.get(name)
+        if original is None or getattr(original, "_perfagents", False):
+            continue
+        wrapper = make_wrapper(original, many)
+        wrapper._perfagents = True
+        wrapper.__doc__ = original.__doc__
+        wrapper.__wrapped__ = original
+        setattr(cls, name, wrapper)
+
+
+def patch_cursor_module(module):
+    """Post-import hook for ``psycopg.cursor``: time ``Cursor``."""
+    _patch_class(module.Cursor, _timed_sync)
+
+
+def patch_cursor_async_module(module):
+    """Post-import hook for ``psycopg.cursor_async``: time ``AsyncCursor``."""
+    _patch_class(module.AsyncCursor, _timed_async)
