@@ -8,6 +8,8 @@ from typing import Any, Literal
 Severity = Literal["low", "medium", "high"]
 Risk = Literal["low", "medium", "high"]
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
+# estimated_gain keys that are a share (0..1) of a resource the finding's cause holds
+IMPACT_KEYS = ("share_of_cpu", "db_time_share", "share_of_loop_time", "share_of_request_time", "all_busy_share")
 
 
 @dataclass(frozen=True)
@@ -47,3 +49,14 @@ class Finding:
         out = asdict(self)
         out["candidate"] = asdict(self.candidate) if self.candidate else None
         return out
+
+
+def impact(finding: Finding) -> float:
+    """The largest resource share the finding's estimated gain names (0 when it names none)."""
+    values = [finding.estimated_gain.get(k) for k in IMPACT_KEYS]
+    return max([float(v) for v in values if isinstance(v, int | float)], default=0.0)
+
+
+def stronger(a: Finding, b: Finding) -> bool:
+    """Whether ``a`` is stronger evidence than ``b``: more severe, or as severe with more impact."""
+    return (SEVERITY_RANK[a.severity], impact(a)) > (SEVERITY_RANK[b.severity], impact(b))

@@ -15,7 +15,7 @@ from tasks.changes.journal import (
 from tasks.compare import check_goals, check_quality, compare_windows, decide, decide_endpoints
 from tasks.correctness import ResponseCheck
 from tasks.errors import PerfagentsError
-from tasks.findings import Candidate, Finding
+from tasks.findings import Candidate, Finding, stronger
 from tasks.noise import AdaptiveNoise, estimate_rps_noise
 from tasks.optimizer import candidates_from_findings, knob_candidates, rank_candidates
 from tasks.run import Run
@@ -152,8 +152,18 @@ def goals_met(run: Run) -> list[dict[str, Any]]:
 
 
 def _merge_findings(run: Run, new: list[Finding]) -> None:
-    seen = {(f.agent, f.kind, f.location) for f in run.findings}
-    run.findings += [f for f in new if (f.agent, f.kind, f.location) not in seen]
+    """One finding per (agent, kind, location): the strongest evidence any window gave for it.
+
+    A bottleneck hidden behind a bigger one shows its size once the bigger one is fixed.
+    """
+    index = {(f.agent, f.kind, f.location): i for i, f in enumerate(run.findings)}
+    for f in new:
+        key = (f.agent, f.kind, f.location)
+        if key not in index:
+            index[key] = len(run.findings)
+            run.findings.append(f)
+        elif stronger(f, run.findings[index[key]]):
+            run.findings[index[key]] = f
 
 
 def _row(candidate: Candidate, status: str, reason: str, effect: dict[str, Any] | None) -> dict[str, Any]:

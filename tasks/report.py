@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tasks.findings import SEVERITY_RANK
+from tasks.findings import SEVERITY_RANK, impact
 from tasks.run import Run
 
 CHART_WIDTH = 720
@@ -45,8 +45,9 @@ def build_result(run: Run, goals: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def ranked_findings(findings: list[Any]) -> list[Any]:
-    """Most severe first; within a severity, the finding with a candidate change first."""
-    return sorted(findings, key=lambda f: (-SEVERITY_RANK.get(f.severity, 0), f.candidate is None, f.agent, f.kind))
+    """Most severe first; within a severity, the larger resource share, then a candidate change first."""
+    return sorted(findings, key=lambda f: (-SEVERITY_RANK.get(f.severity, 0), -impact(f), f.candidate is None,
+                                           f.agent, f.kind, f.location))
 
 
 def _fmt(v: Any) -> str:

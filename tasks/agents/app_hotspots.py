@@ -1,7 +1,9 @@
 """Findings from the py-spy profiles: hot functions of the target's own code, blocked event loops.
 
 ``hot_function``: an own function's *attributed* share of the CPU samples (samples whose
-deepest own frame it is: its own lines plus the library calls it makes).
+deepest own frame it is: its own lines plus the library calls it makes). A function whose
+samples sit almost all inside database driver calls (a query wrapper) is left to the database
+agent, which names the statements.
 
 ``blocking_call``: the event-loop thread sampled inside the target's code while *idle*. The
 wall-clock bursts (``--idle``) see the loop thread at every tick; the CPU bursts only while
@@ -25,6 +27,9 @@ AGENT = "application"
 HOT_MIN_SHARE = 0.05  # attributed share of CPU samples
 HOT_MIN_SAMPLES = 5
 HOT_MAX_FINDINGS = 5
+# a function whose attributed samples sit this much inside database driver calls is database time
+DB_BOUND_SHARE = 0.8
+DB_CALL = re.compile(r"sqlcapture|pgcapture|sqlite3|psycopg|asyncpg|sqlalchemy|pymysql|:\w*(execute|fetch)\w*$", re.I)
 BLOCKING_MIN_SHARE = 0.05  # share of the loop thread's time blocked at one caller
 BLOCKING_MIN_SAMPLES = 5
 BLOCKING_MAX_P = 0.01  # wall samples must exceed what the CPU bursts' rate explains, this surely
@@ -44,6 +49,9 @@ def find_hot_functions(observed: dict[str, Any]) -> list[Finding]:
         share = fn["attributed"] / total
         if share < HOT_MIN_SHARE or fn["attributed"] < HOT_MIN_SAMPLES or len(out) >= HOT_MAX_FINDINGS:
             break
+        in_db = sum(n for callee, n in fn["calls_into"] if DB_CALL.search(callee))
+        if in_db >= DB_BOUND_SHARE * fn["attributed"]:
+            continue  # its time is the database's (a query wrapper): the database agent reports the statements
         evidence = {
             "samples": fn["attributed"], "total_samples": total, "share_attributed": round(share, 3),
             "share_self": round(fn["self"] / total, 3), "share_inclusive": round(fn["inclusive"] / total, 3),

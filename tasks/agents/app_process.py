@@ -33,6 +33,8 @@ MEMORY_MAX_P = 0.01  # the slope must be this significant ...
 MEMORY_MIN_R2 = 0.6  # ... steady ...
 MEMORY_MIN_GROWTH_MB = 5.0  # ... and large: at least this many MB over the window ...
 MEMORY_MIN_GROWTH_SHARE = 0.05  # ... and this share of the starting RSS
+MEMORY_MEDIUM_SHARE = 0.10  # severity by the window's growth as a share of the starting RSS
+MEMORY_HIGH_SHARE = 0.25
 SERIES_COLUMNS = [c for c in RESOURCE_SCHEMA if c != "role"]
 MB = 1024 * 1024
 
@@ -192,6 +194,9 @@ def find_memory_growth(spec: TargetSpec, observed: dict[str, Any], samples: pl.D
                 "growth_mb": round(growth_mb, 1), "span_s": round(float(np.ptp(t)), 1), "points": part.height,
                 "threads": [int(part["threads"][0]), int(part["threads"][-1])],
                 "open_files": [int(part["open_files"][0]), int(part["open_files"][-1])]}
-    severity: Severity = "high" if per_min * 60 >= float(rss_mb.mean()) else "medium"
+    # what the window showed, not an hourly extrapolation: caches warming up also rise steadily for a while
+    share = growth_mb / float(rss_mb[0])
+    evidence["growth_share"] = round(share, 3)
+    severity: Severity = "high" if share >= MEMORY_HIGH_SHARE else "medium" if share >= MEMORY_MEDIUM_SHARE else "low"
     return Finding(AGENT, "memory_growth", f"target:{spec.name}", severity, evidence,
                    {"mb_per_hour": round(per_min * 60, 1)})

@@ -104,6 +104,19 @@ def test_hot_functions_attribute_cpu_to_the_deepest_own_frame_not_the_entry_poin
     assert found[0].evidence["hot_lines"][0]["source"] == "return sum(i * i for i in range(k))"
 
 
+def test_a_query_wrapper_whose_time_is_in_the_database_driver_is_not_a_hot_function(app_root: Path) -> None:
+    app = str(app_root / "pkg" / "app.py")
+    prefix = server_prefix(app_root)
+    stacks = [  # handler -> crunch (pure Python) and handler -> crunch -> sqlite3 execute (the database's time)
+        Stack("1/1", "MainThread", frames(*prefix, ("handler", app, 6), ("crunch", app, 10),
+                                          ("Connection.execute", f"{STDLIB}/sqlite3/dbapi2.py", 1)), 9),
+        Stack("1/1", "MainThread", frames(*prefix, ("handler", app, 5)), 6),
+    ]
+    profile = aggregate_functions(stacks, CodeLocator([app_root]))
+    found = {f.location for f in find_hot_functions({"cpu_profile": profile})}
+    assert found == {"pkg.app:handler"}  # crunch is sqlite3 time: left to the database agent
+
+
 def test_blocking_call_needs_idle_time_beyond_what_the_cpu_bursts_explain(app_root: Path) -> None:
     app = str(app_root / "pkg" / "app.py")
     prefix = server_prefix(app_root)
@@ -181,6 +194,7 @@ def test_memory_growth_needs_a_steady_significant_rise() -> None:
     growing = find_memory_growth(spec(), {"resources": series(ts, 100 + 1.0 * (ts - ts[0]) + rng.normal(0, 0.3, len(ts)))}, empty)
     assert growing is not None and growing.kind == "memory_growth"
     assert 55 < growing.evidence["slope_mb_per_min"] < 65
+    assert growing.severity == "medium" and 0.15 < growing.evidence["growth_share"] < 0.25  # ~20 MB on 100 MB
     flat = find_memory_growth(spec(), {"resources": series(ts, 100 + rng.normal(0, 2.0, len(ts)))}, empty)
     assert flat is None
     small = find_memory_growth(spec(), {"resources": series(ts, 100 + 0.05 * (ts - ts[0]))}, empty)
