@@ -16,6 +16,7 @@ KNOB_HINTS: dict[str, tuple[str, ...]] = {
     "cpu_saturation": ("worker", "process", "thread"),
     "scaling_limit": ("worker", "pool", "instance"),
     "pool_saturation": ("pool", "connection"),
+    "db_time_share": ("cache",),
     "uncompressed_response": ("gzip", "compress"),
     "large_payload": ("gzip", "compress"),
     "hot_function": ("cache",),

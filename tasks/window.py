@@ -26,6 +26,7 @@ from tasks.load.runner import run_load_test
 from tasks.resources import ProcessTreeSampler
 from tasks.stats import endpoint_stats_frame, window_stats
 from tasks.store import Store, dumps, now
+from tasks.tracing.spans import SPANS_KEY, spans_frame
 
 MAX_ATTEMPTS = 2
 AGENT_GRACE_S = 30.0
@@ -194,6 +195,9 @@ def save_window(
                                              "success": row["success"], "observed": dumps(row.get("observed")),
                                              "checked_at": now()})
         for a in w.agents:
+            spans = a.observed.pop(SPANS_KEY, None)  # the tracing agent's span rows: a table of their own
+            if spans:
+                store.insert_frame("spans", spans_frame(spans, w.window_id))
             store.insert_row("agent_runs", {"window_id": w.window_id, "agent": a.agent, "status": a.status,
                                             "error": a.error, "duration_s": a.duration_s,
                                             "observed": dumps(a.observed)})

@@ -18,8 +18,9 @@ def load_agents() -> None:
     from tasks.agents.application import ApplicationAgent
     from tasks.agents.database import DatabaseAgent
     from tasks.agents.frontend import FrontendAgent
+    from tasks.agents.tracing import TracingAgent
 
-    for agent in (DatabaseAgent(), ApplicationAgent(), FrontendAgent()):
+    for agent in (DatabaseAgent(), ApplicationAgent(), FrontendAgent(), TracingAgent()):
         AGENTS.register(agent)
     _loaded = True
 

@@ -27,6 +27,7 @@ from tasks.spec import TargetSpec, fill
 from tasks.target.handle import PROBE_TIMEOUT_S, TargetHandle, describe_error, join_url, last_line
 from tasks.target.knobs import apply_http_config, full_config, knob_env
 from tasks.target.process import free_port, port_is_free, resolve_command, spawn, terminate_tree
+from tasks.tracing.shared import acquire_receiver, otel_env, release_receiver
 
 OTEL_LAUNCHER = "opentelemetry-instrument"
 PORT_ATTEMPTS = 3
@@ -97,6 +98,7 @@ def stop_target(handle: TargetHandle, timeout_s: float = 10) -> None:
     if handle.process is not None:
         terminate_tree(handle.process, timeout_s)
     if handle.log_file is not None:
+        release_receiver(handle.log_file)  # a traced target's hold on the OTLP receiver; else a no-op
         handle.log_file.close()
     handle.stopped = True
 
@@ -203,10 +205,15 @@ def _start_once(
     log.flush()
     offset = log.tell()
     try:
+        if start.tracing == "opentelemetry":  # the log file stands for this start: stop_target releases it
+            env.update(otel_env(acquire_receiver(log), env, workdir))
         process = spawn(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    except OSError as exc:
+    except BaseException as exc:
+        release_receiver(log)
         log.close()
-        raise SpecError(f"cannot start {command[0]!r}: {exc.strerror or exc}") from exc
+        if isinstance(exc, OSError):
+            raise SpecError(f"cannot start {command[0]!r}: {exc.strerror or exc}") from exc
+        raise
     handle = TargetHandle(
         base_url=base_url, port=port, process=process, workdir=workdir,
         config=dict(values), log_path=log_path, extra_env=extra_env, log_file=log,
