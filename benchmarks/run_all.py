@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,8 +48,15 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+def declared_timeout(script: Path) -> float | None:
+    """A script that needs longer than the default says so in a line ``RUN_ALL_TIMEOUT_S = <seconds>``."""
+    found = re.search(r"^RUN_ALL_TIMEOUT_S = (\d+(?:\.\d+)?)", script.read_text(), re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
 def run_benchmark(script: Path, timeout_s: float) -> tuple[str, float]:
     """Run one script to completion or timeout; (status, seconds)."""
+    timeout_s = max(timeout_s, declared_timeout(script) or 0.0)
     print(f"\n=== {script.name} (timeout {timeout_s:.0f} s) ===", flush=True)
     t0 = time.monotonic()
     process = subprocess.Popen([sys.executable, str(script)], cwd=REPO, start_new_session=True)
