@@ -67,6 +67,10 @@ class LiveProgress:
             flag = "[green]valid[/green]" if data["valid"] else f"[red]rejected[/red] ({escape('; '.join(data['reasons']))})"
             console.print(f"{t}   {flag}: {tot.get('requests', 0)} requests, {tot.get('rps', 0):.1f} rps, "
                           f"p95 {tot.get('p95_ms', 0):.1f} ms, errors {tot.get('error_rate', 0):.2%}")
+        elif event == "search_history":
+            said = ("re-measuring every configuration (--remeasure)" if data["remeasure"] else
+                    f"{data['reused']} configuration(s) reused from earlier runs of this code version")
+            console.print(f"{t} search: {said}")
         elif event == "change":
             color = "green" if data["status"] == "kept" else "yellow"
             console.print(f"{t}   [{color}]{data['status']}[/{color}] {escape(data['description'])}: {escape(data['reason'])}")
@@ -104,6 +108,7 @@ def run(
     db: Annotated[str | None, typer.Option("--db", help="database URL replacing the spec's, e.g. postgresql://user@127.0.0.1:5432/app")] = None,
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="allow load to a non-loopback host")] = False,
     from_kept: Annotated[bool, typer.Option("--from-kept", help="start from the last kept configuration")] = False,
+    remeasure: Annotated[bool, typer.Option("--remeasure", help="measure configurations again even if history has them")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     verbose: Annotated[bool, typer.Option("--verbose")] = False,
 ) -> None:
@@ -115,7 +120,7 @@ def run(
     quality_list = _split(quality)
     try:
         request = resolve_request(target, goals=goal_list, scope=scope, budget=budget, quality=quality_list,
-                                  allow_remote=allow_remote, database_url=db)
+                                  allow_remote=allow_remote, database_url=db, remeasure=remeasure)
         if request.spec.start is None:
             attach_target(request.spec)  # unreachable base_url: one line, before any load
         _check_writable(store, json_path)
@@ -130,7 +135,7 @@ def run(
     listener = LiveProgress(quiet)
     progress.subscribe(listener)
     params = dict(performance_goals=goal_list, budget_constraints=budget, quality_metrics=quality_list,
-                  store=str(store), json_path=str(json_path) if json_path else None)
+                  store=str(store), json_path=str(json_path) if json_path else None, remeasure=remeasure)
     try:
         # a reference target's spec runs its reference workflow (its phases); any other, optimize-target
         if request.spec.name == "ecommerce" and db is None:

@@ -26,6 +26,7 @@ def ecommerce_optimization(
     quality_metrics: list[str] | None = None,
     store: str = str(DEFAULT_STORE),
     json_path: str | None = None,
+    remeasure: bool = False,
 ) -> dict[str, Any]:
     """Profile the e-commerce reference shop, optimize it, track cost, and watch for drift.
 
@@ -40,9 +41,11 @@ def ecommerce_optimization(
         quality_metrics: thresholds every kept change must hold; default: the target spec's.
         store: the DuckDB store file (history and the last kept state live here).
         json_path: where to write the machine-readable result (optional).
+        remeasure: measure search configurations again even if earlier runs of this target and
+            code version measured them (comprehensive scope); by default they are reused.
     """
     request = resolve_request(target, goals=performance_goals, scope=optimization_scope,
-                              budget=budget_constraints, quality=quality_metrics)
+                              budget=budget_constraints, quality=quality_metrics, remeasure=remeasure)
     earlier = phases.earlier_runs(store, request.spec.name)
     return phases.run_workflow(
         request, store, flow_name="ecommerce-optimization", json_path=json_path,

@@ -27,6 +27,7 @@ def enterprise_api_optimization(
     db: str | None = None,
     store: str = str(DEFAULT_STORE),
     json_path: str | None = None,
+    remeasure: bool = False,
 ) -> dict[str, Any]:
     """Analyse the enterprise API on every layer, optimize it, refine, and size the fleet.
 
@@ -40,9 +41,12 @@ def enterprise_api_optimization(
             postgresql://postgres@127.0.0.1:5432/api (the password, if any, from PGPASSWORD).
         store: the DuckDB store file.
         json_path: where to write the machine-readable result (optional).
+        remeasure: measure search configurations again even if earlier runs of this target and
+            code version measured them (comprehensive scope); by default they are reused.
     """
     request = resolve_request(target, goals=performance_goals, scope=optimization_scope,
-                              budget=budget_constraints, quality=quality_metrics, database_url=db)
+                              budget=budget_constraints, quality=quality_metrics, database_url=db,
+                              remeasure=remeasure)
     return phases.run_workflow(
         request, store, flow_name="enterprise-api-optimization", json_path=json_path,
         optimize=[comprehensive_system_analysis, multi_layered_agent_optimization, iterative_performance_refinement],

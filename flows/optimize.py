@@ -36,6 +36,7 @@ def optimize_target(
     allow_remote: bool = False,
     start_from_kept: bool = False,
     db: str | None = None,
+    remeasure: bool = False,
 ) -> dict[str, Any]:
     """Optimize one target: baseline, findings, one reversible change at a time, report.
 
@@ -53,9 +54,11 @@ def optimize_target(
         allow_remote: allow load to a host other than loopback.
         start_from_kept: start from the last kept configuration stored for this target.
         db: a database URL replacing the spec's (e.g. postgresql://user@127.0.0.1:5432/app).
+        remeasure: measure search configurations again even if earlier runs of this target and
+            code version measured them (comprehensive scope); by default they are reused.
     """
     request = resolve_request(target, goals=performance_goals, scope=optimization_scope,
                               budget=budget_constraints, quality=quality_metrics, allow_remote=allow_remote,
-                              database_url=db)
+                              database_url=db, remeasure=remeasure)
     return run_closed_loop(request, store, flow_name="optimize-target", json_path=json_path,
                            start_from_kept=start_from_kept)

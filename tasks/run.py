@@ -36,6 +36,7 @@ class Request:
     budget: Budget
     scope: str
     allow_remote: bool = False
+    remeasure: bool = False  # measure search configurations again even if history has them
 
     @property
     def max_error_rate(self) -> float | None:
@@ -46,7 +47,7 @@ class Request:
 def resolve_request(
     target: str, *, goals: list[str] | str | None = None, scope: str | None = None,
     budget: str | dict | None = None, quality: list[str] | str | None = None, allow_remote: bool = False,
-    database_url: str | None = None,
+    database_url: str | None = None, remeasure: bool = False,
 ) -> Request:
     """Parse and check everything the user gave, before anything starts or is written."""
     spec = load_spec(target, allow_remote=allow_remote, database_url=database_url)
@@ -60,6 +61,7 @@ def resolve_request(
         budget=parse_budget(budget) if budget is not None else spec.budget_constraints,
         scope=scope,
         allow_remote=allow_remote,
+        remeasure=remeasure,
     )
 
 

@@ -48,6 +48,7 @@ from tasks.cost import usd_per_hour
 from tasks.errors import InputError
 from tasks.expressions import OPERATORS, Expression
 from tasks.spec import BoolKnob, ChoiceKnob, FloatKnob, IntKnob, TargetSpec
+from tasks.window import ERROR_RULE
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -67,7 +68,8 @@ MAX_ASK_TRIES = 25  # asks that may return an already measured config before we 
 MAX_ENUMERATED = 100_000  # larger spaces are never listed whole
 MISSING_VIOLATION = 1.0  # constraint value of a threshold that could not be observed
 SEARCH_LABEL_PREFIX = "search-"  # windows the search measured (history_rows reads only these)
-RESPONSES_EXPECTATION = "responses==baseline"  # a validations row the loop writes after the check
+RESPONSES_EXPECTATION = "responses==baseline"  # a validations row the search writes after the check
+ERROR_EXPECTATION = ERROR_RULE  # the gate rule whose failure alone still measures a configuration
 
 
 @dataclass
@@ -450,19 +452,25 @@ def history_rows(
     store: Any, spec: TargetSpec, code_version: str | None, quality: Iterable[Expression],
     baseline: Mapping[str, Any] | None, *, label_prefix: str = SEARCH_LABEL_PREFIX,
 ) -> list[dict[str, Any]]:
-    """Rows for ``KnobSearch.from_history``: earlier valid search windows of this target and code version.
+    """Rows for ``KnobSearch.from_history``: earlier search windows of this target and code version.
 
-    Feasibility is re-checked against this run's quality thresholds and baseline; a window
-    with a failed ``responses==baseline`` validations row is infeasible. Kept schema
-    changes are not part of a window's config: use a label prefix per such state.
+    A window counts when the gate accepted it, or rejected it only for its error rate (the
+    configuration's own errors: measuring it again would show them again). Feasibility is
+    re-checked against this run's quality thresholds and baseline; a window with a failed
+    ``responses==baseline`` validations row is infeasible. Kept schema changes are not part
+    of a window's config: use a label prefix per such state.
     """
     found = store.rows(
         "SELECT w.window_id, w.config, e.endpoint, e.requests, e.rps, e.p50_ms, e.p95_ms, e.p99_ms, "
         "e.error_rate, e.mean_ms, (SELECT bool_and(v.success) FROM validations v WHERE v.window_id = w.window_id "
         "AND v.expectation = ?) AS responses_ok FROM windows w JOIN runs r ON r.run_id = w.run_id "
         "JOIN endpoint_stats e ON e.window_id = w.window_id WHERE r.target = ? AND r.code_version IS NOT DISTINCT FROM ? "
-        "AND w.valid AND w.label LIKE ? ORDER BY w.started_at, e.endpoint",
-        [RESPONSES_EXPECTATION, spec.name, code_version, f"{label_prefix}%"])
+        "AND w.label LIKE ? AND (w.valid OR ("
+        "EXISTS (SELECT 1 FROM validations v WHERE v.window_id = w.window_id AND v.expectation = ? AND NOT v.success) "
+        "AND NOT EXISTS (SELECT 1 FROM validations v WHERE v.window_id = w.window_id AND NOT v.success "
+        "AND v.expectation NOT IN (?, ?)))) ORDER BY w.started_at, e.endpoint",
+        [RESPONSES_EXPECTATION, spec.name, code_version, f"{label_prefix}%", ERROR_EXPECTATION,
+         ERROR_EXPECTATION, RESPONSES_EXPECTATION])
     windows: dict[str, dict[str, Any]] = {}
     for row in found:
         w = windows.setdefault(row["window_id"], {"config": json.loads(row["config"] or "{}"),

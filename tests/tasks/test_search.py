@@ -303,3 +303,32 @@ def test_choose_counts_shortfalls_within_the_noise_floor_as_equal_and_takes_the_
     assert search.choose(goal) == dear  # strictly the smallest shortfall
     assert search.choose(goal, noise_rel=0.05) == cheap  # 4 % apart: within noise, so the cheaper
     assert search.choose(goal, noise_rel=0.01) == dear
+
+
+def test_history_rows_keep_windows_rejected_only_for_their_errors(store: Any) -> None:
+    import polars as pl
+
+    from tasks.search import history_rows
+    from tasks.stats import endpoint_stats_frame
+    from tasks.store import now
+
+    spec = make_spec()
+    configs = grid_configs(search_space(spec))[:3]
+    store.insert_row("runs", {"run_id": "r1", "target": spec.name, "code_version": "abc", "started_at": now()})
+    samples = pl.DataFrame({"ts": [0.0, 0.5, 1.0, 1.5], "endpoint": ["x"] * 4, "method": ["GET"] * 4,
+                            "latency_ms": [10.0, 20.0, 30.0, 40.0], "status": [200, 200, 200, 500],
+                            "bytes": [1] * 4, "error": [None, None, None, "500"]},
+                           schema_overrides={"status": pl.Int32, "error": pl.Utf8})
+    failed = {"w1": ["error_rate_within_threshold"],  # the configuration's own errors: a measurement
+              "w2": ["error_rate_within_threshold", "loadgen_not_saturated"],  # a bad measurement
+              "w3": ["error_rate_within_threshold", "responses==baseline"]}  # errors, and wrong answers
+    for (window_id, rules), config in zip(failed.items(), configs, strict=True):
+        store.insert_row("windows", {"window_id": window_id, "run_id": "r1", "label": f"search-k-{window_id}",
+                                     "config": config, "valid": False, "started_at": now()})
+        store.insert_frame("endpoint_stats", endpoint_stats_frame(samples, 2.0, window_id))
+        for rule in ("enough_samples", "error_rate_within_threshold", "loadgen_not_saturated", "responses==baseline"):
+            store.insert_row("validations", {"window_id": window_id, "expectation": rule, "success": rule not in rules})
+    rows = history_rows(store, spec, "abc", parse_expressions(["error_rate<=0.01"]), None, label_prefix="search-k-")
+    assert [r["config"] for r in rows] == [configs[0], configs[2]]
+    assert all(r["constraints"]["error_rate<=0.01"] > 0 for r in rows)  # infeasible under this run's threshold
+    assert history_rows(store, spec, "abc", [], None, label_prefix="search-other-") == []
