@@ -7,6 +7,10 @@ the window to end and analyses it (tasks.agents.sqlite_analysis); ``findings`` r
 candidate), ``slow_query``, ``n_plus_one`` and ``unused_index``. PostgreSQL targets go to
 tasks.agents.database_pg (pg_stat_statements deltas, generic plans, HypoPG what-if).
 
+Locations: an ``n_plus_one`` is located at its statement's call site in the target's code
+(``module:function``, tasks.agents.call_sites; the endpoint stays in ``endpoint``), a
+``slow_query`` at its tables, else its call site, else its first keywords (``COMMIT``).
+
 Endpoints: statements carry the route template (or the raw path with ids templated); they are
 named after the Locust request whose spec path or name has the same template, else after the
 Locust name whose samples enclose the template's requests in time (a locustfile's ``name=``),
@@ -22,6 +26,7 @@ from typing import Any
 import polars as pl
 
 from tasks.agents.base import AgentContext
+from tasks.agents.call_sites import statement_location
 from tasks.agents.sql_stats import (
     add_endpoint_column,
     correlate_endpoints,
@@ -34,10 +39,12 @@ from tasks.agents.sqlite_util import sqlite_path
 from tasks.findings import Candidate, Finding, Severity
 from tasks.spec import TargetSpec, fill
 
-__all__ = ["DatabaseAgent", "endpoint_names", "severity_for_share", "sql_log_dir"]
+__all__ = ["DatabaseAgent", "endpoint_names", "n_plus_one_finding", "severity_for_share", "sql_log_dir"]
 
 FLUSH_WAIT_S = 1.0  # the capture writes every 0.25 s, one interval late
 STOP_GRACE_S = 30.0  # profile gives up waiting for ctx.stop this long after the planned window
+INDEX_HIGH_RATIO = 10.0  # the index makes its statements this much faster (90 % of their cost gone) ...
+INDEX_HIGH_MIN_SHARE = 0.1  # ... and they hold this share of the window's database time: high severity
 WHATIF_MIN_RATIO = 2.0  # propose an index only when the copy ran this much faster with it
 WHATIF_MIN_SAVED_MS = 0.02  # ... and saved at least this per call
 SLOW_QUERY_P95_MS = 10.0
@@ -45,6 +52,15 @@ SLOW_QUERY_MIN_SHARE = 0.05  # or a statement taking this share of all DB time w
 SEVERITY_SHARE = (("high", 0.3), ("medium", 0.1))  # share of the window's DB time
 N_PLUS_ONE_HIGH = (50, 20.0)  # median repeats per request, or ms per request
 N_PLUS_ONE_MEDIUM = (10, 5.0)
+CALL_SITE_KEYS = ("call_site", "stack", "other_stacks")  # tasks.agents.call_sites fields shown in evidence
+
+
+def index_severity(share: float, ratio: float) -> Severity:
+    """A measured what-if that removes nearly all the cost of statements holding a fair share of the
+    database's time is high, whatever the share's own level says."""
+    if ratio >= INDEX_HIGH_RATIO and share >= INDEX_HIGH_MIN_SHARE:
+        return "high"
+    return severity_for_share(share)
 
 
 def severity_for_share(share: float) -> Severity:
@@ -104,7 +120,7 @@ class DatabaseAgent:
         allow_ddl = bool(ctx.spec.database and ctx.spec.database.allow_ddl)
         out = [f for c in observed.get("index_candidates", []) if (f := _missing_index(c, names, allow_ddl))]
         out += _slow_queries(observed, names)
-        out += [_n_plus_one(row, names) for row in observed.get("n_plus_one", [])]
+        out += [n_plus_one_finding(row, names) for row in observed.get("n_plus_one", [])]
         out += [_unused_index(row, observed) for row in observed.get("unused_indexes", [])]
         return out
 
@@ -171,7 +187,7 @@ def _missing_index(cand: dict[str, Any], names: dict[str, str], allow_ddl: bool)
     }
     return Finding(
         agent="database", kind="missing_index", location=_index_location(table, columns),
-        severity=severity_for_share(cand["share"]), evidence=evidence, endpoint=endpoint,
+        severity=index_severity(cand["share"], w["ratio"]), evidence=evidence, endpoint=endpoint,
         estimated_gain={"ms_per_call_before": w["before_ms"], "ms_per_call_after": w["after_ms"],
                         "ratio": w["ratio"], "db_time_share": cand["share"], "measured_on": "copy"},
         candidate=candidate,
@@ -187,8 +203,10 @@ def _slow_queries(observed: dict[str, Any], names: dict[str, str]) -> list[Findi
         evidence = {k: s[k] for k in ("statement", "calls", "total_ms", "mean_ms", "p50_ms", "p95_ms", "max_ms",
                                       "rows_mean", "share", "plan", "full_scans")}
         evidence["endpoints"] = _named(s["endpoints"], names)
+        evidence |= {k: s.get(k) for k in CALL_SITE_KEYS}
         out.append(Finding(
-            agent="database", kind="slow_query", location=",".join(s["tables"]) or "sql",
+            agent="database", kind="slow_query",
+            location=statement_location(s["tables"], s.get("call_site"), s["statement"]),
             severity=severity_for_share(s["share"]), evidence=evidence,
             endpoint=_top_endpoint(s["endpoints"], names),
             estimated_gain={"db_time_share": s["share"], "total_ms": s["total_ms"]},
@@ -196,7 +214,12 @@ def _slow_queries(observed: dict[str, Any], names: dict[str, str]) -> list[Findi
     return out
 
 
-def _n_plus_one(row: dict[str, Any], names: dict[str, str]) -> Finding:
+def n_plus_one_finding(row: dict[str, Any], names: dict[str, str]) -> Finding:
+    """An ``n_plus_one`` finding from a sql_stats.find_n_plus_one row (plus its call_sites fields).
+
+    Located at the statement's call site (the code that loops), else at its endpoint; ``names``
+    maps endpoint templates to Locust names.
+    """
     endpoint = names.get(row["endpoint"], row["endpoint"]) if row["endpoint"] else None
     median, ms = row["count_median"], row["ms_per_request"]
     if median >= N_PLUS_ONE_HIGH[0] or ms >= N_PLUS_ONE_HIGH[1]:
@@ -212,9 +235,11 @@ def _n_plus_one(row: dict[str, Any], names: dict[str, str]) -> Finding:
                               "max": row["count_max"], "distribution": row["distribution"]},
         "mean_ms": row["mean_ms"], "ms_per_request": ms,
         "attribution": "request" if row["attributed"] else "thread+time (approximate)",
+        **{k: row.get(k) for k in CALL_SITE_KEYS},
     }
+    location = row.get("call_site") or endpoint or "unknown endpoint"
     return Finding(
-        agent="database", kind="n_plus_one", location=endpoint or "unknown endpoint", severity=severity,
+        agent="database", kind="n_plus_one", location=location, severity=severity,
         evidence=evidence, endpoint=endpoint,
         estimated_gain={"statements_per_request_before": median, "statements_per_request_after": 1,
                         "estimated_ms_per_request_saved": round(max(ms - row["mean_ms"], 0.0), 4),

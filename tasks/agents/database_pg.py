@@ -5,7 +5,10 @@
 snapshots again and analyses the difference (tasks.agents.pg_analysis). ``findings_postgres``
 reports the same kinds and shapes as the SQLite path: ``missing_index`` (with the planner's
 what-if, and a ``create_index`` candidate when the spec allows DDL), ``slow_query`` and
-``unused_index``, and ``pool_saturation`` from ``pg_stat_activity`` sampled during the window
+``unused_index``; with the statement capture also ``n_plus_one`` (located at the call site,
+tasks.agents.call_sites, as is a ``slow_query`` without tables) and at most one
+``pool_saturation``: from the psycopg_pool waits the capture timed when there are any
+(tasks.agents.pool_waits), else from ``pg_stat_activity`` sampled during the window
 (tasks.agents.pg_activity); buffer hits/reads and temp blocks ride along as evidence.
 
 Endpoints: pg_stat_statements knows nothing of requests. When the target ran with the statement
@@ -29,19 +32,23 @@ import polars as pl
 import psycopg
 
 from tasks.agents.base import AgentContext
-from tasks.agents.database import severity_for_share
-from tasks.agents.pg_activity import pool_saturation, sample_activity
+from tasks.agents.call_sites import call_site_of, read_call_sites, statement_location
+from tasks.agents.database import CALL_SITE_KEYS, n_plus_one_finding, severity_for_share
+from tasks.agents.pg_activity import sample_activity
 from tasks.agents.pg_analysis import ANALYSIS_BUDGET_S, analyze_window
 from tasks.agents.pg_conn import connect, describe_error, strip_password
 from tasks.agents.pg_stats import Snapshot, quiet_session, take_snapshot
+from tasks.agents.pool_waits import pool_saturation_finding, summarize_pools
 from tasks.agents.sql_attribution import (
     MAJORITY_SHARE,
     attribute_time,
     load_named_statements,
     statements_like,
     statements_using_index,
+    template_names,
 )
-from tasks.agents.sqlcapture import sql_log_dir
+from tasks.agents.sql_stats import find_n_plus_one
+from tasks.agents.sqlcapture import POOL_WAIT_SCHEMA, read_pool_waits, sql_log_dir
 from tasks.errors import TransientError
 from tasks.findings import Candidate, Finding
 
@@ -112,13 +119,30 @@ def findings_postgres(ctx: AgentContext, observed: dict[str, Any], samples: pl.D
                                          [(e.name, e.path) for e in ctx.spec.load.endpoints], samples)
     except OSError:  # an unreadable capture folder: attribute by table names, as without capture
         captured = pl.DataFrame()
+    log_dir = sql_log_dir(ctx.workdir)
+    try:
+        sites = read_call_sites(log_dir)
+        waits = read_pool_waits(log_dir, since, until)
+    except OSError:
+        sites, waits = {}, pl.DataFrame(schema=POOL_WAIT_SCHEMA)
+    names = template_names(captured)
     out = [f for c in observed.get("index_candidates", [])
            if (f := _missing_index(c, endpoints, allow_ddl, captured))]
-    out += _slow_queries(observed, endpoints, captured)
+    out += _slow_queries(observed, endpoints, captured, sites)
+    out += _n_plus_one(captured, sites, names)
     out += [_unused_index(row) for row in observed.get("unused_indexes", [])]
-    if saturated := pool_saturation(observed.get("activity", {})):
+    pools = summarize_pools(waits, samples, names=names, since=since, until=until)
+    if saturated := pool_saturation_finding(pools, observed.get("activity", {})):
         out.append(saturated)
     return out
+
+
+def _n_plus_one(captured: pl.DataFrame, sites: dict[str, dict[str, Any]], names: dict[str, str]) -> list[Finding]:
+    """``n_plus_one`` from the captured statements of the window (as on SQLite)."""
+    if captured.is_empty():
+        return []
+    return [n_plus_one_finding(row | call_site_of(sites, row["statement"]), names)
+            for row in find_n_plus_one(captured)]
 
 
 def _words(text: str) -> str:
@@ -192,7 +216,8 @@ def _missing_index(cand: dict[str, Any], endpoints: list[tuple[str, str]], allow
     )
 
 
-def _slow_queries(observed: dict[str, Any], endpoints: list[tuple[str, str]], captured: pl.DataFrame) -> list[Finding]:
+def _slow_queries(observed: dict[str, Any], endpoints: list[tuple[str, str]], captured: pl.DataFrame,
+                  sites: dict[str, dict[str, Any]]) -> list[Finding]:
     out = []
     for s in observed.get("statements", []):
         if not (s["mean_ms"] >= SLOW_QUERY_MEAN_MS or (s["share"] >= SLOW_QUERY_MIN_SHARE and s["mean_ms"] >= 1.0)):
@@ -204,8 +229,11 @@ def _slow_queries(observed: dict[str, Any], endpoints: list[tuple[str, str]], ca
         endpoint, attribution = _attribute(captured, lambda f, text=s["statement"]: statements_like(f, [text]),
                                            s["tables"], endpoints)
         evidence |= attribution
+        site = call_site_of(sites, s["statement"])
+        evidence |= {k: site[k] for k in CALL_SITE_KEYS}
         out.append(Finding(
-            agent="database", kind="slow_query", location=",".join(s["tables"]) or "sql",
+            agent="database", kind="slow_query",
+            location=statement_location(s["tables"], site["call_site"], s["statement"]),
             severity=severity_for_share(s["share"]), evidence=evidence, endpoint=endpoint,
             estimated_gain={"db_time_share": s["share"], "total_ms": s["total_ms"]},
         ))

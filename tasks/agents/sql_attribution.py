@@ -60,7 +60,17 @@ class Attribution:
 
 def load_named_statements(log_dir: Path, since: float | None, until: float | None,
                           spec_endpoints: Iterable[tuple[str, str]], samples: pl.DataFrame) -> pl.DataFrame:
-    """The window's captured statements with ``statement``, ``endpoint`` and ``name`` columns (maybe empty)."""
+    """The window's captured statements with ``statement``, ``endpoint`` and ``name`` columns (maybe empty).
+
+    The period is narrowed to the requests Locust recorded (first start to last end): statements of
+    the warm-up or of requests still running after the load stopped have no sample to be named by.
+    """
+    if not samples.is_empty() and {"ts", "latency_ms"} <= set(samples.columns):
+        first = samples.get_column("ts").min()
+        last = samples.select((pl.col("ts") + pl.col("latency_ms") / 1000.0).max()).item()
+        if first is not None and last is not None:
+            since = float(first) if since is None else max(since, float(first))
+            until = float(last) if until is None else min(until, float(last))
     frame = read_statements(log_dir, since, until)
     if frame.is_empty():
         return frame
@@ -175,3 +185,14 @@ def attribute_time(frame: pl.DataFrame, mask: pl.Series, min_share: float = MAJO
     share = top_ms / total
     return Attribution(endpoint=top if share >= min_share else None, share=round(share, 4), top=top,
                        matched_ms=total, statements=matched.height, ms_by_name=ms_by_name)
+
+
+def template_names(frame: pl.DataFrame) -> dict[str, str]:
+    """Path template -> the Locust name most of its named statements (``name_statements``) carry."""
+    if frame.is_empty() or not {"endpoint", "name"} <= set(frame.columns):
+        return {}
+    named = frame.drop_nulls(["endpoint", "name"])
+    if named.is_empty():
+        return {}
+    counts = named.group_by("endpoint", "name").len().sort("len", "name", descending=[True, False])
+    return dict(counts.unique("endpoint", keep="first", maintain_order=True).select("endpoint", "name").iter_rows())

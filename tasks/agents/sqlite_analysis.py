@@ -1,6 +1,7 @@
 """Analyse one window of captured SQLite statements: the database agent's observations.
 
-Statements -> normalized aggregates (per statement, per endpoint) -> EXPLAIN QUERY PLAN of every
+Statements -> normalized aggregates (per statement, per endpoint, with their call sites:
+tasks.agents.call_sites) -> EXPLAIN QUERY PLAN of every
 distinct statement (read-only connection) -> full scans of the top statements -> candidate
 indexes -> measured what-if on a copy of the database -> unused indexes. Returns plain,
 JSON-serialisable dicts; tasks.agents.database turns them into findings.
@@ -15,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from tasks.agents.call_sites import call_site_of, find_call_sites
 from tasks.agents.sql_stats import (
     add_statement_columns,
     aggregate_endpoints,
@@ -88,13 +90,15 @@ def analyze_sqlite(db_path: Path, log_dir: Path, *, since: float | None, until: 
     window = attribute_requests(_with_statement(window))
     observed["attribution"] = "request" if window["attributed"].all() else (
         "partial" if window["attributed"].any() else "thread+time")
-    with_values = _with_statement(read_statements(log_dir, with_params_only=True))
+    with_values = _with_statement(read_statements(log_dir, with_params_only=True, with_stack_only=True))
+    sites = find_call_sites(with_values)
     pool = pl.concat([with_values, window.select(with_values.columns)]) if not with_values.is_empty() else window
     stats = aggregate_statements(window)
     observed["db_time_ms"] = _round(float(window["duration_ms"].sum()), 3)
     observed["endpoints"] = [{k: _round(v) for k, v in row.items()}
                              for row in aggregate_endpoints(window).iter_rows(named=True)]
-    observed["n_plus_one"] = [{k: _round(v) for k, v in row.items()} for row in find_n_plus_one(window)]
+    observed["n_plus_one"] = [{k: _round(v) for k, v in row.items()} | call_site_of(sites, row["statement"])
+                              for row in find_n_plus_one(window)]
     by_endpoint = statement_endpoints(window)
 
     con = connect_readonly(db_path)
@@ -110,7 +114,7 @@ def analyze_sqlite(db_path: Path, log_dir: Path, *, since: float | None, until: 
             plan = plans.get(text, [])
             entry = {k: _round(v) for k, v in row.items()}
             entry.update(plan=plan, endpoints=by_endpoint.get(text, []), full_scans=[],
-                         tables=sorted({r.table for r in table_refs(tokenize(text))}))
+                         tables=sorted({r.table for r in table_refs(tokenize(text))}), **call_site_of(sites, text))
             if text in explain_errors:
                 entry["explain_error"] = explain_errors[text]
             example = _instances(pool, text, 1)

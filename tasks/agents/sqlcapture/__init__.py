@@ -7,14 +7,16 @@ stdlib-only capture in ``inject/perfagents_sqlcapture.py`` (sqlite3; psycopg 3 c
 ``inject/perfagents_pgcapture.py`` once the target imports psycopg) and chains to any
 sitecustomize it shadows. Each target process appends batches (one JSON array of records per line) to its own
 file in the log folder;
-``read_statements`` turns the folder into one frame.
+``read_statements`` turns the folder into one frame. Connection-pool acquisitions
+(psycopg_pool ``getconn``) go to separate ``pool-*.jsonl`` files of the same batch format, so
+statement readers never see them; ``read_pool_waits`` reads those.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import polars as pl
@@ -36,6 +38,24 @@ STATEMENT_SCHEMA: dict[str, pl.DataType] = {
     "route": pl.String(),  # the route's path template when the framework exposes it (Starlette)
     "rows": pl.Int64(),  # rowcount for writes, fetched rows for reads, null if unknown
     "params": pl.String(),  # JSON of the bound parameters, kept for a few executions per SQL text
+    # the target's own frames, innermost first, "module:qualname:line", kept with the parameters
+    "stack": pl.List(pl.String()),
+}
+BASE_WIDTH = 11  # records written before ``stack`` was added end at params
+POOL_LOG_GLOB = "pool-*.jsonl"
+POOL_WAIT_SCHEMA: dict[str, pl.DataType] = {
+    "ts": pl.Float64(),  # epoch seconds when getconn was called
+    "wait_ms": pl.Float64(),  # until it returned a connection (or raised)
+    "pool": pl.String(),  # the pool's name (psycopg_pool: "pool-N" unless named)
+    "pool_class": pl.String(),  # ConnectionPool, AsyncConnectionPool, a null pool or a subclass
+    "max_size": pl.Int64(),
+    "pid": pl.Int64(),
+    "thread": pl.Int64(),
+    "request_id": pl.String(),
+    "method": pl.String(),
+    "path": pl.String(),
+    "route": pl.String(),
+    "ok": pl.Boolean(),  # False when getconn raised (PoolTimeout, TooManyRequests, closed pool)
 }
 
 
@@ -61,38 +81,64 @@ def capture_env(log_dir: Path, base_env: Mapping[str, str] | None = None) -> dic
 MTIME_SLACK_S = 2.0  # a file last written this long before ``since`` holds nothing newer
 
 
-def _parse_batch(line: str) -> list[list]:
-    """One written batch (a JSON array of records); [] for a line cut by a killed process."""
+def _parse_batch(line: str, width: int, min_width: int) -> list[list]:
+    """One written batch (a JSON array of records), each padded to ``width``; [] for a cut line.
+
+    Records shorter than ``width`` (written before trailing fields were added) but at least
+    ``min_width`` long get nulls for the missing fields; longer ones are cut to ``width``.
+    """
     try:
         batch = json.loads(line)
     except ValueError:
         return []
-    width = len(STATEMENT_SCHEMA)
-    return [rec for rec in batch if isinstance(rec, list) and len(rec) == width] if isinstance(batch, list) else []
+    if not isinstance(batch, list):
+        return []
+    out = []
+    for rec in batch:
+        if not isinstance(rec, list) or len(rec) < min_width:
+            continue
+        out.append(rec[:width] if len(rec) >= width else rec + [None] * (width - len(rec)))
+    return out
 
 
-def read_statements(log_dir: Path, since: float | None = None, until: float | None = None, *,
-                    with_params_only: bool = False) -> pl.DataFrame:
-    """Captured statements in ``log_dir`` with ``since <= ts <= until`` (either optional), by ts.
-
-    ``with_params_only`` keeps only executions whose parameters were captured (for EXPLAIN and
-    what-if values). Files last written well before ``since`` are skipped unread.
-    """
-    rows: list[list] = []
-    folder = Path(log_dir)
-    files = sorted(folder.glob(LOG_GLOB)) if folder.is_dir() else []
+def _batches(folder: Path, pattern: str, since: float | None, width: int, min_width: int) -> Iterator[list]:
+    """Every record of the folder's ``pattern`` files, skipping files last written well before ``since``."""
+    files = sorted(folder.glob(pattern)) if folder.is_dir() else []
     for file in files:
         if since is not None and file.stat().st_mtime < since - MTIME_SLACK_S:
             continue
         with file.open(encoding="utf-8", errors="replace") as lines:
             for line in lines:
-                for rec in _parse_batch(line):
-                    ts, params = rec[0], rec[10]
-                    if (since is not None and ts < since) or (until is not None and ts > until):
-                        continue
-                    if params is None and with_params_only:
-                        continue
-                    rec[10] = None if params is None else json.dumps(params)
-                    rows.append(rec)
+                yield from _parse_batch(line, width, min_width)
+
+
+def read_statements(log_dir: Path, since: float | None = None, until: float | None = None, *,
+                    with_params_only: bool = False, with_stack_only: bool = False) -> pl.DataFrame:
+    """Captured statements in ``log_dir`` with ``since <= ts <= until`` (either optional), by ts.
+
+    ``with_params_only`` keeps only executions whose parameters were captured (for EXPLAIN and
+    what-if values), ``with_stack_only`` those whose call stack was; both: either. Files last
+    written well before ``since`` are skipped unread.
+    """
+    rows: list[list] = []
+    for rec in _batches(Path(log_dir), LOG_GLOB, since, len(STATEMENT_SCHEMA), BASE_WIDTH):
+        ts, params, stack = rec[0], rec[10], rec[11]
+        if (since is not None and ts < since) or (until is not None and ts > until):
+            continue
+        if with_params_only or with_stack_only:
+            if not ((with_params_only and params is not None) or (with_stack_only and stack)):
+                continue
+        rec[10] = None if params is None else json.dumps(params)
+        if stack is not None and not isinstance(stack, list):
+            rec[11] = None
+        rows.append(rec)
     frame = pl.DataFrame(rows, schema=STATEMENT_SCHEMA, orient="row")
     return frame.sort("ts")
+
+
+def read_pool_waits(log_dir: Path, since: float | None = None, until: float | None = None) -> pl.DataFrame:
+    """Captured connection-pool acquisitions in ``log_dir`` with ``since <= ts <= until``, by ts."""
+    width = len(POOL_WAIT_SCHEMA)
+    rows = [rec for rec in _batches(Path(log_dir), POOL_LOG_GLOB, since, width, width)
+            if (since is None or rec[0] >= since) and (until is None or rec[0] <= until)]
+    return pl.DataFrame(rows, schema=POOL_WAIT_SCHEMA, orient="row").sort("ts")

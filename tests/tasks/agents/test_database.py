@@ -155,7 +155,10 @@ def test_original_database_untouched_and_copy_removed(window):
 
 def test_n_plus_one_on_the_right_endpoint(window):
     (found,) = window.of_kind("n_plus_one")
-    assert found.endpoint == "latest_orders" and found.location == "latest_orders"
+    # the code that loops (a list comprehension folds into its function); the endpoint stays in endpoint
+    assert found.endpoint == "latest_orders" and found.location == "sqlite_target_app:latest_orders"
+    assert found.evidence["call_site"] == found.location
+    assert found.evidence["stack"][0].startswith("sqlite_target_app:latest_orders:")
     assert found.evidence["statement"] == "SELECT name FROM users WHERE id = ?"
     counts = found.evidence["count_per_request"]
     assert counts["median"] == counts["max"] == target_app.N_PLUS_ONE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -172,3 +173,16 @@ def test_uvicorn_target_in_its_own_venv_attributes_requests(tmp_path):
     assert latest.height == 1 + target_app.N_PLUS_ONE and latest["request_id"].n_unique() == 1
     items = frame.filter(pl.col("path") == "/items")  # an async endpoint: runs on the event loop thread
     assert items.height == 1 and items["rows"][0] > 0
+
+
+def test_records_of_the_older_shorter_format_still_read(tmp_path):
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    old = [1.0, 0.5, "SELECT 1", 7, 1, None, None, None, None, 1, None]  # a record of the 11-field format
+    newer = [2.0, 0.5, "SELECT 2", 7, 1, None, None, None, None, 1, [2], ["app:f:3"], "a later field"]
+    broken = [3.0, 0.5, "SELECT 3"]
+    (log_dir / "sql-7-1000.jsonl").write_text(json.dumps([old, newer, broken]) + "\n")
+    frame = read_statements(log_dir)
+    assert frame["sql"].to_list() == ["SELECT 1", "SELECT 2"]
+    assert frame["stack"].to_list() == [None, ["app:f:3"]] and frame["params"].to_list() == [None, "[2]"]
+    assert read_statements(log_dir, with_stack_only=True)["sql"].to_list() == ["SELECT 2"]

@@ -15,8 +15,14 @@ placeholders; a ``psycopg.sql.Composed`` is rendered when the record is written)
 (the whole call: for the async cursor, across the ``await``, so it includes waiting for the
 connection lock; psycopg has fetched the result when ``execute`` returns, so fetches are not
 timed), the request in context, ``rowcount`` and, for the first executions of each SQL text,
-the parameters. In pipeline mode ``execute`` returns before the server answers, so those
-durations are only the time to queue the statement.
+the parameters and the caller's own stack. In pipeline mode ``execute`` returns before the
+server answers, so those durations are only the time to queue the statement.
+
+psycopg_pool (hooks on ``psycopg_pool.pool`` / ``psycopg_pool.pool_async``): ``getconn`` of
+``ConnectionPool`` and ``AsyncConnectionPool`` (and of their subclasses, the null pools
+included) is timed, one wait record per acquisition: how long the caller waited for a
+connection, the pool's name, class and ``max_size``, the request in context, and whether it
+got one. ``pool.connection()`` calls ``getconn``, so both ways are covered.
 """
 
 import perfagents_sqlcapture as core
@@ -27,22 +33,20 @@ _get_ident = core._get_ident
 _request = core._request
 
 
-def _params_of(query, params):
-    """The parameters to keep for ``query`` (plain SQL texts only: a Composed is not hashable)."""
-    if params is None or not isinstance(query, str):
-        return None
-    return core._keep_params(query, params)
-
-
 def _record(ts, seconds, query, params, cursor):
+    """Append one statement record; parameters and stack for the first executions of a plain SQL text."""
     try:
         rowcount = cursor.rowcount
     except Exception:
         rowcount = None
+    if isinstance(query, str):  # a Composed is not hashable: no parameters, no stack
+        params, stack = core._extras(query, params)
+    else:
+        params = stack = None
     log = core._LOG
     if not log.started:
         log.start()
-    log.records.append([ts, seconds * 1000.0, query, _get_ident(), _request.get(), params, rowcount, None])
+    log.records.append([ts, seconds * 1000.0, query, _get_ident(), _request.get(), params, rowcount, None, stack])
 
 
 def _timed_sync(original, many):
@@ -63,7 +67,7 @@ def _timed_sync(original, many):
             try:
                 return original(self, query, params, **kwargs)
             finally:
-                _record(ts, _perf() - t0, query, _params_of(query, params), self)
+                _record(ts, _perf() - t0, query, params, self)
 
         wrapper = execute
     return wrapper
@@ -87,7 +91,7 @@ def _timed_async(original, many):
             try:
                 return await original(self, query, params, **kwargs)
             finally:
-                _record(ts, _perf() - t0, query, _params_of(query, params), self)
+                _record(ts, _perf() - t0, query, params, self)
 
         wrapper = execute
     return wrapper
@@ -113,3 +117,66 @@ def patch_cursor_module(module):
 def patch_cursor_async_module(module):
     """Post-import hook for ``psycopg.cursor_async``: time ``AsyncCursor``."""
     _patch_class(module.AsyncCursor, _timed_async)
+
+
+def _record_wait(ts, seconds, pool, ok):
+    try:
+        max_size = pool.max_size
+    except Exception:
+        max_size = None
+    log = core._LOG
+    if not log.started:
+        log.start()
+    log.waits.append([ts, seconds * 1000.0, getattr(pool, "name", None), type(pool).__name__, max_size,
+                      _get_ident(), _request.get(), ok])
+
+
+def _timed_getconn_sync(original):
+    def getconn(self, *args, **kwargs):
+        ts = _now()
+        t0 = _perf()
+        ok = False
+        try:
+            conn = original(self, *args, **kwargs)
+            ok = True
+            return conn
+        finally:
+            _record_wait(ts, _perf() - t0, self, ok)
+
+    return getconn
+
+
+def _timed_getconn_async(original):
+    async def getconn(self, *args, **kwargs):
+        ts = _now()
+        t0 = _perf()
+        ok = False
+        try:
+            conn = await original(self, *args, **kwargs)
+            ok = True
+            return conn
+        finally:
+            _record_wait(ts, _perf() - t0, self, ok)
+
+    return getconn
+
+
+def _patch_getconn(cls, make_wrapper):
+    original = cls.__dict__.get("getconn")
+    if original is None or getattr(original, "_perfagents", False):
+        return
+    wrapper = make_wrapper(original)
+    wrapper._perfagents = True
+    wrapper.__doc__ = original.__doc__
+    wrapper.__wrapped__ = original
+    cls.getconn = wrapper
+
+
+def patch_pool_module(module):
+    """Post-import hook for ``psycopg_pool.pool``: time ``ConnectionPool.getconn``."""
+    _patch_getconn(module.ConnectionPool, _timed_getconn_sync)
+
+
+def patch_pool_async_module(module):
+    """Post-import hook for ``psycopg_pool.pool_async``: time ``AsyncConnectionPool.getconn``."""
+    _patch_getconn(module.AsyncConnectionPool, _timed_getconn_async)

@@ -22,8 +22,20 @@ What it does, only when PERFAGENTS_SQL_LOG names a folder:
   A forked child (gunicorn workers) gets its own buffer, file and thread.
 
 Record format (a JSON array): ts, duration_ms, sql, pid, thread, request_id, method, path,
-route, rows, params (params kept for the first PARAMS_PER_SQL executions of each SQL text,
-for EXPLAIN and what-if timing; statement text longer than MAX_SQL_CHARS is cut).
+route, rows, params, stack. For the first PARAMS_PER_SQL executions of each SQL text (at most
+MAX_TRACKED_SQL texts) the record keeps the parameters (for EXPLAIN and what-if timing) and
+the call stack of the target's own code: up to MAX_STACK_FRAMES ``module:qualname:line``
+strings, innermost first, leaving out this capture, the standard library, site-packages /
+dist-packages and LIBRARY_MODULES (frameworks, drivers); comprehension frames fold into their
+function. Later executions carry null for both, so only those first ones walk the stack.
+Statement text longer than MAX_SQL_CHARS is cut. (``stack`` was added last: readers accept
+records without it.)
+
+psycopg_pool (perfagents_pgcapture, when the target imports it): every
+``ConnectionPool.getconn`` / ``AsyncConnectionPool.getconn`` (what ``pool.connection()`` uses)
+is timed into a separate file per process, ``<folder>/pool-<pid>-<ms>.jsonl``, same batch
+format, records: ts, wait_ms, pool name, pool class, max_size, pid, thread, request_id, method,
+path, route, ok (false when getconn raised, e.g. PoolTimeout).
 """
 
 import atexit
@@ -37,9 +49,20 @@ import time
 
 ENV_VAR = "PERFAGENTS_SQL_LOG"
 FLUSH_INTERVAL_S = 0.25
-PARAMS_PER_SQL = 8
+PARAMS_PER_SQL = 8  # executions per SQL text that keep their parameters and call stack
 MAX_TRACKED_SQL = 10000
 MAX_SQL_CHARS = 20000
+MAX_STACK_FRAMES = 6  # own frames kept per stack, innermost first
+MAX_STACK_WALK = 80  # frames looked at per stack, own or not
+MAX_CODE_CACHE = 20000  # code objects whose verdict (own frame name, or skipped) is cached
+# top-level packages whose frames are never the target's own code (also when not in site-packages)
+LIBRARY_MODULES = frozenset({
+    "perfagents_sqlcapture", "perfagents_pgcapture", "sitecustomize", "sqlite3", "psycopg", "psycopg2",
+    "psycopg_pool", "asyncpg", "aiosqlite", "sqlalchemy", "databases", "starlette", "fastapi", "uvicorn",
+    "gunicorn", "anyio", "sniffio", "asyncio", "uvloop", "h11", "httptools", "concurrent", "threading",
+    "contextlib", "django", "flask", "werkzeug", "asgiref", "opentelemetry", "wrapt", "_pytest", "pluggy",
+})
+COMPREHENSIONS = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
 
 _perf = time.perf_counter
 _now = time.time
@@ -47,7 +70,12 @@ _get_ident = threading.get_ident
 _request = contextvars.ContextVar("perfagents_request", default=None)
 _request_ids = itertools.count(1)
 _param_counts = {}
+_code_names = {}  # id(code) -> (code, "module:qualname" or None when skipped)
 _warned = []
+_getframe = sys._getframe
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_STDLIB = tuple(sorted({os.path.dirname(os.__file__), os.path.realpath(os.path.dirname(os.__file__))}))
+_THIRD_PARTY_DIRS = ("site-packages", "dist-packages")
 
 
 def _warn(message):
@@ -70,9 +98,12 @@ class _Log:
         self.pid = os.getpid()
         self.records = []
         self.pending = []
+        self.waits = []  # connection-pool acquisitions (perfagents_pgcapture)
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.path = os.path.join(self.folder, f"sql-{self.pid}-{int(_now() * 1000)}.jsonl")
+        started_ms = int(_now() * 1000)
+        self.path = os.path.join(self.folder, f"sql-{self.pid}-{started_ms}.jsonl")
+        self.waits_path = os.path.join(self.folder, f"pool-{self.pid}-{started_ms}.jsonl")
         self.started = False
         self.failed = False
 
@@ -87,6 +118,7 @@ class _Log:
         """In a forked child: own buffer and file; a writer thread if the parent had one."""
         was_started = self.started
         _param_counts.clear()
+        _code_names.clear()
         self._reset()
         if was_started:
             self.start()
@@ -105,32 +137,41 @@ class _Log:
                 batch, self.pending = self.pending + current, []
             else:
                 batch, self.pending = self.pending, current
+            waits, self.waits = self.waits, []
             if batch and not self.failed:
-                self._write(batch)
+                self._write(self.path, batch, _row)
+            if waits and not self.failed:
+                self._write(self.waits_path, waits, _wait_row)
 
-    def _write(self, batch):
+    def _write(self, path, batch, to_row):
         pid = self.pid
         rows = []
         for rec in batch:
             try:
-                rows.append(_row(rec, pid))
+                rows.append(to_row(rec, pid))
             except Exception:
                 continue
         try:
             line = json.dumps(rows, default=str) + "\n"
-            with open(self.path, "a", encoding="utf-8") as out:
+            with open(path, "a", encoding="utf-8") as out:
                 out.write(line)
         except (OSError, ValueError) as exc:
             self.failed = True
-            _warn(f"cannot write {self.path} ({exc}); capture stopped")
+            _warn(f"cannot write {path} ({exc}); capture stopped")
+
+
+def _request_fields(holder):
+    """(request_id, method, path, route) of a request holder, all None outside a request."""
+    if holder is None:
+        return None, None, None, None
+    request_id, method, path, scope = holder
+    route = getattr(scope.get("route"), "path", None) if scope else None
+    return request_id, method, path, route
 
 
 def _row(rec, pid):
-    ts, duration_ms, sql, thread, holder, params, rowcount, fetched = rec
-    request_id = method = path = route = None
-    if holder is not None:
-        request_id, method, path, scope = holder
-        route = getattr(scope.get("route"), "path", None) if scope else None
+    ts, duration_ms, sql, thread, holder, params, rowcount, fetched, stack = rec
+    request_id, method, path, route = _request_fields(holder)
     if not isinstance(sql, str):
         sql = _sql_text(sql)
     if len(sql) > MAX_SQL_CHARS:
@@ -138,7 +179,13 @@ def _row(rec, pid):
     rows = rowcount if rowcount is not None and rowcount >= 0 else fetched
     if params is not None:
         params = _encode_params(params)
-    return [ts, duration_ms, sql, pid, thread, request_id, method, path, route, rows, params]
+    return [ts, duration_ms, sql, pid, thread, request_id, method, path, route, rows, params, stack]
+
+
+def _wait_row(rec, pid):
+    ts, wait_ms, pool, pool_class, max_size, thread, holder, ok = rec
+    request_id, method, path, route = _request_fields(holder)
+    return [ts, wait_ms, pool, pool_class, max_size, pid, thread, request_id, method, path, route, ok]
 
 
 def _sql_text(sql):
@@ -176,15 +223,69 @@ def _encode_params(params):
 _LOG = None
 
 
-def _keep_params(sql, params):
-    """The parameters of the first few executions of each SQL text, else None (cheap)."""
-    if not params:
-        return None
+def _first_use(sql):
+    """Whether this is one of the first PARAMS_PER_SQL executions of ``sql`` (a str; cheap)."""
     seen = _param_counts.get(sql, 0)
     if seen >= PARAMS_PER_SQL or (seen == 0 and len(_param_counts) >= MAX_TRACKED_SQL):
-        return None
+        return False
     _param_counts[sql] = seen + 1
-    return params
+    return True
+
+
+def _frame_name(frame, code):
+    """``module:qualname`` of a frame of the target's own code, None for any other frame."""
+    if code.co_name in COMPREHENSIONS:
+        return None  # folds into the function around it, the next frame out
+    filename = code.co_filename
+    if filename.startswith("<frozen") or filename.startswith(_HERE) or filename.startswith(_STDLIB):
+        return None
+    if any(part in filename for part in _THIRD_PARTY_DIRS):
+        return None
+    f_globals = frame.f_globals
+    module = f_globals.get("__name__") or "?"
+    if module == "__main__":  # ``python -m pkg.mod``: the module's real name
+        spec = f_globals.get("__spec__")
+        module = getattr(spec, "name", None) or module
+    if module.partition(".")[0] in LIBRARY_MODULES:
+        return None
+    return module + ":" + (getattr(code, "co_qualname", None) or code.co_name)
+
+
+def _own_stack():
+    """The target's own frames calling this: ``module:qualname:line``, innermost first (capture frames skipped)."""
+    frame = _getframe(2)
+    out = []
+    walked = 0
+    while frame is not None and walked < MAX_STACK_WALK:
+        code = frame.f_code
+        cached = _code_names.get(id(code))
+        if cached is not None and cached[0] is code:
+            name = cached[1]
+        else:
+            name = _frame_name(frame, code)
+            if len(_code_names) < MAX_CODE_CACHE:
+                _code_names[id(code)] = (code, name)  # holding ``code`` keeps its id from being reused
+        if name is not None:
+            out.append(name + ":" + str(frame.f_lineno))
+            if len(out) >= MAX_STACK_FRAMES:
+                break
+        frame = frame.f_back
+        walked += 1
+    return out
+
+
+def _extras(sql, params):
+    """(params, stack) for the first executions of ``sql``, (None, None) for the rest."""
+    try:
+        if not _first_use(sql):
+            return None, None
+    except TypeError:  # an unhashable statement object
+        return None, None
+    try:
+        stack = _own_stack()
+    except Exception:
+        stack = None
+    return (params or None), stack
 
 
 class CursorMixin:
@@ -197,8 +298,8 @@ class CursorMixin:
             return super().execute(sql, parameters)
         finally:
             t1 = _perf()
-            rec = [ts, (t1 - t0) * 1000.0, sql, _get_ident(), _request.get(),
-                   _keep_params(sql, parameters), self.rowcount, None]
+            params, stack = _extras(sql, parameters)
+            rec = [ts, (t1 - t0) * 1000.0, sql, _get_ident(), _request.get(), params, self.rowcount, None, stack]
             self._perfagents_rec = rec
             _LOG.records.append(rec)
 
@@ -209,7 +310,8 @@ class CursorMixin:
             return super().executemany(sql, seq_of_parameters)
         finally:
             t1 = _perf()
-            rec = [ts, (t1 - t0) * 1000.0, sql, _get_ident(), _request.get(), None, self.rowcount, None]
+            stack = _extras(sql, None)[1]
+            rec = [ts, (t1 - t0) * 1000.0, sql, _get_ident(), _request.get(), None, self.rowcount, None, stack]
             self._perfagents_rec = rec
             _LOG.records.append(rec)
 
@@ -220,7 +322,8 @@ class CursorMixin:
             return super().executescript(sql_script)
         finally:
             t1 = _perf()
-            rec = [ts, (t1 - t0) * 1000.0, sql_script, _get_ident(), _request.get(), None, None, None]
+            stack = _extras(sql_script, None)[1]
+            rec = [ts, (t1 - t0) * 1000.0, sql_script, _get_ident(), _request.get(), None, None, None, stack]
             self._perfagents_rec = None
             _LOG.records.append(rec)
 
@@ -383,10 +486,24 @@ def _patch_psycopg_cursor_async(module):
     perfagents_pgcapture.patch_cursor_async_module(module)
 
 
+def _patch_psycopg_pool(module):
+    import perfagents_pgcapture
+
+    perfagents_pgcapture.patch_pool_module(module)
+
+
+def _patch_psycopg_pool_async(module):
+    import perfagents_pgcapture
+
+    perfagents_pgcapture.patch_pool_async_module(module)
+
+
 _HOOKS = {
     "sqlite3": _patch_sqlite3,
     "psycopg.cursor": _patch_psycopg_cursor,
     "psycopg.cursor_async": _patch_psycopg_cursor_async,
+    "psycopg_pool.pool": _patch_psycopg_pool,
+    "psycopg_pool.pool_async": _patch_psycopg_pool_async,
     "uvicorn.config": _patch_uvicorn_config,
     "uvicorn.server": _patch_uvicorn_server,
 }
