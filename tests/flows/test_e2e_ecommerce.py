@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from reference_workflows.ecommerce.check_findings import check_findings
+
 ROOT = Path(__file__).resolve().parents[2]
 PERFAGENTS = Path(sys.executable).parent / "perfagents"
 CONTRACT_KEYS = {"run_id", "target", "scope", "status", "baseline", "final", "findings", "changes",
@@ -18,12 +20,12 @@ STATS_KEYS = {"requests", "rps", "p50_ms", "p95_ms", "p99_ms", "error_rate"}
 
 
 def short_spec(tmp_path: Path, **overrides) -> Path:
-    """The reference spec, made short: smaller seed, 8 s windows, paths made absolute."""
+    """The reference spec, made short: smaller seed, 12 s windows, paths made absolute."""
     spec = yaml.safe_load((ROOT / "reference_workflows/ecommerce/target.yaml").read_text())
     spec["start"]["cwd"] = str(ROOT)
     spec["setup"] = [[*spec["setup"][0], "--scale", "0.4"]]
     spec["load"].update(locustfile=str(ROOT / "reference_workflows/ecommerce/locustfile.py"),
-                        duration_s=8, warmup_s=2)
+                        duration_s=12, warmup_s=2)
     spec["frontend"]["loads"] = 1
     spec.update(overrides)
     path = tmp_path / "target.yaml"
@@ -56,3 +58,7 @@ def test_short_real_optimization_run(tmp_path: Path) -> None:
     assert after < before / 2
     assert result["costs"]["load_s"] > 0 and result["noise_floor"]["p95_rel"] > 0
     assert Path(result["report_html"]).is_file()
+    # every planted bottleneck named at its location, no false finding ranked above one (issue 3)
+    check = check_findings(result["findings"])
+    false_above = [(rank + 1, f["kind"], f["location"]) for rank, f in check.false_above]
+    assert not check.missing and not false_above, (check.missing, false_above)
