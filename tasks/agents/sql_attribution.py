@@ -13,6 +13,7 @@ ON / ORDER BY / GROUP BY clause; ``statements_like``: the same normalized text).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from tasks.agents.sqlcapture import read_statements
 
 MAJORITY_SHARE = 0.6  # an endpoint must hold this share of the matching statements' time
 TOP_NAMES = 5  # endpoints listed in evidence
+TEMPLATE_NOISE_WORDS = frozenset({"api", "v", "int", "str", "path", "id", "get", "post", "put", "delete"})
 UNNAMED = "(no request)"  # evidence key for time outside any named request
 
 
@@ -116,6 +118,27 @@ def name_statements(frame: pl.DataFrame, spec_endpoints: Iterable[tuple[str, str
     return frame.with_columns(pl.Series("name", names, dtype=pl.String))
 
 
+def _stems(text: str) -> set[str]:
+    words = re.findall(r"[a-z]+", text.lower())
+    return {w[:-1] if w.endswith("s") and len(w) > 3 else w for w in words} - TEMPLATE_NOISE_WORDS
+
+
+def named_like(names: Iterable[str], templates: Iterable[str]) -> dict[str, str]:
+    """Locust names whose words name exactly one route template's words (revenue_report ->
+    /api/reports/revenue, invoices_deep -> /api/invoices): the template a name requests, known
+    without timing. Names matching no template, or several, are left out."""
+    templates = list(templates)
+    out = {}
+    for name in names:
+        words = _stems(name)
+        scores = {t: len(words & _stems(t)) for t in templates}
+        best = max(scores.values(), default=0)
+        winners = [t for t, n in scores.items() if n == best]
+        if best > 0 and len(winners) == 1:
+            out[name] = winners[0]
+    return out
+
+
 def consistent_votes(spans: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
     """correlate_requests, where a request may only take a Locust name that belongs to its template.
 
@@ -123,6 +146,8 @@ def consistent_votes(spans: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame
     and a later sample of another endpoint then encloses them more tightly. A Locust name
     belongs to the template most of its votes went to (one name requests one URL pattern), so
     each template's requests are correlated again against the samples of its own names only.
+    Where a name's words match one template's (``named_like``), that decides its home: under long
+    pool waits the votes of a busy template can outnumber a quiet template's own.
     """
     votes = correlate_requests(spans, samples)
     named = votes.drop_nulls("name")
@@ -130,6 +155,9 @@ def consistent_votes(spans: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame
         return votes
     counts = named.group_by("name", "endpoint").len().sort("len", "endpoint", descending=[True, False])
     home = dict(counts.unique("name", keep="first", maintain_order=True).select("name", "endpoint").iter_rows())
+    templates = [t for t in spans["endpoint"].unique().to_list() if t is not None]
+    names = samples["endpoint"].drop_nulls().unique().to_list() if "endpoint" in samples.columns else []
+    home.update(named_like(names, templates))  # words agree with one template: stronger than timing votes
     parts = []
     for template in spans["endpoint"].unique().to_list():
         own = [name for name, t in home.items() if t == template]
