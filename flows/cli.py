@@ -71,6 +71,9 @@ class LiveProgress:
             said = ("re-measuring every configuration (--remeasure)" if data["remeasure"] else
                     f"{data['reused']} configuration(s) reused from earlier runs of this code version")
             console.print(f"{t} search: {said}")
+        elif event == "noise":
+            console.print(f"{t} noise floor of the {data['scope']}: p95 {data['p95_rel']:.3g} "
+                          f"from {data['windows']} A/A windows")
         elif event == "change":
             color = "green" if data["status"] == "kept" else "yellow"
             console.print(f"{t}   [{color}]{data['status']}[/{color}] {escape(data['description'])}: {escape(data['reason'])}")

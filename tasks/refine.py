@@ -25,7 +25,8 @@ from tasks.compare import check_quality, compare_windows, decide
 from tasks.cost import usd_per_hour
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate
-from tasks.loop import apply_change, kept_changes, measure, revert_applied
+from tasks.loop import NOISE_FLOOR_MIN, apply_change, kept_changes, measure, revert_applied
+from tasks.noise import AdaptiveNoise
 from tasks.run import Run
 from tasks.search import (
     RESPONSES_EXPECTATION,
@@ -39,6 +40,8 @@ from tasks.store import dumps, now
 from tasks.window import Window
 
 MAX_TRIALS = 12  # a ceiling; the budget usually ends the search first
+MAX_KEPT_AA_WINDOWS = 3  # extra A/A windows of the kept state for the search's own noise floor
+KEPT_AA_LABEL = "aa-kept-"  # not "search-...": history must not take them for search trials
 STATE_KEY_HEX = 8  # hex digits of the state key in search window labels
 KNOB_KINDS = ("set_knob", "set_config")  # part of a window's config; every other kept change is state
 
@@ -126,6 +129,7 @@ def refine_with_search(run: Run, *, max_trials: int = MAX_TRIALS, seed: int = 0)
     history = seed_from_history(run, search, prefix)
     progress.emit("search_history", **history)
     window_s = run.spec.load.duration_s + run.spec.load.warmup_s
+    noise_rel = kept_state_noise(run, window_s)
     exhausted = None
     trials = 0
     while trials < max_trials:
@@ -137,17 +141,46 @@ def refine_with_search(run: Run, *, max_trials: int = MAX_TRIALS, seed: int = 0)
         trials += 1
         if (window := _measure_point(run, search, config, f"{prefix}{trials}", f"search trial {trials}")) is not None:
             windows[config_key(search.normalize(config))] = window
-    chosen = search.choose(run.request.goals, run.request.quality, run.baseline.stats, noise_rel=run.noise_rel)
+    chosen = search.choose(run.request.goals, run.request.quality, run.baseline.stats, noise_rel=noise_rel)
     if chosen is not None and config_key(chosen) != config_key(search.normalize(kept)):
         window = windows.get(config_key(chosen))
         if window is None:  # known only from history: the decision must use this run's samples
             history["confirmed"] = chosen
             window, exhausted = _confirm(run, search, chosen, f"{prefix}{trials + 1}", window_s, exhausted)
         if window is not None:
-            _adopt(run, chosen, window)
+            _adopt(run, chosen, window, noise_rel)
     run.extra["search_history"] = history
     run.extra["pareto"] = search.pareto()
     return exhausted
+
+
+def kept_state_noise(run: Run, window_s: float) -> float:
+    """The noise floor where the search measures: A/A windows of the kept state.
+
+    The run's floor came from the unoptimized baseline, whose latencies (and their spread) can be
+    far larger than the kept state's after quick-win; judged with it, a search among
+    configurations a few milliseconds apart can tell none of them from the kept one. The current
+    window is the first A/A window; more come as AdaptiveNoise asks, within MAX_KEPT_AA_WINDOWS
+    and the budget. Falls back to the run's floor when no second valid window can be had.
+    """
+    assert run.current is not None
+    noise = AdaptiveNoise(max_windows=MAX_KEPT_AA_WINDOWS + 1,
+                          can_afford=lambda: run.ledger.exhausted_by(next_load_s=window_s, next_iteration=False) is None)
+    noise.add(run.current.samples)
+    for n in range(1, MAX_KEPT_AA_WINDOWS + 1):
+        if len(noise.windows) >= 2 and not noise.need_more():
+            break
+        if not noise.can_afford():
+            break
+        window = measure(run, f"{KEPT_AA_LABEL}{n}")
+        if window.valid:
+            noise.add(window.samples)
+    if len(noise.windows) < 2:
+        return run.noise_rel
+    estimate = noise.estimate()
+    run.extra["noise_kept_state"] = {**estimate.to_dict(), "reason": noise.reason}
+    progress.emit("noise", scope="kept state", p95_rel=estimate.noise_rel, windows=estimate.windows)
+    return max(NOISE_FLOOR_MIN, estimate.noise_rel)
 
 
 def _confirm(
@@ -173,11 +206,11 @@ def _not_adopted(run: Run, config: dict[str, Any], reason: str, effect: dict[str
                         "effect": effect})
 
 
-def _adopt(run: Run, config: dict[str, Any], window: Window) -> None:
+def _adopt(run: Run, config: dict[str, Any], window: Window, noise_rel: float) -> None:
     """Apply the chosen point for good if its measured window beats the current one."""
     assert run.current is not None
     effect = compare_windows(run.current.samples, window.samples, endpoint=None, metric="p95_ms")
-    keep, reason = decide(effect, run.noise_rel)
+    keep, reason = decide(effect, noise_rel)
     if not keep:
         _not_adopted(run, config, reason, effect)
         return
