@@ -4,10 +4,10 @@ The lead starts the target with ``capture_env(sql_log_dir(workdir))`` added to i
 environment: the ``inject/`` folder goes first on PYTHONPATH, so the target's own Python
 (any virtualenv, 3.8+) imports ``inject/sitecustomize.py`` at start-up, which installs the
 stdlib-only capture in ``inject/perfagents_sqlcapture.py`` (sqlite3; psycopg 3 cursors through
-``inject/perfagents_pgcapture.py`` once the target imports psycopg) and chains to any
-sitecustomize it shadows. Each target process appends batches (one JSON array of records per line) to its own
-file in the log folder;
-``read_statements`` turns the folder into one frame. Connection-pool acquisitions
+``inject/perfagents_pgcapture.py`` once the target imports psycopg; the files are written by
+``inject/perfagents_capturelog.py``) and chains to any sitecustomize it shadows. Each target
+process appends batches (one JSON array of records per line) to its own file in the log
+folder; ``read_statements`` turns the folder into one frame. Connection-pool acquisitions
 (psycopg_pool ``getconn``) go to separate ``pool-*.jsonl`` files of the same batch format, so
 statement readers never see them; ``read_pool_waits`` reads those.
 """

@@ -1,8 +1,10 @@
-"""psycopg 3 statement capture, patched in by perfagents_sqlcapture when the target imports psycopg.
+"""Times psycopg 3 statements and psycopg_pool connection waits; loaded by perfagents_sqlcapture's hooks.
 
 Standard library only and Python 3.8+ syntax, like perfagents_sqlcapture (which imports this
-module only from its post-import hooks on ``psycopg.cursor`` / ``psycopg.cursor_async``, so a
-target that never imports psycopg never loads it, and psycopg is never imported on its behalf).
+module only from its post-import hooks on ``psycopg.cursor`` / ``psycopg.cursor_async`` /
+``psycopg_pool.pool`` / ``psycopg_pool.pool_async``, so a target that never imports them never
+loads it, and psycopg is never imported on its behalf). Records go to the same CaptureLog
+(perfagents_capturelog) as sqlite3's.
 
 ``Cursor.execute/executemany`` and ``AsyncCursor.execute/executemany`` are replaced on the
 classes themselves, so every subclass that does not override them is covered too
