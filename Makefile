@@ -27,7 +27,7 @@ run: install
 	$(BIN)/perfagents run ecommerce --json .perfagents/ecommerce-result.json
 
 test: install system-deps
-	$(BIN)/pytest -q --timeout=600
+	$(BIN)/pytest -q --timeout=600 --durations=15
 
 test-fast: install
 	$(BIN)/pytest -q -m "not e2e and not deploy"

@@ -17,6 +17,7 @@ KNOB_HINTS: dict[str, tuple[str, ...]] = {
     "scaling_limit": ("worker", "pool", "instance"),
     "pool_saturation": ("pool", "connection"),
     "db_time_share": ("cache",),
+    "lock_contention": ("sqlite", "journal", "wal", "lock"),
     "uncompressed_response": ("gzip", "compress"),
     "large_payload": ("gzip", "compress"),
     "hot_function": ("cache",),

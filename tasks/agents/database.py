@@ -35,6 +35,7 @@ from tasks.agents.sql_stats import (
 )
 from tasks.agents.sqlcapture import capture_env, read_statements, sql_log_dir
 from tasks.agents.sqlite_analysis import ANALYSIS_BUDGET_S, analyze_sqlite
+from tasks.agents.sqlite_locks import lock_contention
 from tasks.agents.sqlite_util import sqlite_path
 from tasks.findings import Candidate, Finding, Severity
 from tasks.spec import TargetSpec, fill
@@ -122,6 +123,8 @@ class DatabaseAgent:
         out += _slow_queries(observed, names)
         out += [n_plus_one_finding(row, names) for row in observed.get("n_plus_one", [])]
         out += [_unused_index(row, observed) for row in observed.get("unused_indexes", [])]
+        if contention := lock_contention(observed):
+            out.append(contention)
         return out
 
 
