@@ -9,23 +9,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import polars as pl
-import psycopg
 import pytest
-from psycopg import sql
 
 from tasks.agents import database_pg
 from tasks.agents.base import AgentContext
@@ -47,63 +41,14 @@ HERE = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("perfagents_test_pg_capture_app", HERE / "pg_capture_app.py")
 pg_app = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(pg_app)
+_support_spec = importlib.util.spec_from_file_location("perfagents_pg_test_support", HERE / "pg_test_support.py")
+support = importlib.util.module_from_spec(_support_spec)
+_support_spec.loader.exec_module(support)
+create_database = support.create_database
 
 ROWS = 100_000
 ROUNDS = 8
-READY_S = 30
 PROFILE_JOIN_S = 90
-
-
-def database_dsn(cluster_dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(cluster_dsn)._replace(path=f"/{name}"))
-
-
-def create_database(cluster_dsn: str, name: str) -> str:
-    with psycopg.connect(database_dsn(cluster_dsn, "postgres"), autocommit=True) as con:
-        con.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        con.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = database_dsn(cluster_dsn, name)
-    with psycopg.connect(dsn, autocommit=True) as con:
-        con.execute("CREATE EXTENSION pg_stat_statements")
-    return dsn
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def serve(dsn: str, log_dir: Path, log: Path) -> Iterator[str]:
-    """pg_capture_app under uvicorn with the capture injected; yields its base URL; always stopped."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", ENV_VAR)}
-    env.update(APP_DSN=dsn, PYTHONPATH=str(INJECT_DIR), **{ENV_VAR: str(log_dir)})
-    cmd = [sys.executable, "-m", "uvicorn", "pg_capture_app:app", "--host", "127.0.0.1", "--port", str(port),
-           "--app-dir", str(HERE), "--no-access-log"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_S
-        while True:
-            assert proc.poll() is None, f"app exited: {log.read_text()[-2000:]}"
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"app not ready: {log.read_text()[-2000:]}"
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def drive(base: str) -> pl.DataFrame:
@@ -162,7 +107,8 @@ def window(pg_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Window:
             failure.append(exc)
             first_snapshot.set()
 
-    with serve(dsn, log_dir, workdir / "app.log") as base, pytest.MonkeyPatch.context() as mp:
+    with support.serve_captured("pg_capture_app:app", {"APP_DSN": dsn}, log_dir, workdir / "app.log") as base, \
+            pytest.MonkeyPatch.context() as mp:
         mp.setattr(database_pg, "take_snapshot", spy)
         thread = threading.Thread(target=profile, daemon=True)
         thread.start()

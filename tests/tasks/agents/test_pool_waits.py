@@ -12,23 +12,17 @@ import asyncio
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import polars as pl
-import psycopg
 import pytest
-from psycopg import sql
 
 from tasks.agents import database_pg
 from tasks.agents.base import AgentContext
@@ -50,64 +44,18 @@ HERE = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("perfagents_test_pg_pool_app", HERE / "pg_pool_app.py")
 pool_app = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(pool_app)
+_support_spec = importlib.util.spec_from_file_location("perfagents_pg_test_support", HERE / "pg_test_support.py")
+support = importlib.util.module_from_spec(_support_spec)
+_support_spec.loader.exec_module(support)
+create_database = support.create_database
 
 CLIENTS = 8
 ROUNDS = 5  # /slow requests per client
 N_PLUS_ONE = 12
 SEQUENTIAL = 3  # rounds of the other requests, one at a time
-READY_S = 30
 PROFILE_JOIN_S = 60
 SPEC_ENDPOINTS = [{"name": "slow", "path": "/slow"}, {"name": "labels", "path": "/labels/{int:1:50}"},
                   {"name": "count", "path": "/count"}, {"name": "crunch", "path": "/crunch"}]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def create_database(cluster_dsn: str, name: str) -> str:
-    admin = urlunsplit(urlsplit(cluster_dsn)._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as con:
-        con.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        con.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = urlunsplit(urlsplit(cluster_dsn)._replace(path=f"/{name}"))
-    with psycopg.connect(dsn, autocommit=True) as con:
-        con.execute("CREATE EXTENSION pg_stat_statements")
-    return dsn
-
-
-@contextmanager
-def serve(dsn: str, pool_size: int, log_dir: Path, log: Path) -> Iterator[str]:
-    """pg_pool_app under uvicorn with the capture injected; yields its base URL; always stopped."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", ENV_VAR)}
-    env.update(APP_DSN=dsn, APP_POOL_SIZE=str(pool_size), PYTHONPATH=str(INJECT_DIR), **{ENV_VAR: str(log_dir)})
-    cmd = [sys.executable, "-m", "uvicorn", "pg_pool_app:app", "--host", "127.0.0.1", "--port", str(port),
-           "--app-dir", str(HERE), "--no-access-log"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_S
-        while True:
-            assert proc.poll() is None, f"app exited: {log.read_text()[-2000:]}"
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"app not ready: {log.read_text()[-2000:]}"
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 async def _drive(base: str) -> list[dict[str, Any]]:
@@ -168,7 +116,9 @@ def profile_window(cluster_dsn: str, workdir: Path, pool_size: int) -> Window:
             failure.append(exc)
             started.set()
 
-    with serve(dsn, pool_size, log_dir, workdir / "app.log") as base, pytest.MonkeyPatch.context() as mp:
+    app_env = {"APP_DSN": dsn, "APP_POOL_SIZE": str(pool_size)}
+    with support.serve_captured("pg_pool_app:app", app_env, log_dir, workdir / "app.log") as base, \
+            pytest.MonkeyPatch.context() as mp:
         mp.setattr(database_pg, "take_snapshot", spy)
         thread = threading.Thread(target=profile, daemon=True)
         thread.start()
