@@ -20,7 +20,9 @@ def short_spec(tmp_path: Path) -> Path:
     spec["setup"] = [[*spec["setup"][0], "--scale", "0.2"]]
     spec["load"].update(locustfile=str(ROOT / "reference_workflows/enterprise_api/locustfile.py"),
                         duration_s=6, warmup_s=2)
-    spec["budget_constraints"] = {"minutes": 8, "iterations": 2}  # the auth cache ranks first, the index second
+    # the index path only: with the other knobs the auth cache (65% of CPU) rightly ranks first
+    spec["knobs"] = {"workers": spec["knobs"]["workers"]}  # kept for the capacity recommendation
+    spec["budget_constraints"] = {"minutes": 8, "iterations": 1}
     spec["capacity"] = {"levels": [1, 2, 4, 8, 12, 16], "step_s": 4}
     path = tmp_path / "target.yaml"
     path.write_text(yaml.safe_dump(spec))

@@ -11,16 +11,21 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
+import polars as pl
 import psycopg
+import pytest
 from psycopg import sql
 
+from tasks.agents.database import DatabaseAgent
 from tasks.agents.sqlcapture import ENV_VAR, INJECT_DIR
 
 HERE = Path(__file__).parent
@@ -81,3 +86,43 @@ def serve_captured(app: str, env: dict[str, str], log_dir: Path, log: Path) -> I
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(STOP_S)
+
+
+def profile_while_driving(
+    ctx: Any, app: str, env: dict[str, str], log_dir: Path, log: Path, drive: Callable[[str], pl.DataFrame],
+    *, join_s: float = 90.0,
+) -> tuple[DatabaseAgent, dict[str, Any], pl.DataFrame]:
+    """Start ``app`` with the capture, run the database agent's profile in a thread from its first
+    snapshot while ``drive(base_url)`` makes the requests; (agent, observed, the drive's samples)."""
+    from tasks.agents import database_pg
+
+    agent, observed, failure = DatabaseAgent(), {}, []
+    started = threading.Event()
+    real_snapshot = database_pg.take_snapshot
+
+    def spy(con):  # the real snapshot, and a signal that the window has started
+        snap = real_snapshot(con)
+        started.set()
+        return snap
+
+    def profile() -> None:
+        try:
+            observed.update(agent.profile(ctx))
+        except BaseException as exc:  # re-raised below
+            failure.append(exc)
+            started.set()
+
+    with serve_captured(app, env, log_dir, log) as base, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(database_pg, "take_snapshot", spy)
+        thread = threading.Thread(target=profile, daemon=True)
+        thread.start()
+        try:
+            assert started.wait(30), "the agent took no snapshot"
+            samples = drive(base)
+        finally:
+            ctx.stop.set()
+            thread.join(join_s)
+    assert not thread.is_alive(), "profile did not return"
+    if failure:
+        raise failure[0]
+    return agent, observed, samples

@@ -21,7 +21,6 @@ import httpx
 import polars as pl
 import pytest
 
-from tasks.agents import database_pg
 from tasks.agents.base import AgentContext
 from tasks.agents.database import DatabaseAgent
 from tasks.agents.sql_attribution import (
@@ -91,36 +90,8 @@ def window(pg_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Window:
     spec = TargetSpec(name="pg-capture", base_url="http://127.0.0.1:1", database={"url": dsn, "allow_ddl": True},
                       load={"warmup_s": 0, "locustfile": "locustfile.py"})
     ctx = AgentContext(spec=spec, base_url=spec.base_url, workdir=workdir, window_s=30, database_url=dsn)
-    agent, observed, failure = DatabaseAgent(), {}, []
-    first_snapshot = threading.Event()
-    real_snapshot = database_pg.take_snapshot
-
-    def spy(con):  # the real snapshot, and a signal that the window has started
-        snap = real_snapshot(con)
-        first_snapshot.set()
-        return snap
-
-    def profile() -> None:
-        try:
-            observed.update(agent.profile(ctx))
-        except BaseException as exc:  # re-raised below
-            failure.append(exc)
-            first_snapshot.set()
-
-    with support.serve_captured("pg_capture_app:app", {"APP_DSN": dsn}, log_dir, workdir / "app.log") as base, \
-            pytest.MonkeyPatch.context() as mp:
-        mp.setattr(database_pg, "take_snapshot", spy)
-        thread = threading.Thread(target=profile, daemon=True)
-        thread.start()
-        try:
-            assert first_snapshot.wait(30), "the agent took no snapshot"
-            samples = drive(base)
-        finally:
-            ctx.stop.set()
-            thread.join(PROFILE_JOIN_S)
-    assert not thread.is_alive(), "profile did not return"
-    if failure:
-        raise failure[0]
+    agent, observed, samples = support.profile_while_driving(
+        ctx, "pg_capture_app:app", {"APP_DSN": dsn}, log_dir, workdir / "app.log", drive, join_s=PROFILE_JOIN_S)
     return Window(observed, agent.findings(ctx, observed, samples), samples, read_statements(log_dir))
 
 

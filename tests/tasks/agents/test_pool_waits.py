@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +23,7 @@ import httpx
 import polars as pl
 import pytest
 
-from tasks.agents import database_pg
 from tasks.agents.base import AgentContext
-from tasks.agents.database import DatabaseAgent
 from tasks.agents.pool_waits import MIN_ACQUISITIONS, pool_saturation_finding, summarize_pools
 from tasks.agents.sqlcapture import (
     ENV_VAR,
@@ -100,37 +97,10 @@ def profile_window(cluster_dsn: str, workdir: Path, pool_size: int) -> Window:
     spec = TargetSpec(name="pool-app", base_url="http://127.0.0.1:1", database={"url": dsn, "allow_ddl": False},
                       load={"warmup_s": 0, "endpoints": SPEC_ENDPOINTS})
     ctx = AgentContext(spec=spec, base_url=spec.base_url, workdir=workdir, window_s=10, database_url=dsn)
-    agent, observed, failure = DatabaseAgent(), {}, []
-    started = threading.Event()
-    real_snapshot = database_pg.take_snapshot
-
-    def spy(con):  # the real snapshot, and a signal that the window has started
-        snap = real_snapshot(con)
-        started.set()
-        return snap
-
-    def profile() -> None:
-        try:
-            observed.update(agent.profile(ctx))
-        except BaseException as exc:  # re-raised below
-            failure.append(exc)
-            started.set()
-
     app_env = {"APP_DSN": dsn, "APP_POOL_SIZE": str(pool_size)}
-    with support.serve_captured("pg_pool_app:app", app_env, log_dir, workdir / "app.log") as base, \
-            pytest.MonkeyPatch.context() as mp:
-        mp.setattr(database_pg, "take_snapshot", spy)
-        thread = threading.Thread(target=profile, daemon=True)
-        thread.start()
-        try:
-            assert started.wait(30), "the agent took no snapshot"
-            samples = pl.DataFrame(asyncio.run(_drive(base)))
-        finally:
-            ctx.stop.set()
-            thread.join(PROFILE_JOIN_S)
-    assert not thread.is_alive(), "profile did not return"
-    if failure:
-        raise failure[0]
+    agent, observed, samples = support.profile_while_driving(
+        ctx, "pg_pool_app:app", app_env, log_dir, workdir / "app.log",
+        lambda base: pl.DataFrame(asyncio.run(_drive(base))), join_s=PROFILE_JOIN_S)
     since, until = observed["window"]
     return Window(observed, agent.findings(ctx, observed, samples), samples,
                   read_pool_waits(log_dir, since, until), log_dir)
