@@ -7,17 +7,17 @@ indexes). Then the enterprise API on PostgreSQL under a real Locust run.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import polars as pl
 import psycopg
 import pytest
-from psycopg import sql
 
 from tasks.agents import database_pg
 from tasks.agents.base import AgentContext
@@ -27,6 +27,12 @@ from tasks.agents.pg_plan import filter_columns, find_seq_scans, sort_columns
 from tasks.errors import TransientError
 from tasks.findings import Finding
 from tasks.spec import TargetSpec
+
+_support_spec = importlib.util.spec_from_file_location(
+    "perfagents_pg_test_support", Path(__file__).with_name("pg_test_support.py"))
+support = importlib.util.module_from_spec(_support_spec)
+_support_spec.loader.exec_module(support)
+create_database, database_dsn = support.create_database, support.database_dsn
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -39,22 +45,6 @@ REGION_CALLS = 20
 PASSWORD = "s3cr:et@pw/9f"  # trust auth ignores it; it must never show up anywhere
 ENDPOINTS = [{"name": "customer_orders", "path": "/api/orders?customer={int:1:20000}"},
              {"name": "customer_lookup", "path": "/api/customers?email={str}"}]
-
-
-def database_dsn(cluster_dsn: str, name: str, *, password: str | None = None) -> str:
-    parts = urlsplit(cluster_dsn)
-    netloc = parts.netloc if password is None else parts.netloc.replace("@", f":{quote(password, safe='')}@", 1)
-    return urlunsplit(parts._replace(netloc=netloc, path=f"/{name}"))
-
-
-def create_database(cluster_dsn: str, name: str) -> str:
-    with psycopg.connect(database_dsn(cluster_dsn, "postgres"), autocommit=True) as con:
-        con.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        con.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = database_dsn(cluster_dsn, name)
-    with psycopg.connect(dsn, autocommit=True) as con:
-        con.execute("CREATE EXTENSION pg_stat_statements")
-    return dsn
 
 
 def hypopg_available(dsn: str) -> bool:
