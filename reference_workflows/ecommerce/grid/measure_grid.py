@@ -42,12 +42,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import psutil
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 
-from tasks.compare import bootstrap_quantiles, noise_floor  # noqa: E402
+from tasks.compare import bootstrap_quantiles  # noqa: E402
 from tasks.cost import usd_per_hour  # noqa: E402
 from tasks.gate import validate_window  # noqa: E402
 from tasks.load.runner import run_load_test  # noqa: E402
@@ -69,6 +70,7 @@ QUIET_PROBE_S = 3.0
 QUIET_WAIT_S = 300.0
 MAX_FOREIGN_CORES = 0.25  # CPU used by other people's processes during a window, in cores
 ATTEMPTS = 3
+ROUNDS = 2  # windows per configuration; their pooled samples make the grid's numbers
 
 
 def prepare_database(spec: Any, seed_dir: Path) -> Path:
@@ -184,23 +186,45 @@ def write(out: Path, doc: dict[str, Any]) -> None:
     os.replace(tmp, out)
 
 
+def pooled_row(spec: Any, config: dict[str, Any], label: str, rounds: list[tuple[dict[str, Any], Any]],
+               seed: int) -> dict[str, Any]:
+    """One configuration over its rounds: stats of the pooled samples, each round's own row, their A/A spread."""
+    samples = pl.concat([s for _, s in rounds], how="vertical_relaxed")
+    stats = window_stats(samples, sum(r["duration_s"] for r, _ in rounds))
+    latencies = samples.get_column("latency_ms").drop_nulls().to_numpy()
+    p95s = [r["p95_ms"] for r, _ in rounds]
+    return {
+        "label": label, "config": config, "usd_per_hour": usd_per_hour(spec, config), "stats": stats,
+        "p95_ms": stats["total"]["p95_ms"], "p95_ci95": p95_ci(latencies, seed),
+        "valid": all(r["valid"] for r, _ in rounds),
+        "round_p95_ms": p95s, "round_spread_rel": round(max(p95s) / min(p95s) - 1.0, 4),
+        "rounds": [r for r, _ in rounds],
+    }
+
+
+def spread_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """How far apart one configuration's rounds were: the grid's own A/A noise, over all configurations."""
+    spreads = np.array([r["round_spread_rel"] for r in rows])
+    return {"configs": len(rows), "median_rel": round(float(np.median(spreads)), 4),
+            "p90_rel": round(float(np.quantile(spreads, 0.9)), 4), "max_rel": round(float(spreads.max()), 4)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--duration", type=float, default=None, help="measured seconds per window (default: the spec's)")
     ap.add_argument("--warmup", type=float, default=None, help="warm-up seconds (default: the spec's)")
-    ap.add_argument("--seed", type=int, default=0, help="shuffles the measuring order")
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help="windows per configuration, each round in its own order")
+    ap.add_argument("--seed", type=int, default=0, help="shuffles the measuring order (round r uses seed + r)")
     ap.add_argument("--limit", type=int, default=None, help="measure only the first N configs (a smoke run)")
-    ap.add_argument("--max-minutes", type=float, default=60.0, help="stop waiting for quiet and retrying after this")
+    ap.add_argument("--max-minutes", type=float, default=90.0, help="stop waiting for quiet and retrying after this")
     args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     spec = load_spec("ecommerce")
     duration = args.duration if args.duration is not None else spec.load.duration_s
     warmup = args.warmup if args.warmup is not None else spec.load.warmup_s
-    configs = grid_configs(search_space(spec))
-    default = spec.default_config()
-    order = [configs[i] for i in np.random.default_rng(args.seed).permutation(len(configs))]
-    order = [default] + [c for c in order if config_key(c) != config_key(default)]
-    order = order[: args.limit] if args.limit else order
+    configs = grid_configs(search_space(spec))[: args.limit] if args.limit else grid_configs(search_space(spec))
     t0 = time.monotonic()
     deadline = t0 + args.max_minutes * 60
     doc: dict[str, Any] = {
@@ -213,31 +237,36 @@ def main(argv: list[str] | None = None) -> int:
         "space": _space_values(spec),
         "contention": {"quiet_busy_pct": QUIET_BUSY_PCT, "quiet_wait_s": QUIET_WAIT_S,
                        "max_foreign_cores": MAX_FOREIGN_CORES, "attempts": ATTEMPTS, "max_minutes": args.max_minutes},
-        "default_config": default, "order_seed": args.seed, "configs": [], "repeat_of_default": None,
+        "default_config": spec.default_config(), "order_seed": args.seed, "rounds": args.rounds, "configs": [],
     }
+    partial = args.out.with_suffix(".partial.json")
+    measured: dict[str, list[tuple[dict[str, Any], Any]]] = {config_key(c): [] for c in configs}
     with tempfile.TemporaryDirectory(prefix="perfagents-grid-") as tmp:
         pristine = prepare_database(spec, Path(tmp) / "seed")
         workdir = Path(tmp) / "run"
         workdir.mkdir()
-        first_samples = None
-        for i, config in enumerate(order):
-            row, samples = measure_config(spec, pristine, workdir, config, f"grid-{i:02d}", duration, warmup, i,
-                                          deadline)
-            first_samples = samples if first_samples is None else first_samples
-            doc["configs"].append(row)
-            print(f"[{i + 1}/{len(order)}] {config} p95 {row['p95_ms']} ms {row['p95_ci95']} "
-                  f"rps {row['stats']['total']['rps']} valid {row['valid']} foreign {row['foreign_cpu_cores']} cores "
-                  f"attempts {len(row['attempts'])} waited {row['waited_s']} s", flush=True)
-            write(args.out, doc)
-        row, samples = measure_config(spec, pristine, workdir, default, "grid-repeat", duration, warmup, 99, deadline)
-        row["noise_vs_first"] = noise_floor(first_samples, samples)
-        doc["repeat_of_default"] = row
-        print(f"[repeat] {default} p95 {row['p95_ms']} ms, A/A noise vs first {row['noise_vs_first']}", flush=True)
+        n = 0
+        for r in range(args.rounds):
+            order = [configs[i] for i in np.random.default_rng(args.seed + r).permutation(len(configs))]
+            for config in order:
+                n += 1
+                row, samples = measure_config(spec, pristine, workdir, config, f"grid-r{r}-{n:02d}", duration, warmup,
+                                              n, deadline)
+                measured[config_key(config)].append((row, samples))
+                print(f"[{n}/{len(configs) * args.rounds}] {config} p95 {row['p95_ms']} ms {row['p95_ci95']} "
+                      f"rps {row['stats']['total']['rps']} valid {row['valid']} foreign {row['foreign_cpu_cores']} "
+                      f"cores attempts {len(row['attempts'])} waited {row['waited_s']} s", flush=True)
+                write(partial, {**doc, "configs": [{k: v for k, v in r_.items() if k != "stats"}
+                                                    for rows in measured.values() for r_, _ in rows]})
+    doc["configs"] = [pooled_row(spec, c, f"grid-{i:02d}", measured[config_key(c)], i) for i, c in enumerate(configs)]
+    doc["round_spread"] = spread_summary(doc["configs"]) if args.rounds > 1 else None
     doc["wall_s"] = round(time.monotonic() - t0, 1)
     doc["deadline_passed"] = time.monotonic() >= deadline
     doc["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write(args.out, doc)
-    print(f"wrote {args.out} ({len(doc['configs'])} configs, {doc['wall_s']} s)")
+    partial.unlink(missing_ok=True)
+    print(f"wrote {args.out} ({len(doc['configs'])} configs x {args.rounds} rounds, {doc['wall_s']} s); "
+          f"round-to-round spread {doc['round_spread']}")
     return 0
 
 
