@@ -37,37 +37,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tasks.expressions import parse_expressions  # noqa: E402
-from tasks.search import (  # noqa: E402
-    N_STARTUP_TRIALS,
-    KnobSearch,
-    Point,
-    choose_point,
-    config_key,
-    quality_constraints,
-)
-from tasks.spec import load_spec  # noqa: E402
+from benchmarks._grid import GRID, OBJECTIVES, close_enough, load_grid  # noqa: E402
+from tasks.search import N_STARTUP_TRIALS, KnobSearch, Point, config_key, quality_constraints  # noqa: E402
 
-GRID = REPO / "reference_workflows" / "ecommerce" / "grid" / "grid.json"
 Z95 = 1.959964
-OBJECTIVES = ["p95_ms", "usd_per_hour"]
-
-
-def load_grid(path: Path) -> dict[str, Any]:
-    doc = json.loads(path.read_text())
-    if not doc.get("configs"):
-        raise SystemExit(f"{path} holds no measured configuration")
-    return doc
-
-
-def grid_points(doc: dict[str, Any], quality: list[Any], baseline: dict[str, Any]) -> dict[str, Point]:
-    points = {}
-    for row in doc["configs"]:
-        constraints = quality_constraints(quality, row["stats"], baseline)
-        constraints["gate"] = 0.0 if row["valid"] else 1.0
-        points[config_key(row["config"])] = Point(row["config"], {"p95_ms": row["p95_ms"], "usd_per_hour": row["usd_per_hour"]},
-                                                  constraints, row["stats"])
-    return points
 
 
 def noisy_stats(row: dict[str, Any], rng: np.random.Generator, noise_rel: float | None = None) -> dict[str, Any]:
@@ -109,12 +82,6 @@ def replay(spec: Any, doc: dict[str, Any], sampler: str, seed: int, noisy: bool,
     return len(rows) + 1
 
 
-def close_enough(point: Point, best: Point, within: float) -> bool:
-    return (point.feasible
-            and point.objectives["usd_per_hour"] <= best.objectives["usd_per_hour"] * (1 + within) + 1e-12
-            and point.objectives["p95_ms"] <= best.objectives["p95_ms"] * (1 + within))
-
-
 def show(n: int, size: int) -> str:
     return f">{size}" if n > size else str(n)
 
@@ -130,17 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--startup", type=int, default=N_STARTUP_TRIALS, help="TPE's random trials before it models")
     args = ap.parse_args(argv)
 
-    doc = load_grid(args.grid)
-    spec = load_spec("ecommerce")
-    goals, quality = parse_expressions(spec.performance_goals), parse_expressions(spec.quality_metrics)
-    default_key = config_key(doc["default_config"])
-    baseline = next(r["stats"] for r in doc["configs"] if config_key(r["config"]) == default_key)
-    truth = grid_points(doc, quality, baseline)
+    grid = load_grid(args.grid)
+    doc, spec, goals, quality, baseline, truth, best = (grid.doc, grid.spec, grid.goals, grid.quality, grid.baseline,
+                                                        grid.truth, grid.best)
     size = len(truth)
-    best = choose_point(list(truth.values()), goals, [], baseline, OBJECTIVES)
-    if best is None:
-        raise SystemExit("no feasible configuration in the grid")
-    near = [p for p in truth.values() if close_enough(p, best, args.within)]
+    near = grid.near(args.within)
     print(f"grid: {size} configurations from {args.grid.name} ({doc.get('started_at', '?')})")
     print(f"goals {spec.performance_goals}, quality {spec.quality_metrics}; {args.sampler} starts modelling "
           f"after {args.startup} random trials (+ the default config)")

@@ -1,0 +1,66 @@
+"""The measured e-commerce grid as the benchmarks judge against it (not a benchmark: run_all skips _*.py).
+
+The grid's best configuration is chosen by the same rule a comprehensive run applies
+(``tasks.search.choose_point``): the spec's quality thresholds as constraints (relative ones
+against the default configuration), then its performance goals, then the cheapest, then the
+lowest p95. "Within 5% of the best" means within 5% of it on both cost and p95.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tasks.expressions import parse_expressions
+from tasks.search import Point, choose_point, config_key, quality_constraints
+from tasks.spec import TargetSpec, load_spec
+
+REPO = Path(__file__).resolve().parent.parent
+GRID = REPO / "reference_workflows" / "ecommerce" / "grid" / "grid.json"
+OBJECTIVES = ["p95_ms", "usd_per_hour"]
+
+
+@dataclass
+class Grid:
+    doc: dict[str, Any]
+    spec: TargetSpec
+    goals: list[Any]
+    quality: list[Any]
+    baseline: dict[str, Any]  # the default configuration's stats
+    truth: dict[str, Point]  # config_key -> the grid's measurement
+    best: Point
+
+    def point(self, config: dict[str, Any]) -> Point | None:
+        return self.truth.get(config_key({k: config[k] for k in self.doc["space"] if k in config}))
+
+    def near(self, within: float) -> list[Point]:
+        return [p for p in self.truth.values() if close_enough(p, self.best, within)]
+
+
+def load_grid(path: Path = GRID) -> Grid:
+    doc = json.loads(path.read_text())
+    if not doc.get("configs"):
+        raise SystemExit(f"{path} holds no measured configuration")
+    spec = load_spec("ecommerce")
+    goals, quality = parse_expressions(spec.performance_goals), parse_expressions(spec.quality_metrics)
+    default_key = config_key(doc["default_config"])
+    baseline = next(r["stats"] for r in doc["configs"] if config_key(r["config"]) == default_key)
+    truth = {}
+    for row in doc["configs"]:
+        constraints = quality_constraints(quality, row["stats"], baseline)
+        constraints["gate"] = 0.0 if row["valid"] else 1.0
+        truth[config_key(row["config"])] = Point(row["config"], {"p95_ms": row["p95_ms"],
+                                                                 "usd_per_hour": row["usd_per_hour"]},
+                                                 constraints, row["stats"])
+    best = choose_point(list(truth.values()), goals, [], baseline, OBJECTIVES)
+    if best is None:
+        raise SystemExit(f"{path}: no feasible configuration in the grid")
+    return Grid(doc, spec, goals, quality, baseline, truth, best)
+
+
+def close_enough(point: Point, best: Point, within: float) -> bool:
+    return (point.feasible
+            and point.objectives["usd_per_hour"] <= best.objectives["usd_per_hour"] * (1 + within) + 1e-12
+            and point.objectives["p95_ms"] <= best.objectives["p95_ms"] * (1 + within))
