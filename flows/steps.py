@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks import loop
 from tasks.errors import is_transient
 from tasks.findings import Candidate
-from tasks.report import before_after_rows, render_markdown
+from tasks.report import before_after_rows, pareto_rows, render_markdown
 from tasks.run import Run
 from tasks.window import Window
 
@@ -59,9 +59,12 @@ def restore_kept(run: Run, kept: list[dict[str, Any]]) -> None:
 
 @task(name="publish-report", **STEP)
 def publish_report(result: dict[str, Any]) -> None:
-    """Prefect artifacts keyed by target: a markdown report and a before/after table."""
+    """Prefect artifacts keyed by target: a markdown report, a before/after table and the Pareto front."""
     key = result["target"].replace("_", "-")
     create_markdown_artifact(markdown=render_markdown(result), key=f"{key}-report",
                              description=f"perfagents run {result['run_id']}")
     create_table_artifact(table=before_after_rows(result), key=f"{key}-before-after",
                           description=f"p95 and rps before/after, run {result['run_id']}")
+    if rows := pareto_rows(result):
+        create_table_artifact(table=rows, key=f"{key}-pareto",
+                              description=f"Pareto front of the knob search, run {result['run_id']}")

@@ -79,10 +79,14 @@ class Ledger:
     def wall_s(self) -> float:
         return time.monotonic() - self.started
 
-    def exhausted_by(self, next_load_s: float = 0.0, next_iteration: bool = True) -> str | None:
-        """The budget the next step would exceed, or None if it fits."""
+    def exhausted_by(self, next_load_s: float = 0.0, next_iteration: bool = True, reserve: int = 0) -> str | None:
+        """The budget the next step would exceed, or None if it fits.
+
+        ``reserve``: iterations that must still fit after the next one (include their load in
+        ``next_load_s``).
+        """
         b = self.budget
-        if b.iterations is not None and next_iteration and self.iterations + 1 > b.iterations:
+        if b.iterations is not None and next_iteration and self.iterations + 1 + reserve > b.iterations:
             return "iterations"
         if b.minutes is not None and self.wall_s + next_load_s > b.minutes * 60:
             return "minutes"

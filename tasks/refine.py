@@ -16,8 +16,11 @@ the search chooses it, it is measured once in this run first.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import polars as pl
 
 from tasks import progress
 from tasks.changes.journal import mark_change
@@ -36,11 +39,14 @@ from tasks.search import (
     history_rows,
 )
 from tasks.spec import LoadSpec
+from tasks.stats import window_stats
 from tasks.store import dumps, now
 from tasks.window import Window
 
 MAX_TRIALS = 12  # a ceiling; the budget usually ends the search first
 MAX_KEPT_AA_WINDOWS = 3  # extra A/A windows of the kept state for the search's own noise floor
+CONFIRM_WINDOWS = 2  # extra windows of the chosen point (each with a kept-state window) while undecided
+MIN_TRIALS = 3  # a budget with room for fewer trials besides the confirmation reserve keeps no reserve
 KEPT_AA_LABEL = "aa-kept-"  # not "search-...": history must not take them for search trials
 STATE_KEY_HEX = 8  # hex digits of the state key in search window labels
 KNOB_KINDS = ("set_knob", "set_config")  # part of a window's config; every other kept change is state
@@ -59,8 +65,8 @@ def search_label_prefix(run: Run) -> str:
     return f"{SEARCH_LABEL_PREFIX}{state_key(kept_changes(run, run.restored), run.spec.load)}-"
 
 
-def _objectives(run: Run, window: Window, config: dict[str, Any]) -> dict[str, float]:
-    return {**{k: v for k, v in window.stats["total"].items() if isinstance(v, int | float)},
+def _objectives(run: Run, stats: dict[str, Any], config: dict[str, Any]) -> dict[str, float]:
+    return {**{k: v for k, v in stats["total"].items() if isinstance(v, int | float)},
             "usd_per_hour": usd_per_hour(run.spec, config)}
 
 
@@ -93,7 +99,7 @@ def _measure_point(run: Run, search: KnobSearch, config: dict[str, Any], label: 
         return None
     assert run.baseline is not None
     broken = check_quality(run.request.quality, window.stats, run.baseline.stats) if window.valid else ["errors"]
-    search.tell(config, _objectives(run, window, config), feasible=not (broken + wrong), stats=window.stats)
+    search.tell(config, _objectives(run, window.stats, config), feasible=not (broken + wrong), stats=window.stats)
     return window
 
 
@@ -123,17 +129,23 @@ def refine_with_search(run: Run, *, max_trials: int = MAX_TRIALS, seed: int = 0)
         return None
     search = KnobSearch(run.spec, seed=seed)
     kept = dict(run.rt.config)
-    search.tell(kept, _objectives(run, run.current, kept), stats=run.current.stats)
+    search.tell(kept, _objectives(run, run.current.stats, kept), stats=run.current.stats)
     windows: dict[str, Window] = {config_key(search.normalize(kept)): run.current}
     prefix = search_label_prefix(run)
     history = seed_from_history(run, search, prefix)
     progress.emit("search_history", **history)
     window_s = run.spec.load.duration_s + run.spec.load.warmup_s
-    noise_rel = kept_state_noise(run, window_s)
+    noise_rel, kept_samples = kept_state_noise(run, window_s)
     exhausted = None
     trials = 0
+    reserve = CONFIRM_WINDOWS
     while trials < max_trials:
-        if (exhausted := run.ledger.exhausted_by(next_load_s=window_s)) is not None:
+        # a confirmation round is a window of the chosen point and one of the kept state
+        if (over := run.ledger.exhausted_by(next_load_s=window_s * (1 + 2 * reserve), reserve=reserve)) is not None:
+            if reserve and trials < MIN_TRIALS:
+                reserve = 0  # too small a budget for a reserve: trials first, the choice judged as measured
+                continue
+            exhausted = over
             break
         config = search.suggest()
         if config is None:
@@ -146,16 +158,18 @@ def refine_with_search(run: Run, *, max_trials: int = MAX_TRIALS, seed: int = 0)
         window = windows.get(config_key(chosen))
         if window is None:  # known only from history: the decision must use this run's samples
             history["confirmed"] = chosen
-            window, exhausted = _confirm(run, search, chosen, f"{prefix}{trials + 1}", window_s, exhausted)
-        if window is not None:
-            _adopt(run, chosen, window, noise_rel)
+        over = _settle_choice(run, search, chosen, [window] if window else [], kept_samples, noise_rel,
+                              _Labels(prefix, trials), window_s)
+        exhausted = exhausted or over
     run.extra["search_history"] = history
     run.extra["pareto"] = search.pareto()
+    run.extra["search_points"] = [{"config": dict(p.config), "objectives": {o: p.objectives[o] for o in search.objectives},
+                                   "feasible": p.feasible, "source": p.source} for p in search.measured()]
     return exhausted
 
 
-def kept_state_noise(run: Run, window_s: float) -> float:
-    """The noise floor where the search measures: A/A windows of the kept state.
+def kept_state_noise(run: Run, window_s: float) -> tuple[float, list[pl.DataFrame]]:
+    """The noise floor where the search measures, from A/A windows of the kept state; and their samples.
 
     The run's floor came from the unoptimized baseline, whose latencies (and their spread) can be
     far larger than the kept state's after quick-win; judged with it, a search among
@@ -176,28 +190,79 @@ def kept_state_noise(run: Run, window_s: float) -> float:
         if window.valid:
             noise.add(window.samples)
     if len(noise.windows) < 2:
-        return run.noise_rel
+        return run.noise_rel, list(noise.windows)
     estimate = noise.estimate()
     run.extra["noise_kept_state"] = {**estimate.to_dict(), "reason": noise.reason}
     progress.emit("noise", scope="kept state", p95_rel=estimate.noise_rel, windows=estimate.windows)
-    return max(NOISE_FLOOR_MIN, estimate.noise_rel)
+    return max(NOISE_FLOOR_MIN, estimate.noise_rel), list(noise.windows)
 
 
-def _confirm(
-    run: Run, search: KnobSearch, config: dict[str, Any], label: str, window_s: float, exhausted: str | None,
-) -> tuple[Window | None, str | None]:
-    """Measure a configuration chosen on history's numbers once in this run; None if it cannot be adopted."""
-    if (over := run.ledger.exhausted_by(next_load_s=window_s)) is not None:
-        _not_adopted(run, config, f"measured only in an earlier run; the {over} budget leaves no window "
-                                  "to measure it in this one", None)
-        return None, over
-    window = _measure_point(run, search, config, label, "search choice from history")
-    if window is None or not search.points[config_key(search.normalize(config))].feasible:
-        reason = "its window in this run was rejected" if window is None else "it broke a quality threshold in this run"
-        _not_adopted(run, config, f"measured only in an earlier run, and {reason}", None)
-        search.chosen = None
-        return None, exhausted
-    return window, exhausted
+class _Labels:
+    """Window labels after the search's trials: ``<prefix><n>`` for the chosen point, aa-kept-c<n> for the kept state."""
+
+    def __init__(self, prefix: str, trials: int) -> None:
+        self.prefix, self.n = prefix, trials
+
+    def next(self) -> tuple[str, str]:
+        self.n += 1
+        return f"{self.prefix}{self.n}", f"{KEPT_AA_LABEL}c{self.n}"
+
+
+def pooled_effect(before: list[pl.DataFrame], after: list[pl.DataFrame], noise_rel: float) -> tuple[dict[str, Any], float]:
+    """The p95 effect of the pooled windows on each side, and the noise floor scaled to their numbers."""
+    effect = compare_windows(pl.concat(before, how="vertical_relaxed"), pl.concat(after, how="vertical_relaxed"),
+                             endpoint=None, metric="p95_ms")
+    floor = noise_rel * math.sqrt((1 / len(before) + 1 / len(after)) / 2)
+    return {**effect, "windows_before": len(before), "windows_after": len(after)}, max(NOISE_FLOOR_MIN, floor)
+
+
+def _settle_choice(
+    run: Run, search: KnobSearch, config: dict[str, Any], after: list[Window], before: list[pl.DataFrame],
+    noise_rel: float, labels: _Labels, window_s: float,
+) -> str | None:
+    """Adopt the chosen point if its windows beat the kept state's; confirm while undecided (module docstring).
+
+    Returns the name of a budget that stopped the confirmation, if one did.
+    """
+    effect: dict[str, Any] | None = None
+    reason = "not measured in this run"
+    for round_ in range(CONFIRM_WINDOWS + 1):
+        if after:
+            effect, floor = pooled_effect(before, [w.samples for w in after], noise_rel)
+            keep, reason = decide(effect, floor)
+            reason = f"{reason} ({len(after)} window(s) of it against {len(before)} of the kept state)"
+            if keep:
+                _adopt(run, config, after[-1], reason, effect)
+                return None
+            if effect["ratio"] >= 1.0 or effect["ci95"][0] > 1.0 + floor:
+                break  # not better at all: another window would not make it so
+        if round_ == CONFIRM_WINDOWS:
+            break
+        if (over := run.ledger.exhausted_by(next_load_s=2 * window_s)) is not None:
+            _not_adopted(run, config, f"{reason}; the {over} budget leaves no window to confirm it", effect)
+            return over
+        label, kept_label = labels.next()
+        window = _measure_point(run, search, config, label, "confirming the search's choice")
+        if window is None or not search.points[config_key(search.normalize(config))].feasible:
+            why = "was rejected by the gate" if window is None else "broke a quality threshold"
+            _not_adopted(run, config, f"a window of it measured to confirm it {why}", effect)
+            search.chosen = None
+            return None
+        after.append(window)
+        _pool_point(run, search, config, after)
+        kept = measure(run, kept_label)
+        if kept.valid:
+            before.append(kept.samples)
+    _not_adopted(run, config, reason, effect)
+    return None
+
+
+def _pool_point(run: Run, search: KnobSearch, config: dict[str, Any], windows: list[Window]) -> None:
+    """The search's point for a configuration measured in several windows: their pooled statistics."""
+    stats = window_stats(pl.concat([w.samples for w in windows], how="vertical_relaxed"),
+                         sum(w.duration_s for w in windows))
+    point = search.points[config_key(search.normalize(config))]
+    point.objectives, point.stats = _objectives(run, stats, config), stats
 
 
 def _not_adopted(run: Run, config: dict[str, Any], reason: str, effect: dict[str, Any] | None) -> None:
@@ -206,14 +271,8 @@ def _not_adopted(run: Run, config: dict[str, Any], reason: str, effect: dict[str
                         "effect": effect})
 
 
-def _adopt(run: Run, config: dict[str, Any], window: Window, noise_rel: float) -> None:
-    """Apply the chosen point for good if its measured window beats the current one."""
-    assert run.current is not None
-    effect = compare_windows(run.current.samples, window.samples, endpoint=None, metric="p95_ms")
-    keep, reason = decide(effect, noise_rel)
-    if not keep:
-        _not_adopted(run, config, reason, effect)
-        return
+def _adopt(run: Run, config: dict[str, Any], window: Window, reason: str, effect: dict[str, Any]) -> None:
+    """Apply the chosen point for good; its last window becomes the current one."""
     candidate = Candidate(kind="set_config", params={"config": config}, description=f"search choice {config}")
     change_id, _ = apply_change(run, candidate)
     mark_change(run.store, change_id, "kept", reason=f"chosen from the Pareto front; {reason}", effect=effect)

@@ -9,6 +9,7 @@ from typing import Any
 
 from tasks.findings import SEVERITY_RANK, impact
 from tasks.run import Run
+from tasks.search import COST_OBJECTIVE
 
 CHART_WIDTH = 720
 BAR_HEIGHT = 14
@@ -92,6 +93,11 @@ def render_markdown(result: dict[str, Any]) -> str:
     for f in result["findings"]:
         lines.append(f"- **{f['kind']}** ({f['agent']}, {f['severity']}) at `{f['location']}`"
                      + (f" on `{f['endpoint']}`" if f.get("endpoint") else ""))
+    if rows := pareto_rows(result):
+        names = list(rows[0])
+        lines += ["", "## Pareto front of the knob search", "", "| " + " | ".join(names) + " |",
+                  "|" + "---|" * len(names)]
+        lines += ["| " + " | ".join(_fmt(r[n]) for n in names) + " |" for r in rows]
     goals = result.get("goals") or []
     if goals:
         lines += ["", "## Goals", ""] + [f"- `{g['expr']}`: {'met' if g['met'] else 'not met'} ({_fmt(g['value'])})" for g in goals]
@@ -124,6 +130,66 @@ def _svg_chart(rows: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+def _pareto_axes(result: dict[str, Any]) -> tuple[str, str] | None:
+    """(x, y) objective names of the search: cost across, the other objective up; None without two."""
+    front = result.get("pareto") or []
+    names = list(front[0]["objectives"]) if front else []
+    if len(names) < 2:
+        return None
+    x = COST_OBJECTIVE if COST_OBJECTIVE in names else names[1]
+    return x, next(n for n in names if n != x)
+
+
+def _svg_pareto(result: dict[str, Any]) -> str:
+    """Every configuration the search measured (grey; red when infeasible), the Pareto front (green,
+    joined as a staircase) and the chosen point (ringed), on the search's two objectives."""
+    axes = _pareto_axes(result)
+    if axes is None:
+        return ""
+    x_name, y_name = axes
+    front = result["pareto"]
+    points = [p for p in result.get("search_points") or front if x_name in p["objectives"] and y_name in p["objectives"]]
+    xs = [p["objectives"][x_name] for p in points]
+    ys = [p["objectives"][y_name] for p in points]
+    left, top, width, height = 60, 10, CHART_WIDTH - 80, 260
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = 0.0, max(ys) * 1.05 or 1.0
+    x0, x1 = (x0 - 0.5, x1 + 0.5) if x1 == x0 else (x0 - 0.05 * (x1 - x0), x1 + 0.05 * (x1 - x0))
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return left + (x - x0) / (x1 - x0) * width, top + height - (y - y0) / (y1 - y0) * height
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{CHART_WIDTH}" height="{height + 50}" '
+             'font-family="sans-serif" font-size="12">',
+             f'<rect x="{left}" y="{top}" width="{width}" height="{height}" fill="none" stroke="#ccc"/>']
+    for p in points:
+        cx, cy = px(p["objectives"][x_name], p["objectives"][y_name])
+        color = "#9e9e9e" if p.get("feasible", True) else "#c62828"
+        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{color}">'
+                     f'<title>{html.escape(json.dumps(p["config"]))}</title></circle>')
+    stairs = sorted((p["objectives"][x_name], p["objectives"][y_name]) for p in front)
+    path = " ".join(f"{'M' if i == 0 else 'L'}{px(x, y)[0]:.1f},{px(x, y)[1]:.1f}" for i, (x, y) in enumerate(stairs))
+    parts.append(f'<path d="{path}" fill="none" stroke="#2e7d32" stroke-width="1.5"/>')
+    for p in front:
+        cx, cy = px(p["objectives"][x_name], p["objectives"][y_name])
+        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="#2e7d32"/>')
+        if p.get("chosen"):
+            parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="10" fill="none" stroke="#1565c0" stroke-width="2"/>'
+                         f'<text x="{cx + 13:.1f}" y="{cy + 4:.1f}">chosen</text>')
+    for value in (y0, (y0 + y1) / 2, y1):
+        parts.append(f'<text x="{left - 6}" y="{px(x0, value)[1] + 4:.1f}" text-anchor="end">{_fmt(value)}</text>')
+    for value in sorted({x for x, _ in stairs} | {min(xs), max(xs)}):
+        parts.append(f'<text x="{px(value, y0)[0]:.1f}" y="{top + height + 16}" text-anchor="middle">{_fmt(value)}</text>')
+    parts.append(f'<text x="{left}" y="{top + height + 38}">{html.escape(x_name)} across, {html.escape(y_name)} up: '
+                 f'grey = measured, red = broke a quality threshold, green = Pareto front</text></svg>')
+    return "".join(parts)
+
+
+def pareto_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Pareto front as table rows (Prefect table artifact, markdown)."""
+    return [{**p["config"], **p["objectives"], "chosen": bool(p.get("chosen"))} for p in result.get("pareto") or []]
+
+
 def render_html(result: dict[str, Any]) -> str:
     rows = before_after_rows(result)
     table = "".join(
@@ -143,6 +209,10 @@ def render_html(result: dict[str, Any]) -> str:
         f"{html.escape(json.dumps(f['evidence'], indent=1, default=str)[:4000])}</pre></details></li>"
         for f in result["findings"]
     )
+    pareto = ""
+    if result.get("pareto"):
+        pareto = (f"<h2>Pareto front of the knob search</h2>{_svg_pareto(result)}<p>"
+                  + "<br>".join(html.escape(json.dumps(r, default=str)) for r in pareto_rows(result)) + "</p>")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>perfagents {html.escape(result['target'])}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child,td:last-child{{text-align:left}}</style></head><body>
@@ -152,7 +222,7 @@ noise floor {result['noise_floor']['p95_rel']:.1%} &middot; costs {html.escape(j
 <h2>Before / after</h2>{_svg_chart(rows)}
 <table><tr><th>endpoint</th><th>p95 before ms</th><th>p95 after ms</th><th>ratio</th><th>rps before</th><th>rps after</th></tr>{table}</table>
 <h2>Changes</h2><table><tr><th>change</th><th>status</th><th>ratio</th><th>95% CI</th><th>why</th></tr>{changes}</table>
-<h2>Findings</h2><ul>{findings}</ul></body></html>"""
+{pareto}<h2>Findings</h2><ul>{findings}</ul></body></html>"""
 
 
 def write_reports(result: dict[str, Any], folder: Path, json_path: Path | None = None) -> dict[str, Path]:

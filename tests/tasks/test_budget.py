@@ -24,3 +24,12 @@ def test_ledger_names_the_budget_that_ends_the_run() -> None:
     assert ledger.exhausted_by(next_load_s=20) == "iterations"
     ledger.iterations, ledger.load_s = 0, 90
     assert ledger.exhausted_by(next_load_s=20) == "load_s"
+
+
+def test_a_reserve_keeps_iterations_back_for_later_steps() -> None:
+    ledger = Ledger(Budget(iterations=5))
+    ledger.iterations = 2
+    assert ledger.exhausted_by(reserve=2) is None  # 3rd iteration, and 2 more still fit
+    ledger.iterations = 3
+    assert ledger.exhausted_by(reserve=2) == "iterations"
+    assert ledger.exhausted_by() is None

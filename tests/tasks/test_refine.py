@@ -1,10 +1,13 @@
-"""The state key in search window labels: what a window's config does not show."""
+"""The state key in search window labels, and the pooled comparison that confirms the search's choice."""
 
 from __future__ import annotations
 
 import re
 
-from tasks.refine import state_key
+import numpy as np
+import polars as pl
+
+from tasks.refine import pooled_effect, state_key
 from tasks.spec import LoadSpec
 
 LOAD = LoadSpec(endpoints=[{"name": "x", "path": "/x"}], duration_s=3)
@@ -22,3 +25,21 @@ def test_state_key_follows_kept_schema_changes_and_load_shape_not_knobs_or_order
     assert state_key([INDEX_A, INDEX_B], LOAD) == state_key([INDEX_B, {**INDEX_A, "description": "other"}], LOAD)
     assert state_key([INDEX_A, INDEX_B], LOAD) != with_a
     assert state_key([INDEX_A], LOAD.model_copy(update={"users": 40})) != with_a  # measured another way
+
+
+def window(median_ms: float, seed: int, n: int = 2000) -> pl.DataFrame:
+    latencies = np.random.default_rng(seed).lognormal(np.log(median_ms), 0.5, n)
+    return pl.DataFrame({"endpoint": ["x"] * n, "latency_ms": latencies, "ts": np.arange(n) / 100.0})
+
+
+def test_pooled_windows_shrink_the_noise_floor_and_the_interval() -> None:
+    kept = [window(10.0, seed) for seed in range(3)]
+    one, floor_one = pooled_effect(kept, [window(8.0, 10)], 0.2)
+    two, floor_two = pooled_effect(kept, [window(8.0, 10), window(8.0, 11)], 0.2)
+    assert floor_one == 0.2 * np.sqrt((1 / 3 + 1) / 2)  # between-window noise of 3 windows against 1
+    assert floor_two < floor_one
+    assert (one["windows_before"], one["windows_after"], two["windows_after"]) == (3, 1, 2)
+    assert two["n_after"] == 2 * one["n_after"] and two["n_before"] == 6000
+    width = lambda e: e["ci95"][1] - e["ci95"][0]  # noqa: E731
+    assert width(two) < width(one)
+    assert 0.7 < two["ratio"] < 0.9

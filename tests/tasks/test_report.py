@@ -1,0 +1,44 @@
+"""The report draws what the search measured: the Pareto front against every measured point."""
+
+from __future__ import annotations
+
+import re
+
+from tasks.report import pareto_rows, render_html, render_markdown
+
+STATS = {"endpoints": {"home": {"p95_ms": 20.0, "rps": 50.0}}, "total": {"p95_ms": 20.0, "rps": 50.0}}
+
+
+def result_with_search() -> dict:
+    front = [{"config": {"workers": 1, "cache": True}, "objectives": {"p95_ms": 9.0, "usd_per_hour": 0.05}, "chosen": True},
+             {"config": {"workers": 2, "cache": True}, "objectives": {"p95_ms": 7.5, "usd_per_hour": 0.10}, "chosen": False}]
+    dominated = {"config": {"workers": 2, "cache": False}, "objectives": {"p95_ms": 15.0, "usd_per_hour": 0.10},
+                 "feasible": True, "source": "measured"}
+    broken = {"config": {"workers": 1, "cache": False}, "objectives": {"p95_ms": 8.0, "usd_per_hour": 0.05},
+              "feasible": False, "source": "measured"}
+    return {"run_id": "r1", "target": "shop", "status": "completed", "stop_reason": None, "baseline": STATS,
+            "final": STATS, "findings": [], "changes": [], "goals": [], "noise_floor": {"p95_rel": 0.05},
+            "costs": {"wall_s": 1.0, "load_s": 1.0, "cpu_s": 1.0, "tokens": 0, "usd": 0.0},
+            "pareto": front, "search_points": [*({**p, "feasible": True} for p in front), dominated, broken]}
+
+
+def test_html_draws_every_measured_point_the_front_and_the_chosen_one() -> None:
+    page = render_html(result_with_search())
+    svg = page[page.index("Pareto front of the knob search"):]
+    assert svg.count('fill="#9e9e9e"') == 3  # feasible measured points, front included
+    assert svg.count('fill="#c62828"') == 1  # the one that broke a quality threshold
+    assert svg.count('r="5" fill="#2e7d32"') == 2  # the front
+    assert "chosen</text>" in svg and re.search(r'<path d="M[\d.]+,[\d.]+ L[\d.]+,[\d.]+"', svg)
+    assert "usd_per_hour across, p95_ms up" in svg
+
+
+def test_markdown_and_artifact_rows_list_the_front() -> None:
+    rows = pareto_rows(result_with_search())
+    assert rows[0] == {"workers": 1, "cache": True, "p95_ms": 9.0, "usd_per_hour": 0.05, "chosen": True}
+    assert "## Pareto front of the knob search" in render_markdown(result_with_search())
+
+
+def test_a_run_without_a_search_draws_no_front() -> None:
+    result = {**result_with_search(), "pareto": [], "search_points": []}
+    assert "Pareto" not in render_html(result) and "Pareto" not in render_markdown(result)
+    assert pareto_rows(result) == []
