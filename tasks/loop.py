@@ -59,6 +59,7 @@ def measure_baseline(run: Run) -> Window:
     if not valid:
         raise PerfagentsError(f"no valid baseline window: {'; '.join(windows[-1].reasons)}")
     run.baseline = run.current = valid[-1]
+    run.baseline_aa = list(noise.windows)
     if len(valid) >= 2:
         estimate = noise.estimate()
         run.noise_rel = max(NOISE_FLOOR_MIN, estimate.noise_rel)

@@ -175,9 +175,12 @@ def kept_state_noise(run: Run, window_s: float) -> tuple[float, list[pl.DataFram
     far larger than the kept state's after quick-win; judged with it, a search among
     configurations a few milliseconds apart can tell none of them from the kept one. The current
     window is the first A/A window; more come as AdaptiveNoise asks, within MAX_KEPT_AA_WINDOWS
-    and the budget. Falls back to the run's floor when no second valid window can be had.
+    and the budget. Falls back to the run's floor when no second valid window can be had. When no
+    change has been kept since the baseline, its A/A windows are the kept state's: none is measured.
     """
     assert run.current is not None
+    if run.current is run.baseline and len(run.baseline_aa) >= 2 and "p95_rel" in run.extra.get("noise", {}):
+        return run.noise_rel, list(run.baseline_aa)  # nothing kept yet: the baseline's A/A windows are the kept state's
     noise = AdaptiveNoise(max_windows=MAX_KEPT_AA_WINDOWS + 1,
                           can_afford=lambda: run.ledger.exhausted_by(next_load_s=window_s, next_iteration=False) is None)
     noise.add(run.current.samples)

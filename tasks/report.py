@@ -142,7 +142,7 @@ def _pareto_axes(result: dict[str, Any]) -> tuple[str, str] | None:
 
 def _svg_pareto(result: dict[str, Any]) -> str:
     """Every configuration the search measured (grey; red when infeasible), the Pareto front (green,
-    joined as a staircase) and the chosen point (ringed), on the search's two objectives."""
+    joined by a line) and the chosen point (ringed), on the search's two objectives."""
     axes = _pareto_axes(result)
     if axes is None:
         return ""

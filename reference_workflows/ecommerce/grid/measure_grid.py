@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 import psutil
+from scipy import stats as sps
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
@@ -190,19 +190,33 @@ def write(out: Path, doc: dict[str, Any]) -> None:
     os.replace(tmp, out)
 
 
-def pooled_row(spec: Any, config: dict[str, Any], label: str, rounds: list[tuple[dict[str, Any], Any]],
-               seed: int) -> dict[str, Any]:
-    """One configuration over its rounds: stats of the pooled samples, each round's own row, their A/A spread."""
-    samples = pl.concat([s for _, s in rounds], how="vertical_relaxed")
-    stats = window_stats(samples, sum(r["duration_s"] for r, _ in rounds))
-    latencies = samples.get_column("latency_ms").drop_nulls().to_numpy()
-    p95s = [r["p95_ms"] for r, _ in rounds]
+def combine_stats(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Window stats over rounds: requests summed, rps and latency numbers averaged, errors weighted by requests."""
+    def section(parts: list[dict[str, Any]]) -> dict[str, Any]:
+        requests = sum(p["requests"] for p in parts)
+        out: dict[str, Any] = {"requests": requests}
+        for key in ("rps", "p50_ms", "p95_ms", "p99_ms", "mean_ms"):
+            values = [p[key] for p in parts if p.get(key) is not None]
+            out[key] = round(float(np.mean(values)), 3) if values else None
+        out["error_rate"] = round(sum(p["error_rate"] * p["requests"] for p in parts) / requests, 5) if requests else 0.0
+        return out
+
+    names = sorted(set().union(*(w["endpoints"] for w in windows)))
+    return {"endpoints": {n: section([w["endpoints"][n] for w in windows if n in w["endpoints"]]) for n in names},
+            "total": section([w["total"] for w in windows])}
+
+
+def config_row(spec: Any, config: dict[str, Any], label: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One configuration over its rounds: the mean of its windows, a t interval, their spread."""
+    p95s = [r["p95_ms"] for r in rounds]
+    mean = float(np.mean(p95s))
+    half = float(sps.t.ppf(0.975, len(p95s) - 1) * np.std(p95s, ddof=1) / np.sqrt(len(p95s))) if len(p95s) > 1 else 0.0
     return {
-        "label": label, "config": config, "usd_per_hour": usd_per_hour(spec, config), "stats": stats,
-        "p95_ms": stats["total"]["p95_ms"], "p95_ci95": p95_ci(latencies, seed),
-        "valid": all(r["valid"] for r, _ in rounds),
-        "round_p95_ms": p95s, "round_spread_rel": round(max(p95s) / min(p95s) - 1.0, 4),
-        "rounds": [r for r, _ in rounds],
+        "label": label, "config": config, "usd_per_hour": usd_per_hour(spec, config),
+        "stats": combine_stats([r["stats"] for r in rounds]), "p95_ms": round(mean, 3),
+        "p95_ci95": [round(mean - half, 3), round(mean + half, 3)] if len(p95s) > 1 else rounds[0]["p95_ci95"],
+        "valid": all(r["valid"] for r in rounds),
+        "round_p95_ms": p95s, "round_spread_rel": round(max(p95s) / min(p95s) - 1.0, 4), "rounds": rounds,
     }
 
 
@@ -221,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=ROUNDS, help="windows per configuration, each round in its own order")
     ap.add_argument("--seed", type=int, default=0, help="shuffles the measuring order (round r uses seed + r)")
     ap.add_argument("--limit", type=int, default=None, help="measure only the first N configs (a smoke run)")
+    ap.add_argument("--extend", type=Path, default=None,
+                    help="a grid.json to add rounds to (its rounds are kept; --rounds is the total wanted)")
     ap.add_argument("--max-minutes", type=float, default=90.0, help="stop waiting for quiet and retrying after this")
     args = ap.parse_args(argv)
     if args.rounds < 1:
@@ -244,25 +260,33 @@ def main(argv: list[str] | None = None) -> int:
         "default_config": spec.default_config(), "order_seed": args.seed, "rounds": args.rounds, "configs": [],
     }
     partial = args.out.with_suffix(".partial.json")
-    measured: dict[str, list[tuple[dict[str, Any], Any]]] = {config_key(c): [] for c in configs}
+    measured: dict[str, list[dict[str, Any]]] = {config_key(c): [] for c in configs}
+    done = 0
+    if args.extend is not None:
+        earlier = json.loads(args.extend.read_text())
+        for row in earlier["configs"]:
+            measured.setdefault(config_key(row["config"]), []).extend(row.get("rounds") or [row])
+        done = earlier.get("rounds", 1)
+        doc["started_at"], doc["command"] = earlier["started_at"], f"{earlier['command']}; then {doc['command']}"
+        doc["machine"]["load_avg_at_start"] = earlier["machine"]["load_avg_at_start"]
+        t0 -= earlier.get("wall_s", 0.0)
     with tempfile.TemporaryDirectory(prefix="perfagents-grid-") as tmp:
         pristine = prepare_database(spec, Path(tmp) / "seed")
         workdir = Path(tmp) / "run"
         workdir.mkdir()
-        n = 0
-        for r in range(args.rounds):
+        n = done * len(configs)
+        for r in range(done, args.rounds):
             order = [configs[i] for i in np.random.default_rng(args.seed + r).permutation(len(configs))]
             for config in order:
                 n += 1
-                row, samples = measure_config(spec, pristine, workdir, config, f"grid-r{r}-{n:02d}", duration, warmup,
-                                              n, deadline)
-                measured[config_key(config)].append((row, samples))
+                row, _ = measure_config(spec, pristine, workdir, config, f"grid-r{r}-{n:02d}", duration, warmup,
+                                        n, deadline)
+                measured[config_key(config)].append(row)
                 print(f"[{n}/{len(configs) * args.rounds}] {config} p95 {row['p95_ms']} ms {row['p95_ci95']} "
                       f"rps {row['stats']['total']['rps']} valid {row['valid']} foreign {row['foreign_cpu_cores']} "
                       f"cores attempts {len(row['attempts'])} waited {row['waited_s']} s", flush=True)
-                write(partial, {**doc, "configs": [{k: v for k, v in r_.items() if k != "stats"}
-                                                    for rows in measured.values() for r_, _ in rows]})
-    doc["configs"] = [pooled_row(spec, c, f"grid-{i:02d}", measured[config_key(c)], i) for i, c in enumerate(configs)]
+                write(partial, {**doc, "configs": [r_ for rows in measured.values() for r_ in rows]})
+    doc["configs"] = [config_row(spec, c, f"grid-{i:02d}", measured[config_key(c)]) for i, c in enumerate(configs)]
     doc["round_spread"] = spread_summary(doc["configs"]) if args.rounds > 1 else None
     doc["wall_s"] = round(time.monotonic() - t0, 1)
     doc["deadline_passed"] = time.monotonic() >= deadline
