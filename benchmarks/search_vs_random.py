@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     size = len(truth)
     near = grid.near(args.within)
     print(f"grid: {size} configurations from {args.grid.name} ({doc.get('started_at', '?')})")
-    print(f"goals {spec.performance_goals}, quality {spec.quality_metrics}; {args.sampler} starts modelling "
+    print(f"goals {spec.performance_goals}, quality {[q.text for q in quality]}; {args.sampler} starts modelling "
           f"after {args.startup} random trials (+ the default config)")
     print(f"grid best: {best.config} p95 {best.objectives['p95_ms']:.1f} ms, "
           f"{best.objectives['usd_per_hour']:.2f} USD/h; {len(near)} of {size} configurations are within "

@@ -24,7 +24,7 @@ import polars as pl
 
 from tasks import progress
 from tasks.changes.journal import mark_change
-from tasks.compare import check_quality, compare_windows, decide
+from tasks.compare import check_quality, compare_windows, decide, decide_endpoints
 from tasks.cost import usd_per_hour
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate
@@ -219,6 +219,31 @@ def pooled_effect(before: list[pl.DataFrame], after: list[pl.DataFrame], noise_r
     return {**effect, "windows_before": len(before), "windows_after": len(after)}, max(NOISE_FLOOR_MIN, floor)
 
 
+def judge_choice(
+    before: list[pl.DataFrame], after: list[pl.DataFrame], noise_rel: float,
+) -> tuple[bool, bool, str, dict[str, Any]]:
+    """(keep, settled, reason, effect) of the chosen point's windows against the kept state's.
+
+    Kept when the pooled total p95 is better beyond the scaled floor, or, the total not worse
+    beyond it, when some endpoints are faster and none slower (``decide_endpoints``, as a
+    quick-win change aimed at no single endpoint is judged). Settled (no confirmation window
+    would change it) when it is kept, when the total or an endpoint is worse beyond noise, or
+    when the total is not better and no endpoint is.
+    """
+    total, floor = pooled_effect(before, after, noise_rel)
+    counts = f"{len(after)} window(s) of it against {len(before)} of the kept state"
+    keep, reason = decide(total, floor)
+    if keep or total["ci95"][0] > 1.0 + floor:
+        return keep, True, f"{reason} ({counts})", total
+    keep_some, reason_some, some = decide_endpoints(pl.concat(before, how="vertical_relaxed"),
+                                                    pl.concat(after, how="vertical_relaxed"), floor)
+    if keep_some and some is not None:
+        return True, True, f"total {reason}; {reason_some} ({counts})", {**some, **{k: total[k] for k in
+                                                                                  ("windows_before", "windows_after")}}
+    settled = some is not None or total["ratio"] >= 1.0  # an endpoint slower, or nothing better at all
+    return False, settled, f"{reason}; {reason_some} ({counts})", total
+
+
 def _settle_choice(
     run: Run, search: KnobSearch, config: dict[str, Any], after: list[Window], before: list[pl.DataFrame],
     noise_rel: float, labels: _Labels, window_s: float,
@@ -231,14 +256,12 @@ def _settle_choice(
     reason = "not measured in this run"
     for round_ in range(CONFIRM_WINDOWS + 1):
         if after:
-            effect, floor = pooled_effect(before, [w.samples for w in after], noise_rel)
-            keep, reason = decide(effect, floor)
-            reason = f"{reason} ({len(after)} window(s) of it against {len(before)} of the kept state)"
+            keep, settled, reason, effect = judge_choice(before, [w.samples for w in after], noise_rel)
             if keep:
                 _adopt(run, config, after[-1], reason, effect)
                 return None
-            if effect["ratio"] >= 1.0 or effect["ci95"][0] > 1.0 + floor:
-                break  # not better at all: another window would not make it so
+            if settled:
+                break
         if round_ == CONFIRM_WINDOWS:
             break
         if (over := run.ledger.exhausted_by(next_load_s=2 * window_s)) is not None:

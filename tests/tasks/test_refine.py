@@ -7,7 +7,7 @@ import re
 import numpy as np
 import polars as pl
 
-from tasks.refine import pooled_effect, state_key
+from tasks.refine import judge_choice, pooled_effect, state_key
 from tasks.spec import LoadSpec
 
 LOAD = LoadSpec(endpoints=[{"name": "x", "path": "/x"}], duration_s=3)
@@ -43,3 +43,38 @@ def test_pooled_windows_shrink_the_noise_floor_and_the_interval() -> None:
     width = lambda e: e["ci95"][1] - e["ci95"][0]  # noqa: E731
     assert width(two) < width(one)
     assert 0.7 < two["ratio"] < 0.9
+
+
+def mixed(medians: dict[str, float], counts: dict[str, int], seed: int) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    parts = [pl.DataFrame({"endpoint": [name] * counts[name],
+                           "latency_ms": rng.lognormal(np.log(median), 0.6, counts[name])})
+             for name, median in medians.items()]
+    frame = pl.concat(parts)
+    return frame.with_columns(ts=pl.Series(np.sort(rng.uniform(0, 20, frame.height))))
+
+
+COUNTS = {"catalog": 150, "checkout": 2000}
+
+
+def test_a_choice_that_speeds_one_endpoint_and_slows_none_is_kept_when_the_total_cannot_tell() -> None:
+    kept = [mixed({"catalog": 8.0, "checkout": 5.0}, COUNTS, seed) for seed in range(3)]
+    cached = [mixed({"catalog": 1.0, "checkout": 5.0}, COUNTS, 10)]
+    keep, settled, reason, effect = judge_choice(kept, cached, 0.15)
+    assert keep and settled
+    assert effect["endpoint"] == "catalog" and effect["ratio"] < 0.3
+    assert "total p95 ratio" in reason and "within noise" in reason  # the total alone could not tell
+
+
+def test_a_choice_that_slows_an_endpoint_is_settled_against_it() -> None:
+    kept = [mixed({"catalog": 8.0, "checkout": 5.0}, COUNTS, seed) for seed in range(3)]
+    slower = [mixed({"catalog": 1.0, "checkout": 7.5}, COUNTS, 10)]
+    keep, settled, reason, _ = judge_choice(kept, slower, 0.15)
+    assert not keep and settled and "worse" in reason
+
+
+def test_an_undecided_choice_asks_for_another_window() -> None:
+    kept = [mixed({"catalog": 8.0, "checkout": 5.0}, COUNTS, seed) for seed in range(3)]
+    same = [mixed({"catalog": 7.6, "checkout": 4.9}, COUNTS, 10)]
+    keep, settled, _, effect = judge_choice(kept, same, 0.15)
+    assert not keep and not settled and effect["ratio"] < 1.0
