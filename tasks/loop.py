@@ -26,8 +26,10 @@ NOISE_FLOOR_ASSUMED = 0.10  # used when only one baseline window could be measur
 MAX_BASELINE_WINDOWS = 6  # A/A windows plus re-measured invalid ones
 
 
-def measure(run: Run, label: str, change_id: str | None = None) -> Window:
-    return measure_window(run.store, run.run_id, run.rt, label, agents=run.agents, ledger=run.ledger,
+def measure(run: Run, label: str, change_id: str | None = None, *, agents: list[Any] | None = None) -> Window:
+    """One window of the current state, with the run's agents unless ``agents`` says otherwise."""
+    return measure_window(run.store, run.run_id, run.rt, label, agents=run.agents if agents is None else agents,
+                          ledger=run.ledger,
                           max_error_rate=run.request.max_error_rate, change_id=change_id,
                           allow_remote=run.request.allow_remote)
 
@@ -59,7 +61,7 @@ def measure_baseline(run: Run) -> Window:
     if not valid:
         raise PerfagentsError(f"no valid baseline window: {'; '.join(windows[-1].reasons)}")
     run.baseline = run.current = valid[-1]
-    run.baseline_aa = list(noise.windows)
+    run.baseline_aa = valid
     if len(valid) >= 2:
         estimate = noise.estimate()
         run.noise_rel = max(NOISE_FLOOR_MIN, estimate.noise_rel)

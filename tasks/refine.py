@@ -45,6 +45,7 @@ from tasks.window import Window
 
 MAX_TRIALS = 12  # a ceiling; the budget usually ends the search first
 MAX_KEPT_AA_WINDOWS = 3  # extra A/A windows of the kept state for the search's own noise floor
+SEARCH_AGENTS: list[Any] = []  # the search's windows run no agents (module docstring)
 CONFIRM_WINDOWS = 2  # extra windows of the chosen point (each with a kept-state window) while undecided
 MIN_TRIALS = 3  # a budget with room for fewer trials besides the confirmation reserve keeps no reserve
 KEPT_AA_LABEL = "aa-kept-"  # not "search-...": history must not take them for search trials
@@ -80,7 +81,7 @@ def _trial(run: Run, config: dict[str, Any], label: str, what: str) -> tuple[Win
         return None, []
     run.ledger.iterations += 1
     try:
-        window = measure(run, label, change_id)
+        window = measure(run, label, change_id, agents=SEARCH_AGENTS)
         if run.responses is None:
             return window, []
         wrong = run.responses.check(run.rt.handle.base_url)
@@ -129,13 +130,15 @@ def refine_with_search(run: Run, *, max_trials: int = MAX_TRIALS, seed: int = 0)
         return None
     search = KnobSearch(run.spec, seed=seed)
     kept = dict(run.rt.config)
-    search.tell(kept, _objectives(run, run.current.stats, kept), stats=run.current.stats)
-    windows: dict[str, Window] = {config_key(search.normalize(kept)): run.current}
+    window_s = run.spec.load.duration_s + run.spec.load.warmup_s
+    noise_rel, kept_windows = kept_state_noise(run, window_s)
+    kept_stats = pooled_stats(kept_windows)
+    search.tell(kept, _objectives(run, kept_stats, kept), stats=kept_stats)
+    kept_samples = [w.samples for w in kept_windows]
+    windows: dict[str, Window] = {}
     prefix = search_label_prefix(run)
     history = seed_from_history(run, search, prefix)
     progress.emit("search_history", **history)
-    window_s = run.spec.load.duration_s + run.spec.load.warmup_s
-    noise_rel, kept_samples = kept_state_noise(run, window_s)
     exhausted = None
     trials = 0
     reserve = CONFIRM_WINDOWS
@@ -168,36 +171,49 @@ def refine_with_search(run: Run, *, max_trials: int = MAX_TRIALS, seed: int = 0)
     return exhausted
 
 
-def kept_state_noise(run: Run, window_s: float) -> tuple[float, list[pl.DataFrame]]:
-    """The noise floor where the search measures, from A/A windows of the kept state; and their samples.
+def kept_state_noise(run: Run, window_s: float) -> tuple[float, list[Window]]:
+    """The noise floor where the search measures, from A/A windows of the kept state; and those windows.
 
     The run's floor came from the unoptimized baseline, whose latencies (and their spread) can be
     far larger than the kept state's after quick-win; judged with it, a search among
-    configurations a few milliseconds apart can tell none of them from the kept one. The current
-    window is the first A/A window; more come as AdaptiveNoise asks, within MAX_KEPT_AA_WINDOWS
-    and the budget. Falls back to the run's floor when no second valid window can be had. When no
-    change has been kept since the baseline, its A/A windows are the kept state's: none is measured.
+    configurations a few milliseconds apart can tell none of them from the kept one. The windows
+    are measured as the search measures (SEARCH_AGENTS), as many as AdaptiveNoise asks, at most
+    MAX_KEPT_AA_WINDOWS + 1 and within the budget. When nothing was kept since the baseline and
+    the run has no agents, the baseline's A/A windows are the kept state's: none is measured.
+    Falls back to the run's floor when no second valid window can be had.
     """
     assert run.current is not None
-    if run.current is run.baseline and len(run.baseline_aa) >= 2 and "p95_rel" in run.extra.get("noise", {}):
-        return run.noise_rel, list(run.baseline_aa)  # nothing kept yet: the baseline's A/A windows are the kept state's
+    if (not run.agents and run.current is run.baseline and len(run.baseline_aa) >= 2
+            and "p95_rel" in run.extra.get("noise", {})):
+        return run.noise_rel, list(run.baseline_aa)
     noise = AdaptiveNoise(max_windows=MAX_KEPT_AA_WINDOWS + 1,
                           can_afford=lambda: run.ledger.exhausted_by(next_load_s=window_s, next_iteration=False) is None)
-    noise.add(run.current.samples)
-    for n in range(1, MAX_KEPT_AA_WINDOWS + 1):
+    windows: list[Window] = []
+    for n in range(1, MAX_KEPT_AA_WINDOWS + 2):
         if len(noise.windows) >= 2 and not noise.need_more():
             break
         if not noise.can_afford():
             break
-        window = measure(run, f"{KEPT_AA_LABEL}{n}")
+        window = measure(run, f"{KEPT_AA_LABEL}{n}", agents=SEARCH_AGENTS)
         if window.valid:
             noise.add(window.samples)
-    if len(noise.windows) < 2:
-        return run.noise_rel, list(noise.windows)
+            windows.append(window)
+    if not windows:
+        return run.noise_rel, [run.current]
+    if len(windows) < 2:
+        return run.noise_rel, windows
     estimate = noise.estimate()
     run.extra["noise_kept_state"] = {**estimate.to_dict(), "reason": noise.reason}
     progress.emit("noise", scope="kept state", p95_rel=estimate.noise_rel, windows=estimate.windows)
-    return max(NOISE_FLOOR_MIN, estimate.noise_rel), list(noise.windows)
+    return max(NOISE_FLOOR_MIN, estimate.noise_rel), windows
+
+
+def pooled_stats(windows: list[Window]) -> dict[str, Any]:
+    """Window stats of several windows' samples together."""
+    if len(windows) == 1:
+        return windows[0].stats
+    return window_stats(pl.concat([w.samples for w in windows], how="vertical_relaxed"),
+                        sum(w.duration_s for w in windows))
 
 
 class _Labels:
@@ -276,7 +292,7 @@ def _settle_choice(
             return None
         after.append(window)
         _pool_point(run, search, config, after)
-        kept = measure(run, kept_label)
+        kept = measure(run, kept_label, agents=SEARCH_AGENTS)
         if kept.valid:
             before.append(kept.samples)
     _not_adopted(run, config, reason, effect)
@@ -285,8 +301,7 @@ def _settle_choice(
 
 def _pool_point(run: Run, search: KnobSearch, config: dict[str, Any], windows: list[Window]) -> None:
     """The search's point for a configuration measured in several windows: their pooled statistics."""
-    stats = window_stats(pl.concat([w.samples for w in windows], how="vertical_relaxed"),
-                         sum(w.duration_s for w in windows))
+    stats = pooled_stats(windows)
     point = search.points[config_key(search.normalize(config))]
     point.objectives, point.stats = _objectives(run, stats, config), stats
 
@@ -298,9 +313,21 @@ def _not_adopted(run: Run, config: dict[str, Any], reason: str, effect: dict[str
 
 
 def _adopt(run: Run, config: dict[str, Any], window: Window, reason: str, effect: dict[str, Any]) -> None:
-    """Apply the chosen point for good; its last window becomes the current one."""
+    """Apply the chosen point for good; a window with the run's agents becomes the current one.
+
+    The search's windows ran without agents; the baseline ran with them. The report compares
+    the current window with the baseline, so the adopted state is measured once more the way
+    the baseline was (when the budget has room; otherwise the search's window stands, and the
+    change's reason says so).
+    """
     candidate = Candidate(kind="set_config", params={"config": config}, description=f"search choice {config}")
     change_id, _ = apply_change(run, candidate)
+    window_s = run.spec.load.duration_s + run.spec.load.warmup_s
+    if run.agents and run.ledger.exhausted_by(next_load_s=window_s, next_iteration=False) is None:
+        measured = measure(run, "adopted", change_id)
+        window = measured if measured.valid else window
+    elif run.agents:
+        reason = f"{reason}; the final numbers are from a window without agents (no budget left for one with them)"
     mark_change(run.store, change_id, "kept", reason=f"chosen from the Pareto front; {reason}", effect=effect)
     run.changes.append({"kind": "set_config", "params": {"config": config}, "status": "kept",
                         "description": candidate.description, "reason": reason, "effect": effect})

@@ -87,7 +87,7 @@ class Run:
     current: Window | None = None
     noise_rel: float = 0.0  # p95
     noise_rps_rel: float = 0.0
-    baseline_aa: list[Any] = field(default_factory=list)  # the baseline's valid A/A windows' samples
+    baseline_aa: list[Window] = field(default_factory=list)  # the baseline's valid A/A windows
     findings: list[Finding] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)  # journal rows of this run, as reported
     tried: set[str] = field(default_factory=set)
