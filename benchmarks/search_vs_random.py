@@ -4,7 +4,7 @@
                                                     [--seeds 5] [--sampler tpe] [--within 0.05]
 
 No load runs here: "measuring" a configuration looks it up in grid.json (every configuration
-of the e-commerce knobs, measured once by grid/measure_grid.py). Both searches are the same
+of the e-commerce knobs, measured in several windows by grid/measure_grid.py). Both searches are the same
 ``tasks.search.KnobSearch`` (memoization, constraints, ``choose``) and differ only in the
 Optuna sampler: ``tpe`` (or ``--sampler nsga2``) against ``random``. Each run first measures
 the default configuration (the baseline window every run has), then one suggested
@@ -17,9 +17,10 @@ search's own choice is judged on the grid's values; "windows needed" is the firs
 which that choice is within ``--within`` of the best on both cost and p95 (a search that
 never gets there counts as the grid size + 1, shown as ">N").
 
-Two replays: ``exact`` (a measurement returns the grid's value) and ``noisy`` (p95 and p99
-scaled by exp(N(0, s)), s from the stored p95 bootstrap CI or from ``--noise-rel``, a fresh
-draw every measurement), so the search can be misled by noise as it would be live.
+Two replays: ``exact`` (a measurement returns the grid's mean) and ``noisy`` (a measurement
+returns one of the configuration's measured windows, drawn at random each time; with
+``--noise-rel``, p95 and p99 scaled by exp(N(0, s)) instead), so the search can be misled by
+noise as it would be live.
 """
 
 from __future__ import annotations
@@ -44,7 +45,13 @@ Z95 = 1.959964
 
 
 def noisy_stats(row: dict[str, Any], rng: np.random.Generator, noise_rel: float | None = None) -> dict[str, Any]:
-    """The row's stats with every p95/p99 scaled by one lognormal draw (sd from the CI or ``noise_rel``)."""
+    """One measurement of the row's configuration: one of its measured windows, drawn at random.
+
+    With ``noise_rel`` (or a grid without per-window rounds): the row's stats with every p95/p99
+    scaled by one lognormal draw (sd from ``noise_rel`` or the stored CI).
+    """
+    if noise_rel is None and row.get("rounds"):
+        return json.loads(json.dumps(row["rounds"][int(rng.integers(len(row["rounds"])))]["stats"]))
     lo, hi = row["p95_ci95"]
     s = (math.log(hi) - math.log(lo)) / (2 * Z95) if lo > 0 and hi > lo else 0.0
     if noise_rel is not None:
