@@ -116,7 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     for w in windows:
         print(f"  {w['label']:<22} {w['kind']:<10} {w['status']:<9} valid={w['valid']!s:<5} {w['config']} "
               f"p95 {w['p95_ms']} ms here, {grid_p95(w['config'])} ms in the grid")
-    print(f"noise floor of this run (p95, relative): {result['noise_floor']['p95_rel']}")
+    kept_noise = result.get("noise_kept_state") or {}
+    print(f"noise floor of this run (p95, relative): {result['noise_floor']['p95_rel']} at baseline; "
+          f"{kept_noise.get('p95_rel')} in the kept state the search compares with ({kept_noise.get('windows')} "
+          f"windows, p95 {kept_noise.get('p95_ms')} ms)")
+    for change in result["changes"]:
+        if "search choice" in change["description"]:
+            print(f"search choice: {change['status']}: {change['reason']}")
     kept = [c["description"] for c in result["changes"] if c["status"] == "kept"]
     print(f"kept: {kept}")
     ok = (final_point is not None and close_enough(final_point, best, WITHIN - 1)

@@ -45,6 +45,10 @@ from tasks.window import Window
 
 MAX_TRIALS = 12  # a ceiling; the budget usually ends the search first
 MAX_KEPT_AA_WINDOWS = 3  # extra A/A windows of the kept state for the search's own noise floor
+# At least 3, so that the spread between windows is part of the floor (tasks/noise.py): two
+# windows can agree by chance, while the grid's 96 windows show an 11% standard deviation of one
+# window's p95; with 2, a lucky window of a twice-as-costly configuration was adopted.
+MIN_KEPT_AA_WINDOWS = 3
 SEARCH_AGENTS: list[Any] = []  # the search's windows run no agents (module docstring)
 CONFIRM_WINDOWS = 2  # extra windows of the chosen point (each with a kept-state window) while undecided
 MIN_TRIALS = 3  # a budget with room for fewer trials besides the confirmation reserve keeps no reserve
@@ -177,16 +181,16 @@ def kept_state_noise(run: Run, window_s: float) -> tuple[float, list[Window]]:
     The run's floor came from the unoptimized baseline, whose latencies (and their spread) can be
     far larger than the kept state's after quick-win; judged with it, a search among
     configurations a few milliseconds apart can tell none of them from the kept one. The windows
-    are measured as the search measures (SEARCH_AGENTS), as many as AdaptiveNoise asks, at most
-    MAX_KEPT_AA_WINDOWS + 1 and within the budget. When nothing was kept since the baseline and
+    are measured as the search measures (SEARCH_AGENTS), as many as AdaptiveNoise asks, at least
+    MIN_KEPT_AA_WINDOWS, at most MAX_KEPT_AA_WINDOWS + 1 and within the budget. When nothing was kept since the baseline and
     the run has no agents, the baseline's A/A windows are the kept state's: none is measured.
     Falls back to the run's floor when no second valid window can be had.
     """
     assert run.current is not None
-    if (not run.agents and run.current is run.baseline and len(run.baseline_aa) >= 2
+    if (not run.agents and run.current is run.baseline and len(run.baseline_aa) >= MIN_KEPT_AA_WINDOWS
             and "p95_rel" in run.extra.get("noise", {})):
         return run.noise_rel, list(run.baseline_aa)
-    noise = AdaptiveNoise(max_windows=MAX_KEPT_AA_WINDOWS + 1,
+    noise = AdaptiveNoise(min_windows=MIN_KEPT_AA_WINDOWS, max_windows=MAX_KEPT_AA_WINDOWS + 1,
                           can_afford=lambda: run.ledger.exhausted_by(next_load_s=window_s, next_iteration=False) is None)
     windows: list[Window] = []
     for n in range(1, MAX_KEPT_AA_WINDOWS + 2):
