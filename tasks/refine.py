@@ -3,14 +3,31 @@
 Each trial is one journaled `set_config` change from the kept configuration, measured in one
 window and then reverted, so the target is always one change away from its kept state. After
 the search, the compromise point (KnobSearch.choose: goals first, then cost) is applied and
-kept only if its measured window beats the current one beyond the noise floor.
+kept only if its windows beat the kept state's beyond the noise floor.
+
+The search measures without agents (SEARCH_AGENTS): its windows need the load's numbers, not
+findings, and the profilers cost the target latency (p95 x1.26 in benchmarks/agents_overhead.py)
+and add noise. The kept state it compares with is measured the same way (its own A/A windows,
+at least MIN_KEPT_AA_WINDOWS), as was the exhaustive grid it is judged against; an adopted
+point gets one more window with the agents, so that the report's before and after are alike.
+
+Confirming the choice: the point chosen is the best of single windows, so its one window is
+the luckiest of several draws. It is compared with all the kept state's A/A windows pooled,
+against the noise floor scaled to the windows on each side (the between-window part of the
+noise shrinks with pooling: floor * sqrt((1/n_before + 1/n_after) / 2)). Besides the total
+p95, a point whose total is not worse beyond noise is kept when some endpoints are faster
+beyond noise and none slower (``judge_choice``): a response cache can cut the catalog's p95
+several-fold while the total's p95 moves within a window's noise. While the comparison is
+undecided, the chosen point is measured again, each time followed by another kept-state window
+so that drift cancels, up to CONFIRM_WINDOWS times; the search keeps that many iterations of
+its budget back for it (unless the budget is too small to run MIN_TRIALS trials besides).
 
 Memoization across runs: unless the user asks to re-measure (``Request.remeasure``), the
 search starts from the search windows of earlier runs of the same target and code version
 that were measured in the same state: search window labels carry a key of the kept schema
 changes and the load shape (``search-<key>-<n>``), and only windows with this run's key are
 reused. A configuration known only from history is never adopted on history's numbers: if
-the search chooses it, it is measured once in this run first.
+the search chooses it, it is measured in this run first.
 """
 
 from __future__ import annotations
