@@ -78,25 +78,3 @@ def test_a_cache_that_serves_stale_data_is_reverted(tmp_path: Path) -> None:
     assert change["status"] == "reverted"
     assert "responses==baseline" in change["reason"] and "stale" in change["reason"]
     assert result["config"] == {"cache": False}
-
-
-@pytest.mark.e2e
-def test_comprehensive_scope_searches_knobs_and_reports_a_pareto_front(tmp_path: Path) -> None:
-    cache = yaml.safe_load((MINI / "target.yaml").read_text())["knobs"]["cache"]
-    result, store = run_mini(tmp_path, "--scope", "comprehensive", "--budget", "iterations=4",
-                             knobs={"cache": cache, "flaky": FLAKY},
-                             load={**yaml.safe_load((MINI / "target.yaml").read_text())["load"], "duration_s": 3})
-    assert result["scope"] == "comprehensive"
-    chosen = [p for p in result["pareto"] if p["chosen"]]
-    assert chosen and chosen[0]["config"] == {"cache": True, "flaky": False}  # flaky breaks error_rate
-    assert set(chosen[0]["objectives"]) == {"p95_ms", "usd_per_hour"}
-    assert result["config"] == {"cache": True, "flaky": False}
-    con = duckdb.connect(str(store), read_only=True)
-    try:
-        trials = con.execute("SELECT count(DISTINCT config) FROM windows WHERE label LIKE 'search-%' "
-                             "AND (valid OR reason LIKE 'error_rate%')").fetchall()[0][0]
-        statuses = {r[0] for r in con.execute("SELECT status FROM changes WHERE kind = 'set_config'").fetchall()}
-    finally:
-        con.close()
-    assert 1 <= trials <= 3  # the space has 3 configurations besides the baseline
-    assert statuses == {"reverted", "kept"}

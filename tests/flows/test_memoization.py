@@ -1,5 +1,6 @@
-"""Memoization across runs: a comprehensive run reuses the search windows of earlier runs of the
-same target and code version, measures again only the chosen point, and --remeasure reuses none."""
+"""The comprehensive scope on a real target: the search, its Pareto front and chosen point, and
+memoization across runs (a second run reuses the search windows of earlier runs of the same
+target and code version and measures again only the chosen point; --remeasure reuses none)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ def run_comprehensive(tmp_path: Path, spec: Path, *args: str, iterations: int = 
     return json.loads(out.read_text())
 
 
+def knob_changes(store: Path, run_id: str) -> set[str]:
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        return {r[0] for r in con.execute("SELECT status FROM changes WHERE kind = 'set_config' AND run_id = ?",
+                                          [run_id]).fetchall()}
+    finally:
+        con.close()
+
+
 def search_windows(store: Path, run_id: str) -> list[dict]:
     """The configurations this run measured in search windows (valid, or rejected only for errors)."""
     con = duckdb.connect(str(store), read_only=True)
@@ -56,7 +66,12 @@ def test_a_second_run_reuses_measured_configurations_and_remeasure_reuses_none(t
     first = run_comprehensive(tmp_path, spec)
     measured_first = search_windows(store, first["run_id"])
     assert first["search_history"]["reused"] == 0 and measured_first
-    assert first["config"] == BEST
+    assert first["scope"] == "comprehensive" and first["config"] == BEST
+    chosen = [p for p in first["pareto"] if p["chosen"]]
+    assert [p["config"] for p in chosen] == [BEST] and set(chosen[0]["objectives"]) == {"p95_ms", "usd_per_hour"}
+    assert 1 <= len(measured_first) <= 3  # the space has 3 configurations besides the kept one
+    assert knob_changes(store, first["run_id"]) == {"reverted", "kept"}  # trials reverted, the choice kept
+    assert {tuple(sorted(p["config"].items())) for p in first["search_points"]} >= {tuple(sorted(BEST.items()))}
 
     second = run_comprehensive(tmp_path, spec)
     history = second["search_history"]
