@@ -149,9 +149,11 @@ def refine_with_search(run: Run, *, max_trials: int = MAX_TRIALS, seed: int = 0)
     knobs = [n for n, k in run.spec.knobs.items() if k.needs_restart is False or run.rt.handle.process is not None]
     if not knobs:
         return None
+    window_s = run.spec.load.duration_s + run.spec.load.warmup_s
+    if (over := run.ledger.exhausted_by(next_load_s=window_s)) is not None:
+        return over  # not one trial fits: no search, and no kept-state windows measured for it
     search = KnobSearch(run.spec, seed=seed)
     kept = dict(run.rt.config)
-    window_s = run.spec.load.duration_s + run.spec.load.warmup_s
     noise_rel, kept_windows = kept_state_noise(run, window_s)
     kept_stats = pooled_stats(kept_windows)
     search.tell(kept, _objectives(run, kept_stats, kept), stats=kept_stats)
