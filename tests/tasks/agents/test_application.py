@@ -149,7 +149,7 @@ def test_mixed_window_finds_hot_code_blocking_loop_payload_leak_and_complexity(a
         {"name": "/blocking", "path": "/blocking", "weight": 2},
         {"name": "/big", "path": "/big", "weight": 1},
         {"name": "/leak", "path": "/leak", "weight": 1},
-    ], users=6, duration_s=8, complexity=[
+    ], users=6, duration_s=12, complexity=[  # 8 s once gave py-spy too few samples of /cpu
         {"name": "quadratic", "path": "/quadratic?n={n}", "sizes": [100, 300, 1000, 2000], "repeats": 5},
         {"name": "constant", "path": "/constant?n={n}", "sizes": [100, 300, 1000, 2000], "repeats": 5},
     ])
