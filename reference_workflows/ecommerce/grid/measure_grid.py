@@ -74,7 +74,7 @@ QUIET_PROBE_S = 3.0
 QUIET_WAIT_S = 300.0
 MAX_FOREIGN_CORES = 0.25  # CPU used by other people's processes during a window, in cores
 ATTEMPTS = 3
-ROUNDS = 2  # windows per configuration; their pooled samples make the grid's numbers
+ROUNDS = 2  # windows per configuration; the grid's numbers are their means
 
 
 def prepare_database(spec: Any, seed_dir: Path) -> Path:
@@ -126,7 +126,7 @@ def integrate_cpu_s(frame: Any) -> float:
 
 
 def measure_once(spec: Any, pristine: Path, workdir: Path, config: dict[str, Any], label: str,
-                 duration: float, warmup: float, seed: int, deadline: float) -> tuple[dict[str, Any], Any]:
+                 duration: float, warmup: float, seed: int, deadline: float) -> dict[str, Any]:
     quiet = wait_for_quiet(deadline)
     fresh_database(pristine, workdir)
     started = time.monotonic()
@@ -159,23 +159,22 @@ def measure_once(spec: Any, pristine: Path, workdir: Path, config: dict[str, Any
         "loadgen_cpu_pct": round(result.loadgen_cpu_pct, 1), "duration_s": round(result.duration_s, 2),
         "wall_s": round(time.monotonic() - started, 1), "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    return row, samples
+    return row
 
 
 def measure_config(spec: Any, pristine: Path, workdir: Path, config: dict[str, Any], label: str,
-                   duration: float, warmup: float, seed: int, deadline: float) -> tuple[dict[str, Any], Any]:
+                   duration: float, warmup: float, seed: int, deadline: float) -> dict[str, Any]:
     """Measure until a window is uncontended (ATTEMPTS at most; none after ``deadline``): keep the calmest."""
-    attempts: list[tuple[dict[str, Any], Any]] = []
+    attempts: list[dict[str, Any]] = []
     for attempt in range(1, ATTEMPTS + 1):
-        row, samples = measure_once(spec, pristine, workdir, config, f"{label}-{attempt}", duration, warmup,
-                                    seed, deadline)
-        attempts.append((row, samples))
+        row = measure_once(spec, pristine, workdir, config, f"{label}-{attempt}", duration, warmup, seed, deadline)
+        attempts.append(row)
         if row["foreign_cpu_cores"] <= MAX_FOREIGN_CORES or time.monotonic() >= deadline:
             break
-    row, samples = min(attempts, key=lambda a: a[0]["foreign_cpu_cores"])
-    row = {**row, "label": label, "attempts": [{k: a[0][k] for k in ("p95_ms", "foreign_cpu_cores", "busy_pct_before",
+    row = min(attempts, key=lambda a: a["foreign_cpu_cores"])
+    row = {**row, "label": label, "attempts": [{k: a[k] for k in ("p95_ms", "foreign_cpu_cores", "busy_pct_before",
                                                                      "waited_s", "measured_at")} for a in attempts]}
-    return row, samples
+    return row
 
 
 def machine() -> dict[str, Any]:
@@ -279,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             order = [configs[i] for i in np.random.default_rng(args.seed + r).permutation(len(configs))]
             for config in order:
                 n += 1
-                row, _ = measure_config(spec, pristine, workdir, config, f"grid-r{r}-{n:02d}", duration, warmup,
+                row = measure_config(spec, pristine, workdir, config, f"grid-r{r}-{n:02d}", duration, warmup,
                                         n, deadline)
                 measured[config_key(config)].append(row)
                 print(f"[{n}/{len(configs) * args.rounds}] {config} p95 {row['p95_ms']} ms {row['p95_ci95']} "
