@@ -236,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="measure only the first N configs (a smoke run)")
     ap.add_argument("--extend", type=Path, default=None,
                     help="a grid.json to add rounds to (its rounds are kept; --rounds is the total wanted)")
+    ap.add_argument("--where", action="append", default=[], metavar="KNOB=VALUE",
+                    help="new rounds measure only the configurations with this knob value (repeatable); "
+                         "spend extra rounds where the ranking is uncertain")
     ap.add_argument("--max-minutes", type=float, default=90.0, help="stop waiting for quiet and retrying after this")
     args = ap.parse_args(argv)
     if args.rounds < 1:
@@ -244,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     duration = args.duration if args.duration is not None else spec.load.duration_s
     warmup = args.warmup if args.warmup is not None else spec.load.warmup_s
     configs = grid_configs(search_space(spec))[: args.limit] if args.limit else grid_configs(search_space(spec))
+    try:
+        wanted = parse_where(args.where, _space_values(spec))
+    except ValueError as e:
+        ap.error(str(e))
+    to_measure = [c for c in configs if all(c[k] == v for k, v in wanted.items())]
     t0 = time.monotonic()
     deadline = t0 + args.max_minutes * 60
     doc: dict[str, Any] = {
@@ -256,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         "space": _space_values(spec),
         "contention": {"quiet_busy_pct": QUIET_BUSY_PCT, "quiet_wait_s": QUIET_WAIT_S,
                        "max_foreign_cores": MAX_FOREIGN_CORES, "attempts": ATTEMPTS, "max_minutes": args.max_minutes},
-        "default_config": spec.default_config(), "order_seed": args.seed, "rounds": args.rounds, "configs": [],
+        "default_config": spec.default_config(), "order_seed": args.seed, "rounds": args.rounds,
+        "extra_rounds_where": None, "configs": [],
     }
     partial = args.out.with_suffix(".partial.json")
     measured: dict[str, list[dict[str, Any]]] = {config_key(c): [] for c in configs}
@@ -268,24 +277,28 @@ def main(argv: list[str] | None = None) -> int:
         done = earlier.get("rounds", 1)
         doc["started_at"], doc["command"] = earlier["started_at"], f"{earlier['command']}; then {doc['command']}"
         doc["machine"]["load_avg_at_start"] = earlier["machine"]["load_avg_at_start"]
+        if wanted:
+            doc["extra_rounds_where"] = {"from_round": done, **wanted}
         t0 -= earlier.get("wall_s", 0.0)
     with tempfile.TemporaryDirectory(prefix="perfagents-grid-") as tmp:
         pristine = prepare_database(spec, Path(tmp) / "seed")
         workdir = Path(tmp) / "run"
         workdir.mkdir()
         n = done * len(configs)
+        total = n + (args.rounds - done) * len(to_measure)
         for r in range(done, args.rounds):
-            order = [configs[i] for i in np.random.default_rng(args.seed + r).permutation(len(configs))]
+            order = [to_measure[i] for i in np.random.default_rng(args.seed + r).permutation(len(to_measure))]
             for config in order:
                 n += 1
                 row = measure_config(spec, pristine, workdir, config, f"grid-r{r}-{n:02d}", duration, warmup,
                                         n, deadline)
                 measured[config_key(config)].append(row)
-                print(f"[{n}/{len(configs) * args.rounds}] {config} p95 {row['p95_ms']} ms {row['p95_ci95']} "
+                print(f"[{n}/{total}] {config} p95 {row['p95_ms']} ms {row['p95_ci95']} "
                       f"rps {row['stats']['total']['rps']} valid {row['valid']} foreign {row['foreign_cpu_cores']} "
                       f"cores attempts {len(row['attempts'])} waited {row['waited_s']} s", flush=True)
                 write(partial, {**doc, "configs": [r_ for rows in measured.values() for r_ in rows]})
-    doc["configs"] = [config_row(spec, c, f"grid-{i:02d}", measured[config_key(c)]) for i, c in enumerate(configs)]
+    doc["configs"] = [config_row(spec, c, f"grid-{i:02d}", measured[config_key(c)]) for i, c in enumerate(configs)
+                      if measured[config_key(c)]]
     doc["round_spread"] = spread_summary(doc["configs"]) if args.rounds > 1 else None
     doc["wall_s"] = round(time.monotonic() - t0, 1)
     doc["deadline_passed"] = time.monotonic() >= deadline
@@ -295,6 +308,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out} ({len(doc['configs'])} configs x {args.rounds} rounds, {doc['wall_s']} s); "
           f"round-to-round spread {doc['round_spread']}")
     return 0
+
+
+def parse_where(terms: list[str], space: dict[str, list[Any]]) -> dict[str, Any]:
+    """``["gzip=false"]`` -> ``{"gzip": False}``, each value one of the knob's grid values."""
+    wanted: dict[str, Any] = {}
+    for term in terms:
+        name, sep, text = term.partition("=")
+        if not sep or name not in space:
+            raise ValueError(f"--where {term!r}: expected KNOB=VALUE with KNOB one of {', '.join(space)}")
+        by_text = {str(v).lower(): v for v in space[name]}
+        if text.lower() not in by_text:
+            raise ValueError(f"--where {term!r}: {name} takes {', '.join(map(str, space[name]))}")
+        wanted[name] = by_text[text.lower()]
+    return wanted
 
 
 def _space_values(spec: Any) -> dict[str, list[Any]]:
