@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{final_point.objectives['usd_per_hour']} USD/h "
               f"(ratio {final_point.objectives['usd_per_hour'] / best.objectives['usd_per_hour']:.3f}); "
               f"target <= {WITHIN}")
+        interval = grid.ratio_interval(final)
+        if interval is not None:
+            print(f"  p95 ratio's 95% interval from the grid's windows ({len(grid.p95_windows(final))} of the final, "
+                  f"{len(grid.p95_windows(best.config))} of the best): [{interval[0]:.3f}, {interval[1]:.3f}]")
     grid_windows = sum(len(c.get("rounds") or [c]) for c in grid.doc["configs"])
     print(f"knob windows: {len(windows)} for {size} grid configurations = {len(windows) / size:.3f} "
           f"(target <= {WINDOW_SHARE:.3f}; the grid itself took {grid_windows} windows); "
@@ -121,10 +125,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{kept_noise.get('p95_rel')} in the kept state the search compares with ({kept_noise.get('windows')} "
           f"windows, p95 {kept_noise.get('p95_ms')} ms)")
     for change in result["changes"]:
-        if "search choice" in change["description"]:
-            print(f"search choice: {change['status']}: {change['reason']}")
-    kept = [c["description"] for c in result["changes"] if c["status"] == "kept"]
-    print(f"kept: {kept}")
+        print(f"change {change['kind']} {change['status']}: {change['description']}: {change['reason']}")
     ok = (final_point is not None and close_enough(final_point, best, WITHIN - 1)
           and len(windows) <= WINDOW_SHARE * size)
     print("RESULT:", "both targets met" if ok else "a target missed")

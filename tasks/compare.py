@@ -28,6 +28,7 @@ N_BOOT = 2000
 CONF = 0.95
 ALPHA = 0.05  # decide(): the rank test's p-value must be below this
 MIN_ENDPOINT_SAMPLES = 50  # decide_endpoints(): endpoints with fewer requests on a side are not judged
+MIN_RATE_BINS = 4  # per_second_rates(): bins of a window shorter than this many seconds
 MEAN_BOOT_CHUNK = 100  # resamples per chunk when bootstrapping a mean (bounded memory)
 LATENCY_METRICS = frozenset({*PERCENTILES, "mean_ms"})
 REQUEST_METRICS = frozenset({*LATENCY_METRICS, "rps", "requests", "error_rate"})
@@ -122,14 +123,20 @@ def rank_test(before: np.ndarray, after: np.ndarray, *, alternative: str = "less
     return float(sps.mannwhitneyu(a, b, alternative=alternative).pvalue)
 
 
-def per_second_counts(samples: pl.DataFrame) -> np.ndarray:
-    """Requests completed in each whole second of the window (the partial last second dropped)."""
+def per_second_rates(samples: pl.DataFrame, min_bins: int = MIN_RATE_BINS) -> np.ndarray:
+    """Requests per second in each whole second of the window (the partial last second dropped).
+
+    A window shorter than ``min_bins`` seconds is cut into ``min_bins`` equal bins instead, so
+    that a 2 s window still gives the throughput's spread something to stand on.
+    """
     ts = samples.get_column("ts").drop_nulls().to_numpy()
     if ts.size == 0:
         return np.zeros(0)
-    seconds = np.floor(ts - ts.min()).astype(np.int64)
-    full = max(int(np.floor(ts.max() - ts.min())), 1)
-    return np.bincount(seconds, minlength=full + 1)[:full].astype(np.float64)
+    span = float(ts.max() - ts.min())
+    width = min(1.0, span / min_bins) or 1.0
+    bins = max(int(np.floor(span / width + 1e-9)), 1)
+    index = np.floor((ts - ts.min()) / width).astype(np.int64)
+    return np.bincount(index, minlength=bins + 1)[:bins].astype(np.float64) / width
 
 
 def _select(frame: pl.DataFrame, endpoint: str | None, side: str) -> pl.DataFrame:
@@ -168,7 +175,7 @@ def compare_windows(
             b_value, a_value = float(np.quantile(b, q)), float(np.quantile(a, q))
         p_value = rank_test(b, a, alternative="less")
     elif metric == "rps":
-        b, a = per_second_counts(b_frame), per_second_counts(a_frame)
+        b, a = per_second_rates(b_frame), per_second_rates(a_frame)
         ratio, lo, hi = bootstrap_mean_ratio_ci(b, a, n_boot=n_boot, seed=seed)
         b_value, a_value = float(np.mean(b)), float(np.mean(a))
         p_value = rank_test(b, a, alternative="greater")
@@ -196,13 +203,19 @@ def noise_floor(window_a: pl.DataFrame, window_b: pl.DataFrame, q: float = 0.95)
 def decide(
     effect: Mapping[str, Any], noise_rel: float, *, lower_is_better: bool = True, alpha: float = ALPHA,
 ) -> tuple[bool, str]:
-    """Keep a change only when its whole CI lies beyond 1 ± noise in the good direction and
-    the one-sided p-value (computed by compare_windows in the good direction) is < alpha."""
+    """Keep a change only when its whole CI lies beyond the noise in the good direction and
+    the one-sided p-value (computed by compare_windows in the good direction) is < alpha.
+
+    The noise floor is a ratio, so it bounds both ways multiplicatively: 1 + noise above 1 and
+    1 / (1 + noise) below it. (1 - noise would make a floor of 1 or more, e.g. an A/A pair whose
+    p95 fell on either side of a slow endpoint's tail, forbid every improvement, even 25x.)
+    """
     name = str(effect["metric"]).removesuffix("_ms")
     ratio, (lo, hi), p = effect["ratio"], effect["ci95"], effect["p_value"]
     head = f"{name} ratio {ratio:.3g} [{lo:.3g}, {hi:.3g}]"
-    beyond = hi < 1.0 - noise_rel if lower_is_better else lo > 1.0 + noise_rel
-    worse = lo > 1.0 + noise_rel if lower_is_better else hi < 1.0 - noise_rel
+    up, down = 1.0 + noise_rel, 1.0 / (1.0 + noise_rel)
+    beyond = hi < down if lower_is_better else lo > up
+    worse = lo > up if lower_is_better else hi < down
     if worse:
         return False, f"{head} worse, beyond noise {noise_rel:.3g}"
     if not beyond:

@@ -35,7 +35,7 @@ from tasks.compare import (
     bootstrap_mean_ratio_ci,
     bootstrap_quantiles,
     noise_floor,
-    per_second_counts,
+    per_second_rates,
 )
 from tasks.errors import InputError
 
@@ -113,7 +113,7 @@ def estimate_rps_noise(windows: Sequence[pl.DataFrame]) -> float:
     """
     if len(windows) < 2:
         raise InputError(f"a noise floor needs at least 2 A/A windows, got {len(windows)}")
-    counts = [per_second_counts(w) for w in windows]
+    counts = [per_second_rates(w) for w in windows]
     pairwise = []
     for a, b in itertools.combinations(counts, 2):
         ratio, lo, hi = bootstrap_mean_ratio_ci(a, b)

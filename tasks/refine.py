@@ -202,17 +202,18 @@ def kept_state_noise(run: Run, window_s: float) -> tuple[float, list[Window]]:
     configurations a few milliseconds apart can tell none of them from the kept one. The windows
     are measured as the search measures (SEARCH_AGENTS), as many as AdaptiveNoise asks, at least
     MIN_KEPT_AA_WINDOWS, at most MAX_KEPT_AA_WINDOWS + 1 and within the budget. When nothing was kept since the baseline and
-    the run has no agents, the baseline's A/A windows are the kept state's: none is measured.
-    Falls back to the run's floor when no second valid window can be had.
+    the run has no agents, the baseline's A/A windows were measured alike in the same state: they count, and only
+    the windows still needed are measured. Falls back to the run's floor when no second valid window can be had.
     """
     assert run.current is not None
-    if (not run.agents and run.current is run.baseline and len(run.baseline_aa) >= MIN_KEPT_AA_WINDOWS
-            and "p95_rel" in run.extra.get("noise", {})):
-        return run.noise_rel, list(run.baseline_aa)
     noise = AdaptiveNoise(min_windows=MIN_KEPT_AA_WINDOWS, max_windows=MAX_KEPT_AA_WINDOWS + 1,
                           can_afford=lambda: run.ledger.exhausted_by(next_load_s=window_s, next_iteration=False) is None)
     windows: list[Window] = []
-    for n in range(1, MAX_KEPT_AA_WINDOWS + 2):
+    if not run.agents and run.current is run.baseline:
+        for window in run.baseline_aa[: MAX_KEPT_AA_WINDOWS + 1]:
+            noise.add(window.samples)
+            windows.append(window)
+    for n in range(1, MAX_KEPT_AA_WINDOWS + 2 - len(windows)):
         if len(noise.windows) >= 2 and not noise.need_more():
             break
         if not noise.can_afford():

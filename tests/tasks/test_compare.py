@@ -13,10 +13,12 @@ from tasks.compare import (
     decide,
     decide_endpoints,
     noise_floor,
+    per_second_rates,
     rank_test,
 )
 from tasks.errors import PerfagentsError
 from tasks.expressions import parse_expressions
+from tasks.noise import estimate_rps_noise
 
 
 def lognormal(n: int, seed: int, scale: float = 1.0) -> np.ndarray:
@@ -109,6 +111,15 @@ def test_compare_windows_throughput() -> None:
     assert decide(effect, 0.1, lower_is_better=False)[0]
 
 
+def test_throughput_of_windows_shorter_than_four_seconds_is_compared_in_sub_second_bins() -> None:
+    before = window(lognormal(200, 1), duration_s=2.0)  # 100 req/s
+    after = window(lognormal(300, 2), duration_s=2.1)  # ~143 req/s, another length: rates, not counts
+    assert per_second_rates(before).size == 4 and per_second_rates(before).mean() == pytest.approx(100, rel=0.05)
+    effect = compare_windows(before, after, endpoint=None, metric="rps")
+    assert effect["ratio"] == pytest.approx(300 / 2.1 / 100, rel=0.05)
+    assert estimate_rps_noise([before, window(lognormal(200, 3), duration_s=2.0)]) < 0.1
+
+
 def test_compare_windows_refuses_missing_endpoint_and_unknown_metric() -> None:
     w = window(lognormal(100, 1))
     with pytest.raises(PerfagentsError, match="'checkout'"):
@@ -139,8 +150,20 @@ def test_decide_needs_significance_and_respects_direction() -> None:
     keep, reason = decide(effect, 0.05)
     assert not keep and "p=0.2" in reason
     assert decide({**effect, "p_value": 0.001}, 0.05)[0]
-    assert not decide({**effect, "p_value": 0.001}, 0.5)[0]  # 0.6 is not below 1 - 0.5
+    assert not decide({**effect, "p_value": 0.001}, 0.7)[0]  # 0.6 is not below 1 / (1 + 0.7)
     assert not decide({**effect, "p_value": 0.001}, 0.05, lower_is_better=False)[0]
+
+
+def test_decide_reads_the_noise_floor_as_a_ratio_both_ways() -> None:
+    # an unindexed baseline whose A/A p95s fell on either side of a slow endpoint's tail: floor 1.378
+    index = {"metric": "p95_ms", "ratio": 0.04, "ci95": [0.03, 0.065], "p_value": 1e-49}
+    keep, reason = decide(index, 1.378)
+    assert keep, reason
+    assert not decide({**index, "ratio": 0.5, "ci95": [0.45, 0.55]}, 1.378)[0]  # 2x is within a 2.378x floor
+    slower = {"metric": "p95_ms", "ratio": 2.5, "ci95": [2.4, 2.6], "p_value": 1.0}
+    assert "worse, beyond noise" in decide(slower, 1.378)[1]
+    throughput = {"metric": "rps", "ratio": 0.4, "ci95": [0.38, 0.41], "p_value": 1.0}
+    assert "worse, beyond noise" in decide(throughput, 1.378, lower_is_better=False)[1]
 
 
 STATS = {
