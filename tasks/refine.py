@@ -12,7 +12,9 @@ at least MIN_KEPT_AA_WINDOWS), as was the exhaustive grid it is judged against; 
 point gets one more window with the agents, so that the report's before and after are alike.
 
 Confirming the choice: the point chosen is the best of single windows, so its one window is
-the luckiest of several draws. It is compared with all the kept state's A/A windows pooled,
+the luckiest of several draws (the winner's curse). That window is held out: the choice is
+measured again in a fresh window (unless the budget has no room for one, when the trial window
+is all there is, and the decision uses it). It is compared with all the kept state's A/A windows pooled,
 against the noise floor scaled to the windows on each side (the between-window part of the
 noise shrinks with pooling: floor * sqrt((1/n_before + 1/n_after) / 2)). Besides the total
 p95, a point whose total is not worse beyond noise is kept when some endpoints are faster
@@ -184,8 +186,11 @@ def refine_with_search(run: Run, *, max_trials: int = MAX_TRIALS, seed: int = 0)
         window = windows.get(config_key(chosen))
         if window is None:  # known only from history: the decision must use this run's samples
             history["confirmed"] = chosen
-        over = _settle_choice(run, search, chosen, [window] if window else [], kept_samples, noise_rel,
-                              _Labels(prefix, trials), window_s)
+        # the window that made it the winner is the luckiest of several draws: held out when a fresh one fits
+        held_out = window is not None and run.ledger.exhausted_by(next_load_s=2 * window_s) is None
+        evidence = [] if window is None or held_out else [window]
+        over = _settle_choice(run, search, chosen, evidence, kept_samples, noise_rel, _Labels(prefix, trials),
+                              window_s, selection_window=window if held_out else None)
         exhausted = exhausted or over
     run.extra["search_history"] = history
     run.extra["pareto"] = search.pareto()
@@ -286,10 +291,12 @@ def judge_choice(
 
 def _settle_choice(
     run: Run, search: KnobSearch, config: dict[str, Any], after: list[Window], before: list[pl.DataFrame],
-    noise_rel: float, labels: _Labels, window_s: float,
+    noise_rel: float, labels: _Labels, window_s: float, selection_window: Window | None = None,
 ) -> str | None:
     """Adopt the chosen point if its windows beat the kept state's; confirm while undecided (module docstring).
 
+    ``selection_window``: the trial window that chose the point, held out of the evidence; if
+    no fresh window can be measured after all, the decision falls back to it.
     Returns the name of a budget that stopped the confirmation, if one did.
     """
     effect: dict[str, Any] | None = None
@@ -305,6 +312,8 @@ def _settle_choice(
         if round_ == CONFIRM_WINDOWS:
             break
         if (over := run.ledger.exhausted_by(next_load_s=2 * window_s)) is not None:
+            if not after and selection_window is not None:
+                return _settle_choice(run, search, config, [selection_window], before, noise_rel, labels, window_s)
             _not_adopted(run, config, f"{reason}; the {over} budget leaves no window to confirm it", effect)
             return over
         label, kept_label = labels.next()
