@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
+
 from tasks import progress
 from tasks.changes.journal import (
     apply_candidate,
@@ -12,11 +14,18 @@ from tasks.changes.journal import (
     plan_change,
     revert_change,
 )
-from tasks.compare import check_goals, check_quality, compare_windows, decide, decide_endpoints
+from tasks.compare import (
+    MIN_ENDPOINT_SAMPLES,
+    check_goals,
+    check_quality,
+    compare_windows,
+    decide,
+    decide_endpoints,
+)
 from tasks.correctness import ResponseCheck
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate, Finding, stronger
-from tasks.noise import AdaptiveNoise, estimate_rps_noise
+from tasks.noise import AdaptiveNoise, estimate_noise, estimate_rps_noise
 from tasks.optimizer import candidates_from_findings, knob_candidates, rank_candidates
 from tasks.run import Run
 from tasks.window import Window, measure_window
@@ -118,7 +127,7 @@ def evaluate_change(run: Run, candidate: Candidate, window: Window) -> tuple[boo
         broken += [f"responses==baseline: {line}" for line in run.responses.check(run.rt.handle.base_url)]
     if broken:
         return False, f"quality threshold broken: {'; '.join(broken)}", effect
-    keep, reason = decide(effect, run.noise_rel)
+    keep, reason = decide(effect, endpoint_noise(run, endpoint))
     if not keep and candidate.endpoint is None:
         throughput = compare_windows(run.current.samples, window.samples, endpoint=None, metric="rps")
         keep_rps, reason_rps = decide(throughput, run.noise_rps_rel, lower_is_better=False)
@@ -130,6 +139,27 @@ def evaluate_change(run: Run, candidate: Candidate, window: Window) -> tuple[boo
         if effect_some is not None:  # an endpoint got slower: say so
             reason = f"{reason}; {reason_some}"
     return keep, reason, effect
+
+
+def endpoint_noise(run: Run, endpoint: str | None) -> float:
+    """The p95 noise floor of what a change is judged on: for an endpoint, its own.
+
+    The total's floor can be far from an endpoint's: the unindexed shop's total p95 falls on
+    either side of customer_orders' slow tail (floor 0.3-1.4) while the catalog's p95 moves a
+    few percent. Computed once per endpoint from the baseline's A/A windows (``noise_floor``
+    in --json lists them); the total's floor when there are fewer than two windows or
+    MIN_ENDPOINT_SAMPLES requests of the endpoint in one of them.
+    """
+    if endpoint is None:
+        return run.noise_rel
+    floors = run.extra.setdefault("noise", {}).setdefault("endpoint_p95_rel", {})
+    if endpoint not in floors:
+        frames = [w.samples.filter(pl.col("endpoint") == endpoint) for w in run.baseline_aa]
+        if len(frames) < 2 or min(f.height for f in frames) < MIN_ENDPOINT_SAMPLES:
+            floors[endpoint] = run.noise_rel
+        else:
+            floors[endpoint] = max(NOISE_FLOOR_MIN, estimate_noise(frames).noise_rel)
+    return floors[endpoint]
 
 
 def settle_change(
