@@ -44,8 +44,12 @@ class Grid:
     best: Point
     windows: dict[str, list[float]]  # config_key -> the p95 of each of its windows
 
+    def key(self, config: dict[str, Any]) -> str:
+        """The grid's key of a run's configuration (knobs outside the grid's space left out)."""
+        return config_key({k: config[k] for k in self.doc["space"] if k in config})
+
     def p95_windows(self, config: dict[str, Any]) -> list[float]:
-        return self.windows.get(config_key({k: config[k] for k in self.doc["space"] if k in config}), [])
+        return self.windows.get(self.key(config), [])
 
     def ratio_interval(self, config: dict[str, Any]) -> tuple[float, float] | None:
         """95% Welch interval of p95(config) / p95(best) on the log scale, from both configurations' windows."""
@@ -61,7 +65,7 @@ class Grid:
         return float(np.exp(diff - half)), float(np.exp(diff + half))
 
     def point(self, config: dict[str, Any]) -> Point | None:
-        return self.truth.get(config_key({k: config[k] for k in self.doc["space"] if k in config}))
+        return self.truth.get(self.key(config))
 
     def near(self, within: float) -> list[Point]:
         return [p for p in self.truth.values() if close_enough(p, self.best, within)]

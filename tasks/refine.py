@@ -187,10 +187,10 @@ def refine_with_search(run: Run, *, max_trials: int = MAX_TRIALS, seed: int = 0)
         if window is None:  # known only from history: the decision must use this run's samples
             history["confirmed"] = chosen
         # the window that made it the winner is the luckiest of several draws: held out when a fresh one fits
-        held_out = window is not None and run.ledger.exhausted_by(next_load_s=2 * window_s) is None
-        evidence = [] if window is None or held_out else [window]
+        fresh_fits = run.ledger.exhausted_by(next_load_s=2 * window_s) is None
+        evidence = [window] if window is not None and not fresh_fits else []
         over = _settle_choice(run, search, chosen, evidence, kept_samples, noise_rel, _Labels(prefix, trials),
-                              window_s, selection_window=window if held_out else None)
+                              window_s)
         exhausted = exhausted or over
     run.extra["search_history"] = history
     run.extra["pareto"] = search.pareto()
@@ -291,12 +291,10 @@ def judge_choice(
 
 def _settle_choice(
     run: Run, search: KnobSearch, config: dict[str, Any], after: list[Window], before: list[pl.DataFrame],
-    noise_rel: float, labels: _Labels, window_s: float, selection_window: Window | None = None,
+    noise_rel: float, labels: _Labels, window_s: float,
 ) -> str | None:
     """Adopt the chosen point if its windows beat the kept state's; confirm while undecided (module docstring).
 
-    ``selection_window``: the trial window that chose the point, held out of the evidence; if
-    no fresh window can be measured after all, the decision falls back to it.
     Returns the name of a budget that stopped the confirmation, if one did.
     """
     effect: dict[str, Any] | None = None
@@ -312,8 +310,6 @@ def _settle_choice(
         if round_ == CONFIRM_WINDOWS:
             break
         if (over := run.ledger.exhausted_by(next_load_s=2 * window_s)) is not None:
-            if not after and selection_window is not None:
-                return _settle_choice(run, search, config, [selection_window], before, noise_rel, labels, window_s)
             _not_adopted(run, config, f"{reason}; the {over} budget leaves no window to confirm it", effect)
             return over
         label, kept_label = labels.next()
