@@ -29,6 +29,7 @@ PYSPY_ENV = "PERFAGENTS_PYSPY"  # another py-spy binary
 RATE_HZ = 20
 BURST_S = 2  # py-spy's --duration takes whole seconds
 GAP_S = 3.0
+BURST_START_S = 0.5  # a burst's wall time beyond --duration (measured 2 s bursts: 1.6-2.4 s)
 START_GRACE_S = 5.0  # py-spy start-up and writing its file, beyond --duration
 INTERRUPT_GRACE_S = 2.0  # after SIGINT (window over), before SIGKILL
 POLL_S = 0.05

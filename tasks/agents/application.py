@@ -40,8 +40,10 @@ from tasks.agents.app_process import (
 )
 from tasks.agents.app_pyspy import (
     BURST_S,
+    BURST_START_S,
     GAP_S,
     MAX_FAILED_BURSTS,
+    MIN_PERIOD_S,
     PYSPY_ENV,
     RATE_HZ,
     Burst,
@@ -104,7 +106,9 @@ class ApplicationAgent:
             if self.wait_for_warmup and ctx.spec.load.warmup_s > 0:
                 ctx.stop.wait(max(0.0, min(ctx.spec.load.warmup_s, deadline - time.monotonic() - 1)))
             sched_before, t_sched = sched_times(pids), time.monotonic()
-            bursts = (_attempt(errors, "pyspy", lambda: self.run_bursts(ctx, deadline, errors)) if pids else None) or []
+            load_end = started + ctx.window_s
+            bursts = (_attempt(errors, "pyspy", lambda: self.run_bursts(ctx, deadline, errors, load_end))
+                      if pids else None) or []
             ctx.stop.wait(max(0.0, deadline - time.monotonic()))  # psutil goes on until the window ends
             pids_after = (_attempt(errors, "process", ctx.pids) or []) if pids else []
             observed["cpu_demand"] = cpu_demand(sched_before, sched_times(pids_after), time.monotonic() - t_sched)
@@ -118,8 +122,14 @@ class ApplicationAgent:
         observed["elapsed_s"] = round(time.monotonic() - started, 3)
         return observed
 
-    def run_bursts(self, ctx: AgentContext, deadline: float, errors: list[dict[str, str]]) -> list[Burst]:
-        """Alternate CPU and wall-clock py-spy bursts until the window ends."""
+    def run_bursts(self, ctx: AgentContext, deadline: float, errors: list[dict[str, str]],
+                   load_end: float | None = None) -> list[Burst]:
+        """Alternate CPU and wall-clock py-spy bursts until the window ends.
+
+        The gap after the first burst shrinks (to ``MIN_PERIOD_S``, still a control period) when a
+        full gap would leave no room for a whole wall-clock burst before the load ends: a short
+        window then still gets one burst of each kind, which ``blocking_call`` needs.
+        """
         pyspy = find_pyspy()
         if pyspy is None:
             errors.append({"probe": "pyspy", "error": f"py-spy not found (install it or set ${PYSPY_ENV})"})
@@ -142,8 +152,14 @@ class ApplicationAgent:
                 errors.append({"probe": "pyspy", "error": burst.error})
             if failures >= MAX_FAILED_BURSTS:
                 break
-            ctx.stop.wait(max(0.0, min(self.gap_s, deadline - time.monotonic())))
+            ctx.stop.wait(max(0.0, min(self._gap(len(bursts), load_end), deadline - time.monotonic())))
         return bursts
+
+    def _gap(self, done: int, load_end: float | None) -> float:
+        if done != 1 or load_end is None:
+            return self.gap_s
+        room = load_end - time.monotonic() - self.burst_s - BURST_START_S
+        return min(self.gap_s, max(MIN_PERIOD_S, room))
 
     def measure_complexity(self, ctx: AgentContext, errors: list[dict[str, str]]) -> list[dict[str, Any]]:
         """Each declared probe after the window, within ``complexity_budget_s`` for all of them."""

@@ -142,6 +142,16 @@ def test_agent_contract() -> None:
 
 @needs_pyspy
 @pytest.mark.timeout(90)
+def test_a_short_window_still_gets_a_wall_clock_burst() -> None:
+    agent = ApplicationAgent(burst_s=2, gap_s=3.0)
+    now = time.monotonic()
+    # 4 s of load left after the first burst: a full gap would leave < 2 s for the wall-clock burst
+    assert agent._gap(1, now + 4.0) == pytest.approx(1.5, abs=0.05)
+    assert agent._gap(1, now + 2.0) == 1.0  # never below a control period
+    assert agent._gap(1, now + 30.0) == 3.0  # a long window keeps the full gap
+    assert agent._gap(2, now + 4.0) == 3.0 and agent._gap(1, None) == 3.0
+
+
 def test_mixed_window_finds_hot_code_blocking_loop_payload_leak_and_complexity(app, tmp_path: Path) -> None:
     proc, url = app
     spec = make_spec(url, [
