@@ -1,4 +1,4 @@
-"""Shared fixtures: a temp DuckDB store, an isolated Prefect home, one Prefect test harness."""
+"""Shared fixtures: a temp DuckDB store, an isolated Prefect home, a throwaway PostgreSQL cluster."""
 
 from __future__ import annotations
 
@@ -29,15 +29,6 @@ def store(tmp_path: Path):
     st = Store(tmp_path / "store.duckdb")
     yield st
     st.close()
-
-
-@pytest.fixture(scope="session")
-def prefect_harness():
-    """One temporary Prefect API for every flow test (it takes ~20 s to come up)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import yaml
 
 MINI = Path(__file__).resolve().parent / "mini_target"
 PERFAGENTS = Path(sys.executable).parent / "perfagents"
+pytestmark = pytest.mark.usefixtures("shared_prefect_api")  # tests/flows/conftest.py
 FLAKY = {"type": "bool", "default": False, "description": "skip work, fail every 5th /items",
          "apply": {"http": {"method": "PUT", "path": "/admin/config", "field": "flaky"}}}
 
@@ -20,6 +21,7 @@ FLAKY = {"type": "bool", "default": False, "description": "skip work, fail every
 def run_mini(tmp_path: Path, *args: str, knobs: dict | None = None, **overrides) -> tuple[dict, Path]:
     spec = yaml.safe_load((MINI / "target.yaml").read_text())
     spec["start"]["cwd"] = str(MINI)
+    spec["load"].update(duration_s=2, warmup_s=0.5)  # 2.5 s windows: these decisions need no more
     if knobs is not None:
         spec["knobs"] = knobs
     spec.update(overrides)
@@ -49,12 +51,12 @@ def test_a_knob_that_raises_errors_is_reverted_with_its_reason(tmp_path: Path) -
 
 @pytest.mark.e2e
 def test_budget_below_need_ends_cleanly_with_a_correct_ledger(tmp_path: Path) -> None:
-    result, store = run_mini(tmp_path, "--budget", "load_s=12", "--goals", "p95_ms<=0.001",
+    result, store = run_mini(tmp_path, "--budget", "load_s=6", "--goals", "p95_ms<=0.001",
                              knobs={"cache": yaml.safe_load((MINI / "target.yaml").read_text())["knobs"]["cache"], "flaky": FLAKY})
     assert result["status"] == "budget_exhausted"
     assert "load_s" in result["stop_reason"]
     assert result["changes"] == []  # the next change would not fit: nothing half-done
-    assert 8 <= result["costs"]["load_s"] <= 12
+    assert 4 <= result["costs"]["load_s"] <= 6  # two 2.5 s windows; a third would not fit
     con = duckdb.connect(str(store), read_only=True)
     try:
         ledger = dict(con.execute("SELECT kind, amount FROM costs").fetchall())

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +12,6 @@ from typing import Any
 
 import duckdb
 import httpx
-import psutil
 import pytest
 import yaml
 
@@ -25,12 +21,13 @@ MINI_SPEC = "tests/flows/mini_target/target.yaml"  # relative to the repo root, 
 PREFECT = Path(sys.executable).with_name("prefect")
 POOL = "perfagents-process"
 NIGHTLY_CRON = "0 3 * * *"
-SERVER_START_TIMEOUT_S = 90
 CLI_TIMEOUT_S = 60
 RUN_TIMEOUT_S = 150
-STOP_TIMEOUT_S = 15
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 UUID = re.compile(r"UUID:\s*([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
+
+support = sys.modules["perfagents_prefect_support"]  # loaded by conftest.py
+start_process, stop_process, tail = support.start_process, support.stop_process, support.tail
 
 
 def load_deployments() -> list[dict[str, Any]]:
@@ -83,107 +80,27 @@ def test_flow_signatures_give_a_typed_form() -> None:
 
 # --- a real server, deploy, a process worker --------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def child_env(home: Path, api_url: str) -> dict[str, str]:
-    """The environment for every prefect child: isolated home, this server, no prompts, no telemetry."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update({
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": api_url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_CLI_PROMPT": "false",
-        "PREFECT_CLI_COLORS": "false",
-        "PREFECT_CLI_WRAP_LINES": "false",
-        "PREFECT_WORKER_QUERY_SECONDS": "2",
-        # the nightly schedule is stored, but this test server must not start an e-commerce run
-        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-    })
-    return env
-
-
-def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, then SIGKILL it and every descendant (flow runs get their own group)."""
-    try:
-        family = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        family = []
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    for child in family:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(family, timeout=5)
-
-
-def tail(path: Path, chars: int = 3000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
-
-
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(PREFECT), *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=CLI_TIMEOUT_S, stdin=subprocess.DEVNULL)
 
 
-def wait_for_health(api_url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"prefect server exited with {proc.returncode}:\n{tail(log)}")
-        try:
-            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"prefect server not healthy within {SERVER_START_TIMEOUT_S} s:\n{tail(log)}")
-
-
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A real `prefect server start` on loopback, the process pool, and `prefect deploy --all`."""
+def deployed(prefect_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The session's real `prefect server start` on loopback, the process pool, and `prefect deploy --all`."""
     tmp = tmp_path_factory.mktemp("prefect-deploy")
-    api_url = f"http://127.0.0.1:{free_port()}/api"
-    env = child_env(tmp / "home", api_url)
-    timings: dict[str, float] = {}
-    log = tmp / "server.log"
-    t0 = time.monotonic()
-    server = start_process([str(PREFECT), "server", "start", "--host", "127.0.0.1",
-                            "--port", api_url.rsplit(":", 1)[1].split("/")[0]], env, log)
+    api_url = prefect_server.api_url
+    env = prefect_server.child_env(tmp / "home")
+    timings: dict[str, float] = {"server_start_s": prefect_server.start_s}
     try:
-        wait_for_health(api_url, server, log)
-        timings["server_start_s"] = time.monotonic() - t0
         pool = run_cli(["work-pool", "create", POOL, "--type", "process"], env)
         assert pool.returncode == 0, pool.stdout + pool.stderr
         t0 = time.monotonic()
         deploy = run_cli(["--no-prompt", "deploy", "--all"], env)
         timings["deploy_all_s"] = time.monotonic() - t0
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-        yield {"api_url": api_url, "env": env, "tmp": tmp, "timings": timings, "server_log": log}
+        yield {"api_url": api_url, "env": env, "tmp": tmp, "timings": timings, "server_log": prefect_server.log}
     finally:
-        stop_process(server)
         print(f"deployment timings: {', '.join(f'{k}={v:.1f}' for k, v in timings.items())}")
 
 

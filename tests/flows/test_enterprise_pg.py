@@ -12,6 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PERFAGENTS = Path(sys.executable).parent / "perfagents"
+pytestmark = pytest.mark.usefixtures("shared_prefect_api")  # tests/flows/conftest.py
 
 
 def short_spec(tmp_path: Path) -> Path:

@@ -18,6 +18,7 @@ from tasks.target import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PERFAGENTS = Path(sys.executable).parent / "perfagents"
+pytestmark = pytest.mark.usefixtures("shared_prefect_api")  # tests/flows/conftest.py
 
 
 @pytest.fixture
