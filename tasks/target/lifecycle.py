@@ -57,6 +57,10 @@ def run_setup(spec: TargetSpec, workdir: Path, timeout_s: float = 300) -> None:
         for raw in spec.setup:
             command = [fill(arg, workdir=workdir) for arg in raw]
             _run_setup_command(command, cwd, log, deadline, timeout_s)
+    # Setup's writes (a seeded database) reach the disk now: left to writeback, they are flushed
+    # by the target's first fsync, inside the first window (a rollback-journal SQLite commit holds
+    # its lock meanwhile), and that window reads slow.
+    os.sync()
 
 
 def start_target(

@@ -359,6 +359,16 @@ def test_target_dies_when_the_toolkit_is_sigkilled(tmp_path: Path) -> None:
             kill_quietly([target_pid])
 
 
+def test_setup_writes_reach_the_disk_before_the_target_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr("tasks.target.lifecycle.os.sync", lambda: calls.append("sync"))
+    write = ["python", "-c", "import sys; open(sys.argv[1], 'w').write('seeded')", "{workdir}/db"]
+    run_setup(make_spec(setup=[write]), tmp_path)
+    assert (tmp_path / "db").read_text() == "seeded" and calls == ["sync"]
+    run_setup(make_spec(setup=[]), tmp_path)
+    assert calls == ["sync"]  # nothing written, nothing to flush
+
+
 def test_setup_runs_in_the_start_cwd_and_fails_in_one_line(tmp_path: Path) -> None:
     spec_dir, app_dir, work = tmp_path / "spec", tmp_path / "app", tmp_path / "work"
     spec_dir.mkdir()

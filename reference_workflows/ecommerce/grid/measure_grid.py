@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--duration", type=float, default=None, help="measured seconds per window (default: the spec's)")
     ap.add_argument("--warmup", type=float, default=None, help="warm-up seconds (default: the spec's)")
+    ap.add_argument("--users", type=int, default=None, help="Locust users (default: the spec's)")
     ap.add_argument("--rounds", type=int, default=ROUNDS, help="windows per configuration, each round in its own order")
     ap.add_argument("--seed", type=int, default=0, help="shuffles the measuring order (round r uses seed + r)")
     ap.add_argument("--limit", type=int, default=None, help="measure only the first N configs (a smoke run)")
@@ -244,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
     spec = load_spec("ecommerce")
+    if args.users is not None:
+        if args.users < 1:
+            ap.error("--users must be at least 1")
+        spec = spec.model_copy(update={"load": spec.load.model_copy(update={"users": args.users})})
     duration = args.duration if args.duration is not None else spec.load.duration_s
     warmup = args.warmup if args.warmup is not None else spec.load.warmup_s
     configs = grid_configs(search_space(spec))[: args.limit] if args.limit else grid_configs(search_space(spec))
