@@ -32,6 +32,8 @@ def step_once(run: Run) -> tuple[str | None, str | None]:
     if candidate is None:
         return "no_candidates", "no untried candidate change is left"
     window_s = run.spec.load.duration_s + run.spec.load.warmup_s
+    if run.noise_stale and run.ledger.exhausted_by(next_load_s=window_s) is None:
+        steps.refresh_noise(run, window_s)  # the last kept change moved p95 several-fold: this state's floor first
     if exhausted := run.ledger.exhausted_by(next_load_s=window_s):
         return "budget_exhausted", f"the {exhausted} budget would be exceeded by the next change"
     try:

@@ -52,6 +52,11 @@ def settle_change(run: Run, change_id: str, undo: dict[str, Any], candidate: Can
     return loop.settle_change(run, change_id, undo, candidate, window)
 
 
+@task(name="measure-noise-again", **STEP)
+def refresh_noise(run: Run, window_s: float) -> None:
+    loop.refresh_noise(run, window_s)
+
+
 @task(name="restore-kept-state", **STEP)
 def restore_kept(run: Run, kept: list[dict[str, Any]]) -> None:
     loop.restore_kept(run, kept)

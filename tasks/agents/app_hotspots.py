@@ -9,7 +9,9 @@ agent, which names the statements.
 wall-clock bursts (``--idle``) see the loop thread at every tick; the CPU bursts only while
 it runs. For one site (own caller, leaf frame) wall share minus CPU share is the share of the
 loop's time it sat blocked there: a synchronous sleep, socket or database call on the loop. A
-binomial test on the two sample counts keeps sampling noise out.
+binomial test on the two sample counts keeps sampling noise out. The counts are the run's so far
+(``pool_loops``): one short window has a single wall-clock burst of ~40 loop ticks, too few
+for a 20 ms blocking call to clear the test every time.
 """
 
 from __future__ import annotations
@@ -65,6 +67,23 @@ def find_hot_functions(observed: dict[str, Any]) -> list[Finding]:
     return out
 
 
+def pool_loops(loops: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several windows' loop profiles as one: samples, burst seconds and each site's count summed."""
+    out: dict[str, Any] = {"cpu": {"samples": 0, "threads": [], "sites": {}},
+                           "wall": {"samples": 0, "threads": [], "sites": {}},
+                           "cpu_burst_s": 0.0, "wall_burst_s": 0.0, "windows": len(loops)}
+    for loop in loops:
+        for kind in ("cpu", "wall"):
+            part, into = loop.get(kind) or {}, out[kind]
+            into["samples"] += int(part.get("samples") or 0)
+            into["threads"] = part.get("threads") or into["threads"]  # thread ids change with a restart
+            for key, site in (part.get("sites") or {}).items():
+                into["sites"].setdefault(key, {**site, "count": 0})["count"] += site["count"]
+        out["cpu_burst_s"] += float(loop.get("cpu_burst_s") or 0)
+        out["wall_burst_s"] += float(loop.get("wall_burst_s") or 0)
+    return out
+
+
 def find_blocking_calls(observed: dict[str, Any]) -> list[Finding]:
     loop = observed.get("loop") or {}
     wall, cpu = loop.get("wall") or {}, loop.get("cpu") or {}
@@ -106,7 +125,8 @@ def find_blocking_calls(observed: dict[str, Any]) -> list[Finding]:
             "looks_like_blocking_io": bool(LIKELY_BLOCKING.search(top["source"] or "")),
             "sites": [{"leaf": s["leaf"], "source": s["source"], "wall_samples": s["count"],
                        "cpu_samples": s["cpu_count"]} for s in sites[:3]],
-            "loop_threads": threads, "target_cpu_pct_mean": observed.get("cpu_pct_mean"),
+            "loop_threads": threads, "windows": loop.get("windows", 1),
+            "target_cpu_pct_mean": observed.get("cpu_pct_mean"),
             "cores": observed.get("cores"),
         }
         out.append(Finding(AGENT, "blocking_call", caller, _severity(blocked), evidence,

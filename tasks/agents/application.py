@@ -24,7 +24,7 @@ import polars as pl
 import psutil
 
 from tasks.agents.app_complexity import ComplexityProbe, complexity_findings, measure_probe
-from tasks.agents.app_hotspots import find_blocking_calls, find_hot_functions
+from tasks.agents.app_hotspots import find_blocking_calls, find_hot_functions, pool_loops
 from tasks.agents.app_payload import find_payload_issues
 from tasks.agents.app_process import (
     busy_processes,
@@ -69,6 +69,7 @@ SAMPLE_INTERVAL_S = 0.5
 STOP_GRACE_S = 2.0  # how long profile() waits past window_s when ctx.stop never comes
 COMPLEXITY_BUDGET_S = 12.0  # all complexity probes together, after the window
 WAIT_FOR_WARMUP = True  # start the bursts once the load test's warm-up is over
+MAX_POOLED_RUNS = 8  # runs whose loop profiles the agent keeps (one process may serve several runs)
 
 
 class ApplicationAgent:
@@ -82,6 +83,7 @@ class ApplicationAgent:
         self.rate_hz, self.burst_s, self.gap_s = rate_hz, burst_s, gap_s
         self.wait_for_warmup = wait_for_warmup
         self.complexity_budget_s = complexity_budget_s
+        self._loops: dict[str, list[dict[str, Any]]] = {}  # per run (its workdir): the windows' loop profiles
 
     def applies_to(self, spec: TargetSpec) -> bool:
         return spec.start is not None or bool(spec.base_url)
@@ -161,6 +163,15 @@ class ApplicationAgent:
         room = load_end - time.monotonic() - self.burst_s - BURST_START_S
         return min(self.gap_s, max(MIN_PERIOD_S, room))
 
+    def _run_loop(self, ctx: AgentContext, observed: dict[str, Any]) -> dict[str, Any]:
+        """This window's loop profile pooled with the earlier windows' of the same run."""
+        loops = self._loops.setdefault(str(ctx.workdir), [])
+        if observed.get("loop"):
+            loops.append(observed["loop"])
+        while len(self._loops) > MAX_POOLED_RUNS:  # the agent outlives runs: forget the oldest
+            del self._loops[next(iter(self._loops))]
+        return pool_loops(loops)
+
     def measure_complexity(self, ctx: AgentContext, errors: list[dict[str, str]]) -> list[dict[str, Any]]:
         """Each declared probe after the window, within ``complexity_budget_s`` for all of them."""
         probes = list(getattr(ctx.spec, "complexity", None) or [])
@@ -192,7 +203,7 @@ class ApplicationAgent:
             ("cpu_saturation", lambda: find_cpu_saturation(ctx.spec, ctx.config, observed, samples)),
             ("memory_growth", lambda: find_memory_growth(ctx.spec, observed, samples)),
             ("hot_function", lambda: find_hot_functions(observed)),
-            ("blocking_call", lambda: find_blocking_calls(observed)),
+            ("blocking_call", lambda: find_blocking_calls({**observed, "loop": self._run_loop(ctx, observed)})),
             ("complexity", lambda: complexity_findings(observed.get("complexity") or [])),
             ("payload", lambda: self._payload(ctx, observed, samples, errors)),
         ]

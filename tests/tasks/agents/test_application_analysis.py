@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from tasks.agents.app_complexity import ComplexityProbe, complexity_findings, fit_complexity
-from tasks.agents.app_hotspots import find_blocking_calls, find_hot_functions
+from tasks.agents.app_hotspots import find_blocking_calls, find_hot_functions, pool_loops
 from tasks.agents.app_payload import endpoint_paths, path_for
 from tasks.agents.app_process import find_cpu_saturation, find_memory_growth
 from tasks.agents.app_pyspy import last_error, measure_overhead
@@ -138,6 +138,24 @@ def test_blocking_call_needs_idle_time_beyond_what_the_cpu_bursts_explain(app_ro
     # without the sleeping samples, the computing site alone is explained by the CPU bursts
     wall_cpu_only = aggregate_loop_sites([idle_loop, computing], locator)
     assert find_blocking_calls({"loop": {"wall": wall_cpu_only, "cpu": cpu, "wall_burst_s": 3.0, "cpu_burst_s": 3.0}}) == []
+
+
+def test_short_windows_pool_their_loop_samples_until_a_blocking_call_clears_the_test(app_root: Path) -> None:
+    """One 2 s wall-clock burst per short window: ~40 loop ticks, 9 of them in a 20 ms sleep."""
+    app = str(app_root / "pkg" / "app.py")
+    prefix = server_prefix(app_root)
+    locator = CodeLocator([app_root])
+    idle_loop = Stack("1/1", "MainThread", frames(*prefix), 30)
+    sleeping = Stack("1/1", "MainThread", frames(*prefix, ("handler", app, 5)), 9)
+    computing = Stack("1/1", "MainThread", frames(*prefix, ("handler", app, 6), ("crunch", app, 10)), 1)
+    one = {"wall": aggregate_loop_sites([idle_loop, sleeping, computing], locator),
+           "cpu": aggregate_loop_sites([Stack("1/1", "MainThread", sleeping.frames, 3)], locator),
+           "wall_burst_s": 2.0, "cpu_burst_s": 2.0}  # the CPU bursts caught the handler at the call 3 times
+    assert find_blocking_calls({"loop": pool_loops([one])}) == []  # 9 against 3: p 0.07, not sure yet
+    (found,) = find_blocking_calls({"loop": pool_loops([one, one, one])})
+    assert found.location == "pkg.app:handler" and found.evidence["p_value"] < 0.01
+    assert found.evidence["windows"] == 3 and (found.evidence["wall_samples"], found.evidence["cpu_samples"]) == (27, 9)
+    assert pool_loops([one, one])["wall"]["samples"] == 2 * one["wall"]["samples"]
 
 
 @pytest.mark.parametrize(("cost", "expected"), [
