@@ -28,10 +28,30 @@ CATEGORIES = 100
 CATEGORY_BROWSE_SHARE = 0.7
 FIRST_PAGE_SHARE = 0.7
 TWO_TERM_SHARE = 0.5
+# Real search logs are head-heavy: most searches repeat one of a few popular queries.
+POPULAR_QUERIES = 40
+POPULAR_SHARE = 0.9  # of searches are a popular query, drawn by its rank (Zipf, s = 1) ...
+ZIPF_S = 1.0  # ... the rest are fresh 1-2 term queries from the whole vocabulary
 BESTSELLER_SHARE = 0.8  # of product views go to ...
 BESTSELLER_FRACTION = 0.02  # ... the first 2% of the catalog
 FALLBACK_RANGES = {"products": 20_000, "customers": 20_000}
 _ranges: dict[str, int] = {}
+
+
+def random_query(rng: random.Random) -> str:
+    return "+".join(rng.sample(vocabulary.SEARCH_TERMS, 2 if rng.random() < TWO_TERM_SHARE else 1))
+
+
+# The same popular queries in every Locust process and run (a fixed seed), most popular first.
+def popular_queries(n: int, seed: int = 20261126) -> list[str]:
+    rng, queries = random.Random(seed), dict[str, None]()
+    while len(queries) < n:
+        queries[random_query(rng)] = None
+    return list(queries)
+
+
+POPULAR = popular_queries(POPULAR_QUERIES)
+POPULAR_WEIGHTS = [1.0 / rank**ZIPF_S for rank in range(1, POPULAR_QUERIES + 1)]
 
 
 def id_ranges(host: str) -> dict[str, int]:
@@ -83,8 +103,12 @@ class Shopper(FastHttpUser):
 
     @task(10)
     def search(self) -> None:
-        terms = random.sample(vocabulary.SEARCH_TERMS, 2 if random.random() < TWO_TERM_SHARE else 1)
-        self.client.get(f"/api/search?q={'+'.join(terms)}", name="search")
+        """Mostly a popular query (a response cache serves those), sometimes a fresh one."""
+        if random.random() < POPULAR_SHARE:
+            query = random.choices(POPULAR, weights=POPULAR_WEIGHTS)[0]
+        else:
+            query = random_query(random)  # the module: Locust seeds nothing, so each run differs
+        self.client.get(f"/api/search?q={query}", name="search")
 
     @task(15)
     def product(self) -> None:
