@@ -27,7 +27,6 @@ CATALOG_PAGES = 20
 CATEGORIES = 100
 CATEGORY_BROWSE_SHARE = 0.7
 FIRST_PAGE_SHARE = 0.7
-TWO_TERM_SHARE = 0.5
 # Real search logs are head-heavy: most searches repeat one of a few popular queries.
 POPULAR_QUERIES = 40
 POPULAR_SHARE = 0.9  # of searches are a popular query, drawn by its rank (Zipf, s = 1) ...
@@ -36,22 +35,8 @@ BESTSELLER_SHARE = 0.8  # of product views go to ...
 BESTSELLER_FRACTION = 0.02  # ... the first 2% of the catalog
 FALLBACK_RANGES = {"products": 20_000, "customers": 20_000}
 _ranges: dict[str, int] = {}
-
-
-def random_query(rng: random.Random) -> str:
-    return "+".join(rng.sample(vocabulary.SEARCH_TERMS, 2 if rng.random() < TWO_TERM_SHARE else 1))
-
-
-# The same popular queries in every Locust process and run (a fixed seed), most popular first.
-def popular_queries(n: int, seed: int = 20261126) -> list[str]:
-    rng, queries = random.Random(seed), dict[str, None]()
-    while len(queries) < n:
-        queries[random_query(rng)] = None
-    return list(queries)
-
-
-POPULAR = popular_queries(POPULAR_QUERIES)
-POPULAR_WEIGHTS = [1.0 / rank**ZIPF_S for rank in range(1, POPULAR_QUERIES + 1)]
+POPULAR = vocabulary.popular_queries(POPULAR_QUERIES)  # most popular first
+POPULAR_WEIGHTS = vocabulary.zipf_weights(POPULAR_QUERIES, ZIPF_S)
 
 
 def id_ranges(host: str) -> dict[str, int]:
@@ -107,7 +92,7 @@ class Shopper(FastHttpUser):
         if random.random() < POPULAR_SHARE:
             query = random.choices(POPULAR, weights=POPULAR_WEIGHTS)[0]
         else:
-            query = random_query(random)  # the module: Locust seeds nothing, so each run differs
+            query = vocabulary.random_query(random)  # the module's generator: unseeded, so each run differs
         self.client.get(f"/api/search?q={query}", name="search")
 
     @task(15)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 ADJECTIVES = [
     "wireless", "compact", "classic", "premium", "portable", "organic", "vintage", "smart",
     "ergonomic", "waterproof", "lightweight", "deluxe", "rustic", "modern", "foldable",
@@ -77,3 +79,23 @@ ORDER_STATUSES = ["delivered", "delivered", "delivered", "shipped", "pending", "
 PAYMENT_METHODS = ["card", "card", "paypal", "bank_transfer"]
 # what shoppers type into the search box
 SEARCH_TERMS = ADJECTIVES + MATERIALS + NOUNS
+TWO_TERM_SHARE = 0.5  # of queries have two terms, the rest one
+POPULAR_SEED = 20261126  # the same popular queries in every Locust process and run
+
+
+def random_query(rng: random.Random) -> str:
+    """One or two distinct search terms, joined as in the query string ('wireless+kettle')."""
+    return "+".join(rng.sample(SEARCH_TERMS, 2 if rng.random() < TWO_TERM_SHARE else 1))
+
+
+def popular_queries(n: int, seed: int = POPULAR_SEED) -> list[str]:
+    """``n`` distinct queries, most popular first (the same ones for a given seed)."""
+    rng, queries = random.Random(seed), dict[str, None]()
+    while len(queries) < n:
+        queries[random_query(rng)] = None
+    return list(queries)
+
+
+def zipf_weights(n: int, s: float) -> list[float]:
+    """Relative frequency of ranks 1..n when the k-th most popular is drawn in proportion to 1/k**s."""
+    return [1.0 / rank**s for rank in range(1, n + 1)]
