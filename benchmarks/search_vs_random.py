@@ -82,6 +82,8 @@ def replay(spec: Any, doc: dict[str, Any], sampler: str, seed: int, noisy: bool,
         constraints["gate"] = 0.0 if row["valid"] else 1.0
         search.tell(config, {"p95_ms": stats["total"]["p95_ms"], "usd_per_hour": row["usd_per_hour"]},
                     constraints, stats=stats)
+        if window == 1 and sampler != "random":
+            search.screen_around(config)  # as a run's search does from its kept configuration
         chosen = search.choose(goals, [], baseline)
         if chosen is not None and close_enough(truth[config_key(chosen)], best, within):
             return window

@@ -159,6 +159,7 @@ def refine_with_search(run: Run, *, max_trials: int = MAX_TRIALS, seed: int = 0)
     noise_rel, kept_windows = kept_state_noise(run, window_s)
     kept_stats = pooled_stats(kept_windows)
     search.tell(kept, _objectives(run, kept_stats, kept), stats=kept_stats)
+    search.screen_around(kept)
     kept_samples = [w.samples for w in kept_windows]
     windows: dict[str, Window] = {}
     prefix = search_label_prefix(run)

@@ -10,6 +10,14 @@ configuration is never measured twice (memoization): a knob keeps all its values
 has at most MAX_INT_VALUES of them, a wider int range is cut into INT_LEVELS evenly spaced
 levels (cache_ttl_s 0..120 -> 0, 60, 120), a float into FLOAT_LEVELS; ``levels=`` overrides.
 
+Screening first (``screen_around``): with a handful of windows, a model-based sampler is
+little better than chance, so the search starts the way a performance engineer does: from the
+kept configuration, one knob moved at a time to its farthest value (each other choice of a
+choice knob), then every move that helped combined in one configuration. A move helped when
+its point is feasible and dominates the kept one (no objective worse, one better: a faster
+configuration that costs more is left to the sampler). Then the sampler (TPE by default)
+models from everything measured.
+
 The compromise rule of ``choose()`` (goals = performance goals, margins = quality
 thresholds such as ``p99_ms<=1.1*baseline``):
 
@@ -226,6 +234,9 @@ class KnobSearch:
         self.points: dict[str, Point] = {}
         self.pending: dict[str, optuna.Trial] = {}
         self.chosen: dict[str, Any] | None = None
+        self.origin: dict[str, Any] | None = None  # what screen_around() moves from
+        self.screening: list[dict[str, Any]] = []  # its one-knob moves not yet suggested
+        self.combined = True  # whether the combination of the helpful moves was considered
 
     # -- memoization ------------------------------------------------------------------------
     def seen(self, config: Mapping[str, Any]) -> bool:
@@ -259,12 +270,60 @@ class KnobSearch:
             return False
         return all(v in distribution_values(self.space[n]) for n, v in values.items())
 
+    # -- screening ----------------------------------------------------------------------------
+    def screen_around(self, config: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Suggest the one-knob moves from ``config`` first, then their helpful combination (module docstring)."""
+        self.origin = self.normalize(config)
+        self.screening = [{**self.origin, name: value} for name, dist in self.space.items()
+                          for value in _moves(distribution_values(dist), self.origin[name])]
+        self.combined = False
+        return list(self.screening)
+
+    def combination(self) -> dict[str, Any] | None:
+        """The origin with every screened move that helped; None unless two or more did."""
+        if self.origin is None or (origin := self.points.get(config_key(self.origin))) is None:
+            return None
+        best: dict[str, tuple[tuple[float, ...], Any]] = {}
+        for point in self.points.values():
+            moved = [n for n in self.space if point.config[n] != self.origin[n]]
+            if len(moved) != 1 or not point.feasible or not _dominates(self._vector(point), self._vector(origin)):
+                continue
+            name = moved[0]
+            if name not in best or self._vector(point) < best[name][0]:
+                best[name] = (self._vector(point), point.config[name])
+        if len(best) < 2:
+            return None
+        return {**self.origin, **{name: value for name, (_, value) in best.items()}}
+
+    def _screened(self) -> dict[str, Any] | None:
+        """The next screening configuration not measured or pending, if any is left."""
+        taken = set(self.points) | set(self.pending)
+        while self.screening:
+            config = self.screening.pop(0)
+            if config_key(config) not in taken:
+                return config
+        if not self.combined:
+            self.combined = True
+            config = self.combination()
+            if config is not None and config_key(config) not in taken:
+                return config
+        return None
+
+    def _enqueued(self, config: dict[str, Any]) -> dict[str, Any]:
+        self.study.enqueue_trial(config)
+        trial = self.study.ask(self.space)
+        self.pending[config_key(config)] = trial
+        return self.normalize(trial.params)
+
     # -- ask / tell ---------------------------------------------------------------------------
     def suggest(self) -> dict[str, Any] | None:
         """The next configuration to measure; never one already measured or pending.
 
-        None when every configuration of the space has been measured.
+        Screening configurations first (``screen_around``), then the sampler's. None when every
+        configuration of the space has been measured.
         """
+        if (screened := self._screened()) is not None:
+            return self._enqueued(screened)
         for _ in range(MAX_ASK_TRIES):
             trial = self.study.ask(self.space)
             config = self.normalize(trial.params)
@@ -274,12 +333,7 @@ class KnobSearch:
                 return config
             self.study.tell(trial, state=TrialState.FAIL)  # a repeat: not measured, ignored by the sampler
         unseen = self._unseen_config()
-        if unseen is None:
-            return None
-        self.study.enqueue_trial(unseen)
-        trial = self.study.ask(self.space)
-        self.pending[config_key(unseen)] = trial
-        return self.normalize(trial.params)
+        return None if unseen is None else self._enqueued(unseen)
 
     def tell(
         self, config: Mapping[str, Any], objectives: Mapping[str, float],
@@ -431,6 +485,18 @@ def _constraints(feasible: bool | Mapping[str, float]) -> dict[str, float]:
     if isinstance(feasible, bool):
         return {"quality": 0.0 if feasible else MISSING_VIOLATION}
     return {str(k): float(v) for k, v in feasible.items()} or {"quality": 0.0}
+
+
+def _moves(values: list[Any], current: Any) -> list[Any]:
+    """A knob's screening values from ``current``: the farthest level of an ordered knob (int,
+    float, bool: the other one), every other choice of a choice knob."""
+    others = [v for v in values if v != current]
+    if not others or current not in values:
+        return others[:1]
+    if all(isinstance(v, int | float) for v in values):  # bools are ints: the other value
+        at = values.index(current)
+        return [max(others, key=lambda v: abs(values.index(v) - at))]
+    return others
 
 
 def _draw(dist: BaseDistribution, rng: np.random.Generator) -> Any:

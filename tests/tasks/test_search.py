@@ -78,6 +78,8 @@ def run_search(spec: TargetSpec, seed: int, windows: int, sampler: str = "tpe") 
         assert config is not None
         asked.append(config)
         search.tell(config, *measure(config))
+        if n == 1 and sampler != "random":
+            search.screen_around(config)
         chosen = search.choose(GOALS)
         if reached is None and chosen is not None and within(chosen, best):
             reached = n
@@ -332,3 +334,38 @@ def test_history_rows_keep_windows_rejected_only_for_their_errors(store: Any) ->
     assert [r["config"] for r in rows] == [configs[0], configs[2]]
     assert all(r["constraints"]["error_rate<=0.01"] > 0 for r in rows)  # infeasible under this run's threshold
     assert history_rows(store, spec, "abc", [], None, label_prefix="search-other-") == []
+
+
+def test_screening_moves_one_knob_at_a_time_then_combines_the_moves_that_helped() -> None:
+    spec = make_spec()
+    search = KnobSearch(spec, seed=0)
+    origin = spec.default_config()
+    search.tell(origin, *measure(origin))
+    moves = search.screen_around(origin)
+    changed = [{k: v for k, v in m.items() if origin[k] != v} for m in moves]
+    assert changed == [{"workers": 4}, {"cache_ttl_s": 120}, {"gzip": True}, {"mode": "b"}, {"mode": "c"}]
+    search.tell(moves[1], *measure(moves[1]))  # known already (say from history): not measured again
+    suggested = []
+    for _ in range(4):
+        config = search.suggest()
+        suggested.append(config)
+        search.tell(config, *measure(config))
+    assert suggested == [moves[0], moves[2], moves[3], moves[4]]
+    # workers=4 is faster but costs 4x (not a dominating move); of the modes, c is the better one
+    assert search.suggest() == {**origin, "cache_ttl_s": 120, "gzip": True, "mode": "c"}
+
+
+def test_screening_without_two_helpful_moves_hands_over_to_the_sampler() -> None:
+    spec = make_spec()
+    search = KnobSearch(spec, seed=0, levels={"workers": [1, 2], "cache_ttl_s": [0, 60], "mode": ["a", "c"]})
+    origin = {**spec.default_config(), "cache_ttl_s": 60}
+    search.tell(origin, *measure(origin))
+    moves = search.screen_around(origin)
+    for config in moves:
+        assert search.suggest() == config
+        objectives, constraints = measure(config)
+        # only gzip helps: mode c serves stale data with the cache, no cache is slower, workers cost more
+        search.tell(config, objectives, constraints)
+    assert search.combination() is None
+    rest = search.suggest()
+    assert rest is not None and not search.seen(rest) and rest not in moves

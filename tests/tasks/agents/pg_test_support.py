@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
@@ -30,6 +30,7 @@ from tasks.agents.sqlcapture import ENV_VAR, INJECT_DIR
 
 HERE = Path(__file__).parent
 READY_S = 30
+T = TypeVar("T")
 STOP_S = 10
 
 
@@ -88,12 +89,9 @@ def serve_captured(app: str, env: dict[str, str], log_dir: Path, log: Path) -> I
             proc.wait(STOP_S)
 
 
-def profile_while_driving(
-    ctx: Any, app: str, env: dict[str, str], log_dir: Path, log: Path, drive: Callable[[str], pl.DataFrame],
-    *, join_s: float = 90.0,
-) -> tuple[DatabaseAgent, dict[str, Any], pl.DataFrame]:
-    """Start ``app`` with the capture, run the database agent's profile in a thread from its first
-    snapshot while ``drive(base_url)`` makes the requests; (agent, observed, the drive's samples)."""
+def profile_during(ctx: Any, drive: Callable[[], T], *, join_s: float = 90.0) -> tuple[DatabaseAgent, dict[str, Any], T]:
+    """Run the database agent's profile in a thread, call ``drive()`` once its first snapshot is
+    taken, then stop it: (agent, observed, what ``drive`` returned). Its failure is re-raised here."""
     from tasks.agents import database_pg
 
     agent, observed, failure = DatabaseAgent(), {}, []
@@ -112,17 +110,27 @@ def profile_while_driving(
             failure.append(exc)
             started.set()
 
-    with serve_captured(app, env, log_dir, log) as base, pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp:
         mp.setattr(database_pg, "take_snapshot", spy)
         thread = threading.Thread(target=profile, daemon=True)
         thread.start()
         try:
             assert started.wait(30), "the agent took no snapshot"
-            samples = drive(base)
+            result = drive()
         finally:
             ctx.stop.set()
             thread.join(join_s)
-    assert not thread.is_alive(), "profile did not return"
+    assert not thread.is_alive(), "profile did not return after ctx.stop"
     if failure:
         raise failure[0]
-    return agent, observed, samples
+    return agent, observed, result
+
+
+def profile_while_driving(
+    ctx: Any, app: str, env: dict[str, str], log_dir: Path, log: Path, drive: Callable[[str], pl.DataFrame],
+    *, join_s: float = 90.0,
+) -> tuple[DatabaseAgent, dict[str, Any], pl.DataFrame]:
+    """Start ``app`` with the capture and profile while ``drive(base_url)`` makes the requests
+    (``profile_during``): (agent, observed, the drive's samples)."""
+    with serve_captured(app, env, log_dir, log) as base:
+        return profile_during(ctx, lambda: drive(base), join_s=join_s)

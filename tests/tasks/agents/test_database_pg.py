@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ import polars as pl
 import psycopg
 import pytest
 
-from tasks.agents import database_pg
 from tasks.agents.base import AgentContext
 from tasks.agents.database import DatabaseAgent
 from tasks.agents.pg_conn import describe_error, strip_password, url_password
@@ -103,35 +101,7 @@ def profile_window(url: str, workdir: Path, *, allow_ddl: bool, drive, samples: 
                               database={"url": url, "allow_ddl": allow_ddl},
                               load={"warmup_s": 0, "endpoints": ENDPOINTS})
     ctx = AgentContext(spec=spec, base_url=spec.base_url, workdir=workdir, window_s=window_s, database_url=url)
-    agent, observed, failure = DatabaseAgent(), {}, []
-    first_snapshot = threading.Event()
-
-    def spy(con):  # the real snapshot, and a signal that the window has started
-        snap = real_snapshot(con)
-        first_snapshot.set()
-        return snap
-
-    def profile() -> None:
-        try:
-            observed.update(agent.profile(ctx))
-        except BaseException as exc:  # re-raised in the test thread
-            failure.append(exc)
-            first_snapshot.set()
-
-    real_snapshot = database_pg.take_snapshot
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(database_pg, "take_snapshot", spy)
-        thread = threading.Thread(target=profile, daemon=True)
-        thread.start()
-        try:
-            assert first_snapshot.wait(30), "the agent took no snapshot"
-            result = drive()
-        finally:
-            ctx.stop.set()
-            thread.join(90)
-    assert not thread.is_alive(), "profile did not return after ctx.stop"
-    if failure:
-        raise failure[0]
+    agent, observed, result = support.profile_during(ctx, drive)
     if samples is None:
         samples = result if isinstance(result, pl.DataFrame) else pl.DataFrame({"endpoint": []}, schema={"endpoint": pl.Utf8})
     return PgWindow(ctx, observed, agent.findings(ctx, observed, samples), url)
