@@ -1,14 +1,15 @@
-"""Adaptive search (Optuna TPE) against random search, replayed on the measured e-commerce grid.
+"""The knob search (screening, then Optuna TPE) against random search, replayed on the measured e-commerce grid.
 
     .venv/bin/python benchmarks/search_vs_random.py [--grid reference_workflows/ecommerce/grid/grid.json]
                                                     [--seeds 5] [--sampler tpe] [--within 0.05]
 
 No load runs here: "measuring" a configuration looks it up in grid.json (every configuration
 of the e-commerce knobs, measured in several windows by grid/measure_grid.py). Both searches are the same
-``tasks.search.KnobSearch`` (memoization, constraints, ``choose``) and differ only in the
-Optuna sampler: ``tpe`` (or ``--sampler nsga2``) against ``random``. Each run first measures
-the default configuration (the baseline window every run has), then one suggested
-configuration per window.
+``tasks.search.KnobSearch`` (memoization, constraints, ``choose``). The search a run uses
+screens first (``screen_around`` the default configuration: one knob moved at a time, then the
+moves that helped combined) and then asks ``tpe`` (or ``--sampler nsga2``); the other asks
+Optuna's ``random`` sampler from the start. Each run first measures the default configuration
+(the baseline window every run has), then one suggested configuration per window.
 
 The target is the grid's best configuration by the same rule ``choose`` applies: quality
 thresholds of the spec as constraints (relative ones against the default configuration),
