@@ -237,9 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="measure only the first N configs (a smoke run)")
     ap.add_argument("--extend", type=Path, default=None,
                     help="a grid.json to add rounds to (its rounds are kept; --rounds is the total wanted)")
-    ap.add_argument("--where", action="append", default=[], metavar="KNOB=VALUE",
-                    help="new rounds measure only the configurations with this knob value (repeatable); "
-                         "spend extra rounds where the ranking is uncertain")
+    ap.add_argument("--where", action="append", default=[], metavar="KNOB=VALUE[,VALUE...]",
+                    help="new rounds measure only the configurations with one of these knob values (repeatable: "
+                         "all must hold); spend extra rounds where the ranking is uncertain")
     ap.add_argument("--max-minutes", type=float, default=90.0, help="stop waiting for quiet and retrying after this")
     args = ap.parse_args(argv)
     if args.rounds < 1:
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted = parse_where(args.where, _space_values(spec))
     except ValueError as e:
         ap.error(str(e))
-    to_measure = [c for c in configs if all(c[k] == v for k, v in wanted.items())]
+    to_measure = [c for c in configs if all(c[k] in values for k, values in wanted.items())]
     t0 = time.monotonic()
     deadline = t0 + args.max_minutes * 60
     doc: dict[str, Any] = {
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "contention": {"quiet_busy_pct": QUIET_BUSY_PCT, "quiet_wait_s": QUIET_WAIT_S,
                        "max_foreign_cores": MAX_FOREIGN_CORES, "attempts": ATTEMPTS, "max_minutes": args.max_minutes},
         "default_config": spec.default_config(), "order_seed": args.seed, "rounds": args.rounds,
-        "extra_rounds_where": None, "configs": [],
+        "extra_rounds": [], "configs": [],
     }
     partial = args.out.with_suffix(".partial.json")
     measured: dict[str, list[dict[str, Any]]] = {config_key(c): [] for c in configs}
@@ -282,8 +282,13 @@ def main(argv: list[str] | None = None) -> int:
         done = earlier.get("rounds", 1)
         doc["started_at"], doc["command"] = earlier["started_at"], f"{earlier['command']}; then {doc['command']}"
         doc["machine"]["load_avg_at_start"] = earlier["machine"]["load_avg_at_start"]
+        doc["extra_rounds"] = list(earlier.get("extra_rounds") or [])
+        if earlier.get("extra_rounds_where"):  # grids made before extra_rounds was a list
+            first = dict(earlier["extra_rounds_where"])
+            doc["extra_rounds"].append({"from_round": first.pop("from_round"), "to_round": done,
+                                        "where": {k: [v] for k, v in first.items()}})
         if wanted:
-            doc["extra_rounds_where"] = {"from_round": done, **wanted}
+            doc["extra_rounds"].append({"from_round": done, "to_round": args.rounds, "where": wanted})
         t0 -= earlier.get("wall_s", 0.0)
     with tempfile.TemporaryDirectory(prefix="perfagents-grid-") as tmp:
         pristine = prepare_database(spec, Path(tmp) / "seed")
@@ -315,17 +320,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def parse_where(terms: list[str], space: dict[str, list[Any]]) -> dict[str, Any]:
-    """``["gzip=false"]`` -> ``{"gzip": False}``, each value one of the knob's grid values."""
-    wanted: dict[str, Any] = {}
+def parse_where(terms: list[str], space: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """``["gzip=false", "cache_ttl_s=60,120"]`` -> ``{"gzip": [False], "cache_ttl_s": [60, 120]}``,
+    each value one of the knob's grid values."""
+    wanted: dict[str, list[Any]] = {}
     for term in terms:
         name, sep, text = term.partition("=")
         if not sep or name not in space:
             raise ValueError(f"--where {term!r}: expected KNOB=VALUE with KNOB one of {', '.join(space)}")
         by_text = {str(v).lower(): v for v in space[name]}
-        if text.lower() not in by_text:
+        values = [part.strip().lower() for part in text.split(",")]
+        if not all(v in by_text for v in values):
             raise ValueError(f"--where {term!r}: {name} takes {', '.join(map(str, space[name]))}")
-        wanted[name] = by_text[text.lower()]
+        wanted[name] = [by_text[v] for v in values]
     return wanted
 
 
