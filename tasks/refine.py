@@ -57,8 +57,8 @@ from tasks.search import (
     SEARCH_LABEL_PREFIX,
     KnobSearch,
     config_key,
-    history_rows,
 )
+from tasks.search_history import history_rows
 from tasks.spec import LoadSpec
 from tasks.stats import window_stats
 from tasks.store import dumps, now

@@ -10,12 +10,8 @@ configuration is never measured twice (memoization): a knob keeps all its values
 has at most MAX_INT_VALUES of them, a wider int range is cut into INT_LEVELS evenly spaced
 levels (cache_ttl_s 0..120 -> 0, 60, 120), a float into FLOAT_LEVELS; ``levels=`` overrides.
 
-Screening first (``screen_around``): with a handful of windows, a model-based sampler is
-little better than chance, so the search starts the way a performance engineer does: from the
-kept configuration, one knob moved at a time to its farthest value (each other choice of a
-choice knob), then every move that helped combined in one configuration. A move helped when
-its point is feasible and dominates the kept one (no objective worse, one better: a faster
-configuration that costs more is left to the sampler). Then the sampler (TPE by default)
+Screening first (``screen_around``, tasks/screening.py): one knob moved at a time from the
+kept configuration, then the moves that helped combined; then the sampler (TPE by default)
 models from everything measured.
 
 The compromise rule of ``choose()`` (goals = performance goals, margins = quality
@@ -52,9 +48,9 @@ from optuna.distributions import (
 from optuna.trial import TrialState, create_trial
 
 from tasks.compare import check_quality
-from tasks.cost import usd_per_hour
 from tasks.errors import InputError
 from tasks.expressions import OPERATORS, Expression
+from tasks.screening import Screening
 from tasks.spec import BoolKnob, ChoiceKnob, FloatKnob, IntKnob, TargetSpec
 from tasks.window import ERROR_RULE
 
@@ -234,9 +230,7 @@ class KnobSearch:
         self.points: dict[str, Point] = {}
         self.pending: dict[str, optuna.Trial] = {}
         self.chosen: dict[str, Any] | None = None
-        self.origin: dict[str, Any] | None = None  # what screen_around() moves from
-        self.screening: list[dict[str, Any]] = []  # its one-knob moves not yet suggested
-        self.combined = True  # whether the combination of the helpful moves was considered
+        self.screening: Screening | None = None  # set by screen_around()
 
     # -- memoization ------------------------------------------------------------------------
     def seen(self, config: Mapping[str, Any]) -> bool:
@@ -272,42 +266,23 @@ class KnobSearch:
 
     # -- screening ----------------------------------------------------------------------------
     def screen_around(self, config: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Suggest the one-knob moves from ``config`` first, then their helpful combination (module docstring)."""
-        self.origin = self.normalize(config)
-        self.screening = [{**self.origin, name: value} for name, dist in self.space.items()
-                          for value in _moves(distribution_values(dist), self.origin[name])]
-        self.combined = False
-        return list(self.screening)
+        """Suggest the one-knob moves from ``config`` first, then their helpful combination."""
+        self.screening = Screening({n: distribution_values(d) for n, d in self.space.items()}, self.normalize(config))
+        return list(self.screening.planned)
 
     def combination(self) -> dict[str, Any] | None:
-        """The origin with every screened move that helped; None unless two or more did."""
-        if self.origin is None or (origin := self.points.get(config_key(self.origin))) is None:
+        """The screening origin with every measured move that helped (feasible, dominating the origin)."""
+        if self.screening is None or (origin := self.points.get(config_key(self.screening.origin))) is None:
             return None
-        best: dict[str, tuple[tuple[float, ...], Any]] = {}
-        for point in self.points.values():
-            moved = [n for n in self.space if point.config[n] != self.origin[n]]
-            if len(moved) != 1 or not point.feasible or not _dominates(self._vector(point), self._vector(origin)):
-                continue
-            name = moved[0]
-            if name not in best or self._vector(point) < best[name][0]:
-                best[name] = (self._vector(point), point.config[name])
-        if len(best) < 2:
-            return None
-        return {**self.origin, **{name: value for name, (_, value) in best.items()}}
+        start = self._vector(origin)
+        return self.screening.combination((p.config, self._vector(p)) for p in self.points.values()
+                                          if p.feasible and _dominates(self._vector(p), start))
 
     def _screened(self) -> dict[str, Any] | None:
-        """The next screening configuration not measured or pending, if any is left."""
+        if self.screening is None:
+            return None
         taken = set(self.points) | set(self.pending)
-        while self.screening:
-            config = self.screening.pop(0)
-            if config_key(config) not in taken:
-                return config
-        if not self.combined:
-            self.combined = True
-            config = self.combination()
-            if config is not None and config_key(config) not in taken:
-                return config
-        return None
+        return self.screening.next(lambda c: config_key(c) in taken, self.combination)
 
     def _enqueued(self, config: dict[str, Any]) -> dict[str, Any]:
         self.study.enqueue_trial(config)
@@ -487,18 +462,6 @@ def _constraints(feasible: bool | Mapping[str, float]) -> dict[str, float]:
     return {str(k): float(v) for k, v in feasible.items()} or {"quality": 0.0}
 
 
-def _moves(values: list[Any], current: Any) -> list[Any]:
-    """A knob's screening values from ``current``: the farthest level of an ordered knob (int,
-    float, bool: the other one), every other choice of a choice knob."""
-    others = [v for v in values if v != current]
-    if not others or current not in values:
-        return others[:1]
-    if all(isinstance(v, int | float) for v in values):  # bools are ints: the other value
-        at = values.index(current)
-        return [max(others, key=lambda v: abs(values.index(v) - at))]
-    return others
-
-
 def _draw(dist: BaseDistribution, rng: np.random.Generator) -> Any:
     values = distribution_values(dist)
     return values[int(rng.integers(len(values)))]
@@ -512,44 +475,3 @@ def _sampler(name: str, seed: int, n_startup_trials: int) -> optuna.samplers.Bas
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=NSGA2_POPULATION)
         return optuna.samplers.RandomSampler(seed=seed)
-
-
-def history_rows(
-    store: Any, spec: TargetSpec, code_version: str | None, quality: Iterable[Expression],
-    baseline: Mapping[str, Any] | None, *, label_prefix: str = SEARCH_LABEL_PREFIX,
-) -> list[dict[str, Any]]:
-    """Rows for ``KnobSearch.from_history``: earlier search windows of this target and code version.
-
-    A window counts when the gate accepted it, or rejected it only for its error rate (the
-    configuration's own errors: measuring it again would show them again). Feasibility is
-    re-checked against this run's quality thresholds and baseline; a window with a failed
-    ``responses==baseline`` validations row is infeasible. Kept schema changes are not part
-    of a window's config: use a label prefix per such state.
-    """
-    found = store.rows(
-        "SELECT w.window_id, w.config, e.endpoint, e.requests, e.rps, e.p50_ms, e.p95_ms, e.p99_ms, "
-        "e.error_rate, e.mean_ms, (SELECT bool_and(v.success) FROM validations v WHERE v.window_id = w.window_id "
-        "AND v.expectation = ?) AS responses_ok FROM windows w JOIN runs r ON r.run_id = w.run_id "
-        "JOIN endpoint_stats e ON e.window_id = w.window_id WHERE r.target = ? AND r.code_version IS NOT DISTINCT FROM ? "
-        "AND w.label LIKE ? AND (w.valid OR ("
-        "EXISTS (SELECT 1 FROM validations v WHERE v.window_id = w.window_id AND v.expectation = ? AND NOT v.success) "
-        "AND NOT EXISTS (SELECT 1 FROM validations v WHERE v.window_id = w.window_id AND NOT v.success "
-        "AND v.expectation NOT IN (?, ?)))) ORDER BY w.started_at, e.endpoint",
-        [RESPONSES_EXPECTATION, spec.name, code_version, f"{label_prefix}%", ERROR_EXPECTATION,
-         ERROR_EXPECTATION, RESPONSES_EXPECTATION])
-    windows: dict[str, dict[str, Any]] = {}
-    for row in found:
-        w = windows.setdefault(row["window_id"], {"config": json.loads(row["config"] or "{}"),
-                                                   "stats": {"endpoints": {}, "total": {}},
-                                                   "responses_ok": row["responses_ok"]})
-        entry = {k: row[k] for k in ("requests", "rps", "p50_ms", "p95_ms", "p99_ms", "error_rate", "mean_ms")}
-        if row["endpoint"] == "__total__":
-            w["stats"]["total"] = entry
-        else:
-            w["stats"]["endpoints"][row["endpoint"]] = entry
-    out = []
-    for w in windows.values():
-        objectives = {**w["stats"]["total"], COST_OBJECTIVE: usd_per_hour(spec, w["config"])}
-        constraints = quality_constraints(quality, w["stats"], baseline, responses_ok=w["responses_ok"])
-        out.append({"config": w["config"], "objectives": objectives, "constraints": constraints, "stats": w["stats"]})
-    return out
