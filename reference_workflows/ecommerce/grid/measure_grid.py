@@ -283,10 +283,6 @@ def main(argv: list[str] | None = None) -> int:
         doc["started_at"], doc["command"] = earlier["started_at"], f"{earlier['command']}; then {doc['command']}"
         doc["machine"]["load_avg_at_start"] = earlier["machine"]["load_avg_at_start"]
         doc["extra_rounds"] = list(earlier.get("extra_rounds") or [])
-        if earlier.get("extra_rounds_where"):  # grids made before extra_rounds was a list
-            first = dict(earlier["extra_rounds_where"])
-            doc["extra_rounds"].append({"from_round": first.pop("from_round"), "to_round": done,
-                                        "where": {k: [v] for k, v in first.items()}})
         if wanted:
             doc["extra_rounds"].append({"from_round": done, "to_round": args.rounds, "where": wanted})
         t0 -= earlier.get("wall_s", 0.0)
