@@ -7,7 +7,7 @@ No load runs here: "measuring" a configuration looks it up in grid.json (every c
 of the e-commerce knobs, measured in several windows by grid/measure_grid.py). Both searches are the same
 ``tasks.search.KnobSearch`` (memoization, constraints, ``choose``). The search a run uses
 screens first (``screen_around`` the default configuration: one knob moved at a time, then the
-moves that helped combined) and then asks ``tpe`` (or ``--sampler nsga2``); the other asks
+moves that helped combined, or made again from the one that helped) and then asks ``tpe`` (or ``--sampler nsga2``); the other asks
 Optuna's ``random`` sampler from the start. Each run first measures the default configuration
 (the baseline window every run has), then one suggested configuration per window.
 

@@ -1,7 +1,8 @@
 """Comprehensive scope: an adaptive multi-objective search over the knobs (tasks/search.py).
 
 The search screens around the kept configuration first (``KnobSearch.screen_around``: one knob
-moved at a time, then the moves that helped combined), then its sampler proposes the rest.
+moved at a time, then the moves that helped combined, or made again from the one that helped),
+then its sampler proposes the rest.
 Each trial is one journaled `set_config` change from the kept configuration, measured in one
 window and then reverted, so the target is always one change away from its kept state. After
 the search, the compromise point (KnobSearch.choose: goals first, then cost) is applied and

@@ -11,8 +11,9 @@ has at most MAX_INT_VALUES of them, a wider int range is cut into INT_LEVELS eve
 levels (cache_ttl_s 0..120 -> 0, 60, 120), a float into FLOAT_LEVELS; ``levels=`` overrides.
 
 Screening first (``screen_around``, tasks/screening.py): one knob moved at a time from the
-kept configuration, then the moves that helped combined; then the sampler (TPE by default)
-models from everything measured.
+kept configuration, then the moves that helped combined (or, when one knob helped, the other
+moves made again from there); then the sampler (TPE by default) models from everything
+measured.
 
 The compromise rule of ``choose()`` (goals = performance goals, margins = quality
 thresholds such as ``p99_ms<=1.1*baseline``):
@@ -266,7 +267,7 @@ class KnobSearch:
 
     # -- screening ----------------------------------------------------------------------------
     def screen_around(self, config: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Suggest the one-knob moves from ``config`` first, then their helpful combination."""
+        """Suggest the one-knob moves from ``config`` first, then their follow-up (``follow_up``)."""
         self.screening = Screening({n: distribution_values(d) for n, d in self.space.items()}, self.normalize(config))
         return list(self.screening.planned)
 
@@ -278,11 +279,32 @@ class KnobSearch:
         return self.screening.combination((p.config, self._vector(p)) for p in self.points.values()
                                           if p.feasible and _dominates(self._vector(p), start))
 
+    def follow_up(self) -> list[dict[str, Any]]:
+        """What screening tries after its one-knob moves (tasks/screening.py): their combination
+        when moves of two or more knobs helped; when one knob's did, the other feasible moves that
+        cost no more, best first, made again from the best helpful point; else nothing (the
+        sampler goes on)."""
+        if self.screening is None or (origin := self.points.get(config_key(self.screening.origin))) is None:
+            return []
+        if (combined := self.combination()) is not None:
+            return [combined]
+        start = self._vector(origin)
+        moves = [p for p in self.points.values() if p.feasible and self.screening.moved_knob(p.config) is not None]
+        helped = [p for p in moves if _dominates(self._vector(p), start)]
+        if not helped:
+            return []
+        better = min(helped, key=self._vector)
+        others = sorted((p for p in moves if p is not better and not self._costlier(p, origin)), key=self._vector)
+        return self.screening.recentred(better.config, [p.config for p in others])
+
+    def _costlier(self, point: Point, than: Point) -> bool:
+        return COST_OBJECTIVE in self.objectives and point.objectives[COST_OBJECTIVE] > than.objectives[COST_OBJECTIVE]
+
     def _screened(self) -> dict[str, Any] | None:
         if self.screening is None:
             return None
         taken = set(self.points) | set(self.pending)
-        return self.screening.next(lambda c: config_key(c) in taken, self.combination)
+        return self.screening.next(lambda c: config_key(c) in taken, self.follow_up)
 
     def _enqueued(self, config: dict[str, Any]) -> dict[str, Any]:
         self.study.enqueue_trial(config)

@@ -355,7 +355,7 @@ def test_screening_moves_one_knob_at_a_time_then_combines_the_moves_that_helped(
     assert search.suggest() == {**origin, "cache_ttl_s": 120, "gzip": True, "mode": "c"}
 
 
-def test_screening_without_two_helpful_moves_hands_over_to_the_sampler() -> None:
+def test_screening_with_one_helpful_knob_moves_the_others_again_from_there_then_hands_over() -> None:
     spec = make_spec()
     search = KnobSearch(spec, seed=0, levels={"workers": [1, 2], "cache_ttl_s": [0, 60], "mode": ["a", "c"]})
     origin = {**spec.default_config(), "cache_ttl_s": 60}
@@ -367,5 +367,24 @@ def test_screening_without_two_helpful_moves_hands_over_to_the_sampler() -> None
         # only gzip helps: mode c serves stale data with the cache, no cache is slower, workers cost more
         search.tell(config, objectives, constraints)
     assert search.combination() is None
+    # from the gzip point, the other moves again: not the costlier workers, not the infeasible mode c
+    assert search.follow_up() == [{**origin, "gzip": True, "cache_ttl_s": 0}]
+    again = search.suggest()
+    assert again == {**origin, "gzip": True, "cache_ttl_s": 0}
+    search.tell(again, *measure(again))
+    rest = search.suggest()
+    assert rest is not None and not search.seen(rest) and rest not in moves
+
+
+def test_screening_without_a_helpful_move_hands_over_to_the_sampler() -> None:
+    spec = make_spec()
+    search = KnobSearch(spec, seed=0, levels={"workers": [1, 2], "cache_ttl_s": [0, 60], "mode": ["a", "c"]})
+    origin = {**spec.default_config(), "cache_ttl_s": 60, "gzip": True}
+    search.tell(origin, *measure(origin))
+    moves = search.screen_around(origin)
+    for config in moves:
+        assert search.suggest() == config
+        search.tell(config, *measure(config))  # each move is slower, costlier or stale
+    assert search.follow_up() == []
     rest = search.suggest()
     assert rest is not None and not search.seen(rest) and rest not in moves
