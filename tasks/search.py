@@ -273,29 +273,35 @@ class KnobSearch:
 
     def combination(self) -> dict[str, Any] | None:
         """The screening origin with every measured move that helped (feasible, dominating the origin)."""
-        if self.screening is None or (origin := self.points.get(config_key(self.screening.origin))) is None:
+        if self.screening is None or (found := self._screened_moves()) is None:
             return None
-        start = self._vector(origin)
-        return self.screening.combination((p.config, self._vector(p)) for p in self.points.values()
-                                          if p.feasible and _dominates(self._vector(p), start))
+        return self.screening.combination((p.config, self._vector(p)) for p in found[2])
 
     def follow_up(self) -> list[dict[str, Any]]:
         """What screening tries after its one-knob moves (tasks/screening.py): their combination
         when moves of two or more knobs helped; when one knob's did, the other feasible moves that
         cost no more, best first, made again from the best helpful point; else nothing (the
         sampler goes on)."""
-        if self.screening is None or (origin := self.points.get(config_key(self.screening.origin))) is None:
+        if self.screening is None or (found := self._screened_moves()) is None:
             return []
-        if (combined := self.combination()) is not None:
+        origin, moves, helped = found
+        if (combined := self.screening.combination((p.config, self._vector(p)) for p in helped)) is not None:
             return [combined]
-        start = self._vector(origin)
-        moves = [p for p in self.points.values() if p.feasible and self.screening.moved_knob(p.config) is not None]
-        helped = [p for p in moves if _dominates(self._vector(p), start)]
         if not helped:
             return []
         better = min(helped, key=self._vector)
         others = sorted((p for p in moves if p is not better and not self._costlier(p, origin)), key=self._vector)
         return self.screening.recentred(better.config, [p.config for p in others])
+
+    def _screened_moves(self) -> tuple[Point, list[Point], list[Point]] | None:
+        """(origin, its measured feasible one-knob moves, the moves that dominate it); None
+        before the screening's origin is measured."""
+        assert self.screening is not None
+        if (origin := self.points.get(config_key(self.screening.origin))) is None:
+            return None
+        start = self._vector(origin)
+        moves = [p for p in self.points.values() if p.feasible and self.screening.moved_knob(p.config) is not None]
+        return origin, moves, [p for p in moves if _dominates(self._vector(p), start)]
 
     def _costlier(self, point: Point, than: Point) -> bool:
         return COST_OBJECTIVE in self.objectives and point.objectives[COST_OBJECTIVE] > than.objectives[COST_OBJECTIVE]
