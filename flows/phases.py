@@ -19,30 +19,46 @@ from tasks.refine import refine_with_search
 from tasks.report import build_result, write_reports
 from tasks.run import Request, Run, open_run
 from tasks.store import Store, dumps, now
+from tasks.trial import add_before, can_look_again, look, start_trial, switchable
 
 PHASE = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
 def step_once(run: Run) -> tuple[str | None, str | None]:
-    """One change: pick, apply, measure, keep or revert. Returns (status, reason) when the loop ends."""
+    """One change: pick, apply, measure until the rule settles, keep or revert.
+
+    Returns (status, reason) when the loop ends. When no candidate is left, the kept state is
+    profiled once more (a bottleneck hidden behind a fixed one shows now) before giving up.
+    """
     goals = loop.goals_met(run)
     if goals and all(g["met"] for g in goals):
         return "goals_met", "every performance goal is met"
+    window_s = run.spec.load.duration_s + run.spec.load.warmup_s
     candidate = steps.next_candidate(run)
+    if candidate is None and run.profiled_seq < run.seq and run.ledger.exhausted_by(next_load_s=2 * window_s) is None:
+        steps.profile_window(run, f"profile-{run.seq + 1}")
+        candidate = steps.next_candidate(run)
     if candidate is None:
         return "no_candidates", "no untried candidate change is left"
-    window_s = run.spec.load.duration_s + run.spec.load.warmup_s
-    if run.noise_stale and run.ledger.exhausted_by(next_load_s=window_s) is None:
-        steps.refresh_noise(run, window_s)  # the last kept change moved p95 several-fold: this state's floor first
-    if exhausted := run.ledger.exhausted_by(next_load_s=window_s):
+    cold_s = run.spec.load.duration_s + 2 * run.spec.load.warmup_s
+    if exhausted := run.ledger.exhausted_by(next_load_s=cold_s):
         return "budget_exhausted", f"the {exhausted} budget would be exceeded by the next change"
     try:
         change_id, undo = steps.apply_change(run, candidate)
     except PerfagentsError:
         return None, None  # journaled as failed; the next candidate follows
     run.ledger.iterations += 1
-    window = steps.measure_window(run, f"change-{run.seq}", change_id)
-    steps.settle_change(run, change_id, undo, candidate, window)
+    trial = start_trial(run, candidate, change_id, undo)
+    window = steps.measure_window(run, f"change-{run.seq}", change_id, cold=True)
+    look(run, trial, window)
+    while can_look_again(run, trial, cold_s):
+        if switchable(run, candidate):
+            steps.switch_change(run, trial, on=False)
+            add_before(trial, steps.measure_window(run, f"change-{run.seq}-a{trial.looks}", change_id, cold=True))
+            steps.switch_change(run, trial, on=True)
+        window = steps.measure_window(run, f"change-{run.seq}-b{trial.looks}", change_id, cold=True)
+        look(run, trial, window)
+    steps.settle_change(run, trial)
     return None, None
 
 

@@ -9,10 +9,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks import loop
+from tasks import trial as trial_steps
 from tasks.errors import is_transient
 from tasks.findings import Candidate
 from tasks.report import before_after_rows, pareto_rows, render_markdown
 from tasks.run import Run
+from tasks.trial import Trial
 from tasks.window import Window
 
 
@@ -33,8 +35,18 @@ def measure_baseline(run: Run) -> Window:
 
 
 @task(name="measure-window", **STEP)
-def measure_window(run: Run, label: str, change_id: str | None = None) -> Window:
-    return loop.measure(run, label, change_id)
+def measure_window(run: Run, label: str, change_id: str | None = None, cold: bool = False) -> Window:
+    return loop.measure(run, label, change_id, cold=cold)
+
+
+@task(name="profile-window", **STEP)
+def profile_window(run: Run, label: str) -> Window | None:
+    return loop.profile(run, label)
+
+
+@task(name="switch-change", **STEP)
+def switch_change(run: Run, trial: Trial, on: bool) -> None:
+    trial_steps.switch(run, trial, on)
 
 
 @task(name="rank-candidates", **STEP)
@@ -48,13 +60,8 @@ def apply_change(run: Run, candidate: Candidate) -> tuple[str, dict[str, Any]]:
 
 
 @task(name="keep-or-revert", **STEP)
-def settle_change(run: Run, change_id: str, undo: dict[str, Any], candidate: Candidate, window: Window) -> dict[str, Any]:
-    return loop.settle_change(run, change_id, undo, candidate, window)
-
-
-@task(name="measure-noise-again", **STEP)
-def refresh_noise(run: Run, window_s: float) -> None:
-    loop.refresh_noise(run, window_s)
+def settle_change(run: Run, trial: Trial) -> dict[str, Any]:
+    return loop.settle_change(run, trial)
 
 
 @task(name="restore-kept-state", **STEP)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import polars as pl
-
 from tasks import progress
 from tasks.changes.journal import (
     apply_candidate,
@@ -14,40 +12,53 @@ from tasks.changes.journal import (
     plan_change,
     revert_change,
 )
-from tasks.compare import (
-    MIN_ENDPOINT_SAMPLES,
-    check_goals,
-    check_quality,
-    compare_windows,
-    decide,
-    decide_endpoints,
-)
+from tasks.compare import check_goals
 from tasks.correctness import ResponseCheck
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate, Finding, stronger
-from tasks.noise import AdaptiveNoise, estimate_noise, estimate_rps_noise
+from tasks.noise import AdaptiveNoise, estimate_rps_noise
 from tasks.optimizer import candidates_from_findings, knob_candidates, rank_candidates
 from tasks.run import Run
+from tasks.trial import Trial, state_regime
 from tasks.window import Window, measure_window
 
-NOISE_FLOOR_MIN = 0.02  # never trust a noise floor below 2 %
+NOISE_FLOOR_MIN = 0.02  # never report a noise floor below 2 %
 NOISE_FLOOR_ASSUMED = 0.10  # used when only one baseline window could be measured
 MAX_BASELINE_WINDOWS = 6  # A/A windows plus re-measured invalid ones
-STATE_MOVED = 2.0  # a kept change that moves p95 by this factor makes a new state: its floor is measured again
 
 
-def measure(run: Run, label: str, change_id: str | None = None, *, agents: list[Any] | None = None) -> Window:
-    """One window of the current state, with the run's agents unless ``agents`` says otherwise."""
-    return measure_window(run.store, run.run_id, run.rt, label, agents=run.agents if agents is None else agents,
-                          ledger=run.ledger,
+def measure(run: Run, label: str, change_id: str | None = None, *, agents: list[Any] | None = None,
+            cold: bool = False) -> Window:
+    """One agent-free window of the current state (a profiling window passes ``agents``).
+
+    ``cold``: the window follows a change that left cold state (an index built or dropped, a
+    knob set, a restart): it plans twice the spec's warm-up, and the steady state is detected.
+    """
+    warmup = run.spec.load.warmup_s * (2 if cold else 1)
+    return measure_window(run.store, run.run_id, run.rt, label, agents=agents or [], ledger=run.ledger,
                           max_error_rate=run.request.max_error_rate, change_id=change_id,
-                          allow_remote=run.request.allow_remote)
+                          allow_remote=run.request.allow_remote, warmup_s=warmup)
+
+
+def profile(run: Run, label: str) -> Window | None:
+    """A window with every agent profiling: its findings join the run's; it decides nothing.
+
+    Profilers cost the target latency and throughput (benchmarks/agents_overhead.py), so their
+    windows are kept apart from the windows that decide.
+    """
+    if not run.agents:
+        return None
+    window = measure(run, label, agents=run.agents)
+    _merge_findings(run, window.findings)
+    run.profiled_seq = run.seq
+    return window
 
 
 def measure_baseline(run: Run) -> Window:
-    """A/A windows on the unchanged target, as many as the observed variance needs (tasks/noise.py).
+    """A profiling window, then agent-free A/A windows, as many as the observed variance needs
+    (tasks/noise.py).
 
-    The last valid window is the baseline; their spread is the noise floor. When the budget
+    The last valid A/A window is the baseline; their spread is the noise floor. When the budget
     leaves room for one window only, the noise floor is assumed and the report says so.
     """
     window_s = run.spec.load.duration_s + run.spec.load.warmup_s
@@ -55,8 +66,11 @@ def measure_baseline(run: Run) -> Window:
     wants_responses = any(q.metric == "responses" for q in run.request.quality)
     if wants_responses:
         run.responses = ResponseCheck.from_spec(run.spec, run.spec.correctness)
+    profiled = profile(run, "profile-1")
     windows: list[Window] = []
     while True:
+        if windows and not noise.can_afford():
+            break
         window = measure(run, f"baseline-{len(windows) + 1}")
         windows.append(window)
         if window.valid:
@@ -68,10 +82,13 @@ def measure_baseline(run: Run) -> Window:
         if len(windows) >= MAX_BASELINE_WINDOWS or not noise.can_afford():
             break
     valid = [w for w in windows if w.valid]
+    if not valid and profiled is not None and profiled.valid:
+        valid = [profiled]  # the budget allowed no agent-free window: the profiling one stands in
     if not valid:
         raise PerfagentsError(f"no valid baseline window: {'; '.join(windows[-1].reasons)}")
     run.baseline = run.current = valid[-1]
     run.baseline_aa = run.aa_windows = valid
+    kind, share = state_regime(run, valid)
     if len(valid) >= 2:
         estimate = noise.estimate()
         run.noise_rel = max(NOISE_FLOOR_MIN, estimate.noise_rel)
@@ -80,19 +97,21 @@ def measure_baseline(run: Run) -> Window:
     else:
         run.noise_rel = run.noise_rps_rel = NOISE_FLOOR_ASSUMED
         run.extra["noise"] = {"note": "one valid baseline window: noise floor assumed, not measured"}
+    run.extra["noise"].update(regime=kind, busy_share=share, warmup_s=[w.warmup_s for w in windows],
+                              foreign_cores=[w.foreign_cores for w in windows])
     run.baseline_noise_rel = run.noise_rel
-    run.findings = list(run.current.findings)
+    progress.emit("noise", scope="baseline", p95_rel=run.noise_rel, windows=len(valid), regime=kind)
     return run.baseline
 
 
 def next_candidate(run: Run) -> Candidate | None:
     """The best untried change, from the current window's findings and the knobs."""
     assert run.current is not None
-    candidates = candidates_from_findings(run.current.findings)
+    candidates = candidates_from_findings(run.findings)
     if run.request.scope == "comprehensive":  # the knobs are left to the search (tasks/refine.py)
         candidates = [c for c in candidates if c.kind not in ("set_knob", "set_config")]
     else:
-        candidates += knob_candidates(run.spec, run.rt.config, run.current.findings)
+        candidates += knob_candidates(run.spec, run.rt.config, run.findings)
     ranked = rank_candidates(candidates, run.tried)
     return ranked[0] if ranked else None
 
@@ -115,118 +134,32 @@ def revert_applied(run: Run, change_id: str, candidate: Candidate, undo: dict[st
     revert_change(run.store, run.rt, change_id, candidate.kind, undo, reason)
 
 
-def evaluate_change(run: Run, candidate: Candidate, window: Window) -> tuple[bool, str, dict[str, Any] | None]:
-    """Keep only a valid window with a significant gain beyond the noise floor and quality held."""
-    assert run.current is not None and run.baseline is not None
-    if window.errors_only:
-        return False, f"quality threshold broken: {'; '.join(window.reasons)}", None
-    if not window.valid:
-        return False, f"window rejected by the gate: {'; '.join(window.reasons)}", None
-    broken = check_quality(run.request.quality, window.stats, run.baseline.stats)
-    endpoint = candidate.endpoint if candidate.endpoint in window.stats["endpoints"] else None
-    effect = compare_windows(run.current.samples, window.samples, endpoint=endpoint, metric="p95_ms")
-    if run.responses is not None:
-        broken += [f"responses==baseline: {line}" for line in run.responses.check(run.rt.handle.base_url)]
-    if broken:
-        return False, f"quality threshold broken: {'; '.join(broken)}", effect
-    keep, reason = decide(effect, endpoint_noise(run, endpoint))
-    if not keep and candidate.endpoint is None:
-        throughput = compare_windows(run.current.samples, window.samples, endpoint=None, metric="rps")
-        keep_rps, reason_rps = decide(throughput, run.noise_rps_rel, lower_is_better=False)
-        if keep_rps:
-            return True, reason_rps, throughput
-        keep_some, reason_some, effect_some = decide_endpoints(run.current.samples, window.samples, run.noise_rel)
-        if keep_some:
-            return True, reason_some, effect_some
-        if effect_some is not None:  # an endpoint got slower: say so
-            reason = f"{reason}; {reason_some}"
-    return keep, reason, effect
-
-
-def endpoint_noise(run: Run, endpoint: str | None) -> float:
-    """The p95 noise floor of what a change is judged on: for an endpoint, its own.
-
-    The total's floor can be far from an endpoint's: the unindexed shop's total p95 falls on
-    either side of customer_orders' slow tail (floor 0.3-1.4) while the catalog's p95 moves a
-    few percent. Computed once per endpoint and state from the current state's A/A windows
-    (``noise_floor`` in --json lists them, ``after_changes`` for a re-measured state); the
-    total's floor when there are fewer than two windows or MIN_ENDPOINT_SAMPLES requests of
-    the endpoint in one of them.
-    """
-    if endpoint is None:
-        return run.noise_rel
-    noise = run.extra.setdefault("noise", {})
-    state = noise["after_changes"][-1] if noise.get("after_changes") else noise
-    floors = state.setdefault("endpoint_p95_rel", {})
-    if endpoint not in floors:
-        frames = [w.samples.filter(pl.col("endpoint") == endpoint) for w in run.aa_windows]
-        if len(frames) < 2 or min(f.height for f in frames) < MIN_ENDPOINT_SAMPLES:
-            floors[endpoint] = run.noise_rel
-        else:
-            floors[endpoint] = max(NOISE_FLOOR_MIN, estimate_noise(frames).noise_rel)
-    return floors[endpoint]
-
-
-def settle_change(
-    run: Run, change_id: str, undo: dict[str, Any], candidate: Candidate, window: Window,
-) -> dict[str, Any]:
-    """Keep the change (the window becomes current) or revert it exactly; journal either way."""
-    keep, reason, effect = evaluate_change(run, candidate, window)
+def settle_change(run: Run, trial: Trial) -> dict[str, Any]:
+    """Keep the change (its windows become the kept state's) or revert it exactly; journal either way."""
+    verdict = trial.verdict
+    assert verdict is not None and run.current is not None
+    keep = verdict.outcome == "better"
+    effect = dict(verdict.effect or {}) or None
+    if effect is not None:
+        effect["windows_measured"] = trial.windows
     if keep:
-        mark_change(run.store, change_id, "kept", reason=reason, effect=effect)
-        assert run.current is not None
-        before, after = run.current.stats["total"]["p95_ms"], window.stats["total"]["p95_ms"]
-        if before > 0 and after > 0 and max(before / after, after / before) >= STATE_MOVED:
-            run.noise_stale = True
-        run.current = window
+        mark_change(run.store, trial.change_id, "kept", reason=verdict.reason, effect=effect)
+        run.current, run.aa_windows = trial.after[-1], list(trial.after)
     else:
-        revert_change(run.store, run.rt, change_id, candidate.kind, undo, reason)
-    row = _row(candidate, "kept" if keep else "reverted", reason, effect)
+        if trial.on:
+            revert_change(run.store, run.rt, trial.change_id, trial.candidate.kind, trial.undo, verdict.reason)
+        else:
+            mark_change(run.store, trial.change_id, "reverted", reason=verdict.reason)
+        fresh = trial.before[len(trial.before) - trial.fresh_before:] if trial.fresh_before else []
+        run.aa_windows = [*run.aa_windows, *fresh]
+        if fresh:
+            run.current = fresh[-1]
+    row = _row(trial.candidate, "kept" if keep else "reverted", verdict.reason, effect)
     progress.emit("change", **row)
     run.changes.append(row)
-    _merge_findings(run, window.findings)
+    run.decisions.append({"change": trial.candidate.description, "outcome": verdict.outcome,
+                          "windows": trial.windows, "looks": trial.looks})
     return row
-
-
-def refresh_noise(run: Run, window_s: float) -> None:
-    """Measure the floor again in the state a kept change made when it moved p95 several-fold.
-
-    The baseline's floor is the unoptimized state's: the unindexed shop's total p95 falls on
-    either side of customer_orders' slow tail (floor 0.33-2.1) while the indexed shop's moves
-    ~0.13, so a later change judged with the old floor must beat it several times over (the
-    category index's x0.58 on the catalog was reverted so). The A/A windows are fresh (with the
-    run's agents, as the baseline's): the kept change's own window is left out, since it was
-    kept for reading well (make run: 16.1 ms, then 20.7, 18.8, 20.5). As many as AdaptiveNoise
-    asks, while the budget leaves room for them (two at least) and the change after; with fewer
-    than two valid ones the old floor stays. Called lazily, before the next change: a run that
-    ends after the kept change measures nothing more.
-    """
-    run.noise_stale = False
-    valid: list[Window] = []
-
-    def fits() -> bool:  # room for the windows a floor still needs (two at least), and the change after
-        needed = max(2 - len(valid), 1) + 1
-        return run.ledger.exhausted_by(next_load_s=needed * window_s, next_iteration=False) is None
-
-    noise = AdaptiveNoise(can_afford=fits)
-    n = 0
-    while (len(noise.windows) < 2 or noise.need_more()) and n < MAX_BASELINE_WINDOWS and noise.can_afford():
-        n += 1
-        window = measure(run, f"aa-{run.seq}-{n}")
-        if window.valid:
-            noise.add(window.samples)
-            valid.append(window)
-    if len(valid) < 2:
-        return
-    estimate = noise.estimate()
-    run.current, run.aa_windows = valid[-1], valid
-    run.noise_rel = max(NOISE_FLOOR_MIN, estimate.noise_rel)
-    run.noise_rps_rel = max(NOISE_FLOOR_MIN, estimate_rps_noise(noise.windows))
-    state = {"after_change": run.seq, **estimate.to_dict(), "p95_rel": run.noise_rel,
-             "rps_rel": run.noise_rps_rel, "reason": noise.reason}
-    run.extra.setdefault("noise", {}).setdefault("after_changes", []).append(state)
-    progress.emit("noise", scope=f"state after change {run.seq}", p95_rel=estimate.noise_rel, windows=estimate.windows)
-    _merge_findings(run, [f for w in valid for f in w.findings])
 
 
 def goals_met(run: Run) -> list[dict[str, Any]]:

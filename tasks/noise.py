@@ -1,18 +1,23 @@
 """The noise floor, measured adaptively: as many A/A windows as the observed variance needs.
 
-A/A windows are windows of one unchanged configuration. Two sources of noise are combined:
+A/A windows are agent-free windows of one unchanged configuration. The floor is how far the
+p95 of one window may differ from another's by noise alone (95 %): exp(z * sqrt(2) * sigma) - 1,
+where sigma^2 = tau^2 + s^2 is one window's variance of log p95, split as in the decisions'
+hierarchical bootstrap (tasks/decisions/effect.py):
 
-- within windows (sampling): for every pair, ``compare.noise_floor`` (max of |1 - p95
-  ratio| and the bootstrap CI half-width of the ratio), summarised by the median over pairs.
+- s^2, within a window (sampling): the mean of the windows' bootstrap variances of log p95.
   More windows cannot shrink it; only longer windows can.
-- between windows (the machine: other processes, drift), from 3 windows on: the spread of
-  the per-window p95s as the half-width of a 95% interval for the ratio of two windows,
-  z * sqrt(2) * CV(p95s).
+- tau^2, between windows (the machine: other processes, drift), estimated robustly so that one
+  slow window cannot set it: from 3 windows on, Rousseeuw and Croux's Qn (a low order
+  statistic of the pairwise differences of log p95, with its small-sample factors), minus
+  sampling; from 2 windows, their difference. A window disturbed by outside load never gets
+  here: the gate rejects it (tasks/gate.py ``machine_quiet``).
 
-The estimate is the larger of the two. Throughput has its own floor (``estimate_rps_noise``),
-built the same way from the windows' mean requests per second: a p95 floor says nothing of
-how much rps moves by itself. Whether the p95s differ by more than sampling
-explains is Cochran's Q test on log p95 (each window's standard error from the bootstrap).
+Decisions do not add this floor to their intervals (their bootstrap carries both variances);
+it is reported as ``noise_floor.p95_rel``, bounds ``drift`` in history, and says how noisy the
+machine was. Throughput has its own floor (``estimate_rps_noise``), built the same way from the
+windows' mean requests per second. Whether the p95s differ by more than sampling explains is
+Cochran's Q test on log p95 (each window's standard error from the bootstrap).
 Another window is asked for only while the estimate is above ``target_rel``, the windows
 disagree beyond sampling (p < ALPHA), and the estimate still moved by ``stable_rel`` or more
 (relative) with the last window; never below ``min_windows``, never beyond ``max_windows``
@@ -31,12 +36,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from tasks.compare import (
-    bootstrap_mean_ratio_ci,
-    bootstrap_quantiles,
-    noise_floor,
-    per_second_rates,
-)
+from tasks.compare import bootstrap_means, bootstrap_quantiles, per_second_rates
 from tasks.errors import InputError
 
 Q = 0.95
@@ -89,40 +89,73 @@ def agreement_p(windows: Sequence[pl.DataFrame], q: float = Q, seed: int = 0) ->
     return float(sps.chi2.sf(cochran_q, df=len(windows) - 1))
 
 
+# Qn's small-sample correction factors d_n (Croux and Rousseeuw 1992), n = 2..9; 1 beyond.
+QN_FACTORS = {2: 0.399, 3: 0.994, 4: 0.512, 5: 0.844, 6: 0.611, 7: 0.857, 8: 0.669, 9: 0.872}
+QN_CONSTANT = 2.2219
+
+
+def qn_scale(values: Sequence[float]) -> float:
+    """Rousseeuw and Croux's Qn: a scale estimate that one outlying value cannot inflate."""
+    x = np.asarray(values, dtype=np.float64)
+    n = x.size
+    if n < 2:
+        return 0.0
+    diffs = np.sort([abs(a - b) for a, b in itertools.combinations(x, 2)])
+    h = n // 2 + 1
+    k = h * (h - 1) // 2
+    return float(QN_FACTORS.get(n, n / (n + 1.4) if n % 2 else n / (n + 3.8)) * QN_CONSTANT * diffs[k - 1])
+
+
+def log_spread(values: Sequence[float], within_var: float) -> tuple[float, float]:
+    """(tau, sigma): the between-window sd of a log statistic beyond sampling, and one window's sd."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size < 2:
+        return 0.0, math.sqrt(within_var)
+    total_sd = qn_scale(x) if x.size >= MIN_BETWEEN_WINDOWS else abs(float(x[0] - x[1])) / math.sqrt(2.0)
+    tau2 = max(0.0, total_sd ** 2 - within_var)
+    return math.sqrt(tau2), math.sqrt(tau2 + within_var)
+
+
+def _floor(sd: float) -> float:
+    return math.exp(Z95 * math.sqrt(2.0) * sd) - 1.0
+
+
 def estimate_noise(windows: Sequence[pl.DataFrame], q: float = Q) -> NoiseEstimate:
     """The noise floor from two or more A/A windows' samples (see the module docstring)."""
     if len(windows) < 2:
         raise InputError(f"a noise floor needs at least 2 A/A windows, got {len(windows)}")
-    p95s = [float(np.quantile(_latencies(w), q)) for w in windows]
-    pairwise = [noise_floor(a, b, q=q) for a, b in itertools.combinations(windows, 2)]
-    within = float(np.median(pairwise))
-    between = None
-    if len(windows) >= MIN_BETWEEN_WINDOWS:
-        cv = float(np.std(p95s, ddof=1) / np.mean(p95s))
-        between = round(Z95 * math.sqrt(2.0) * cv, 4)
-    noise = max(within, between or 0.0)
-    return NoiseEstimate(round(noise, 4), len(windows), pairwise, round(within, 4), between,
-                         [round(p, 3) for p in p95s], round(agreement_p(windows, q), 4))
+    for w in windows:
+        _latencies(w)
+    rng = np.random.default_rng(0)
+    logs, within = [], []
+    for w in windows:
+        values = _latencies(w)
+        logs.append(math.log(max(float(np.quantile(values, q)), 1e-9)))
+        boot = np.log(np.maximum(bootstrap_quantiles(values, q, N_BOOT_SE, rng), 1e-9))
+        within.append(float(np.var(boot, ddof=1)))
+    s2 = float(np.mean(within))
+    tau, sigma = log_spread(logs, s2)
+    pairwise = [round(abs(math.exp(a - b) - 1.0), 4) for a, b in itertools.combinations(logs, 2)]
+    p95s = [math.exp(v) for v in logs]
+    return NoiseEstimate(round(_floor(sigma), 4), len(windows), pairwise, round(_floor(math.sqrt(s2)), 4),
+                         round(_floor(tau), 4), [round(p, 3) for p in p95s], round(agreement_p(windows, q), 4))
 
 
 def estimate_rps_noise(windows: Sequence[pl.DataFrame]) -> float:
-    """The relative rps shift noise alone can cause, from two or more A/A windows' samples.
-
-    Per pair: max(|1 - ratio of mean requests per second|, bootstrap CI half-width), the
-    median over pairs; from 3 windows on, at least z * sqrt(2) * CV of the windows' rps.
-    """
+    """The relative rps shift noise alone can cause between two windows (the p95 floor's method,
+    on the log of each window's mean requests per second)."""
     if len(windows) < 2:
         raise InputError(f"a noise floor needs at least 2 A/A windows, got {len(windows)}")
-    counts = [per_second_rates(w) for w in windows]
-    pairwise = []
-    for a, b in itertools.combinations(counts, 2):
-        ratio, lo, hi = bootstrap_mean_ratio_ci(a, b)
-        pairwise.append(max(abs(1.0 - ratio), (hi - lo) / 2.0))
-    noise = float(np.median(pairwise))
-    if len(windows) >= MIN_BETWEEN_WINDOWS:
-        rps = [float(np.mean(c)) for c in counts]
-        noise = max(noise, Z95 * math.sqrt(2.0) * float(np.std(rps, ddof=1) / np.mean(rps)))
-    return round(noise, 4)
+    rng = np.random.default_rng(0)
+    logs, within = [], []
+    for w in windows:
+        rates = per_second_rates(w)
+        if rates.size < 2 or rates.mean() <= 0:
+            raise InputError("an A/A window has too few seconds of requests for a throughput floor")
+        logs.append(math.log(float(rates.mean())))
+        within.append(float(np.var(np.log(np.maximum(bootstrap_means(rates, N_BOOT_SE, rng), 1e-9)), ddof=1)))
+    _, sigma = log_spread(logs, float(np.mean(within)))
+    return round(_floor(sigma), 4)
 
 
 def windows_needed(

@@ -36,6 +36,7 @@ def build_result(run: Run, goals: list[dict[str, Any]]) -> dict[str, Any]:
             for c in run.changes
         ],
         "goals": goals,
+        "decisions": run.decisions,
         "costs": run.ledger.as_costs(),
         "noise_floor": {**{k: v for k, v in run.extra.get("noise", {}).items() if k != "p95_rel"},
                         "p95_rel": round(run.baseline_noise_rel or run.noise_rel, 4)},

@@ -9,6 +9,8 @@ Sampling a tree every 0.5 s costs about 0.7% of a core (DESIGN.md).
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -176,3 +178,48 @@ class ProcessTreeSampler:
         if not rows:
             return empty_resources()
         return pl.DataFrame(rows, schema=RESOURCE_SCHEMA)
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process and every descendant, alive or already reaped."""
+    t = os.times()
+    total = t.user + t.system + t.children_user + t.children_system
+    try:
+        children = psutil.Process().children(recursive=True)
+    except _GONE:
+        children = []
+    for child in children:
+        try:
+            c = child.cpu_times()
+            total += c.user + c.system + c.children_user + c.children_system
+        except _GONE:
+            pass
+    return total
+
+
+def _busy_cpu_s() -> float:
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+
+
+class ForeignCpuMeter:
+    """Cores used over an interval by processes outside this process tree (outside load).
+
+    The toolkit, the target it started, the load generator and the agents' helpers are all
+    descendants of this process; whatever else kept the CPUs busy disturbed the window.
+    """
+
+    def __init__(self) -> None:
+        self._start: tuple[float, float, float] | None = None
+
+    def start(self) -> ForeignCpuMeter:
+        self._start = (time.monotonic(), _busy_cpu_s(), _own_cpu_s())
+        return self
+
+    def stop(self) -> float:
+        if self._start is None:
+            return math.nan
+        t0, busy0, own0 = self._start
+        elapsed = time.monotonic() - t0
+        foreign = (_busy_cpu_s() - busy0) - (_own_cpu_s() - own0)
+        return round(max(0.0, foreign) / elapsed, 3) if elapsed > 0 else math.nan

@@ -88,9 +88,10 @@ class Run:
     noise_rel: float = 0.0  # p95
     noise_rps_rel: float = 0.0
     baseline_aa: list[Window] = field(default_factory=list)  # the baseline's valid A/A windows
-    aa_windows: list[Window] = field(default_factory=list)  # the current state's (tasks/loop.py refresh_noise)
-    baseline_noise_rel: float = 0.0  # the baseline's p95 floor (noise_rel follows the state)
-    noise_stale: bool = False  # a kept change moved p95 several-fold since the floor was measured
+    aa_windows: list[Window] = field(default_factory=list)  # the kept state's agent-free windows (tasks/trial.py)
+    baseline_noise_rel: float = 0.0  # the baseline's p95 floor
+    profiled_seq: int = -1  # the change count when the last profiling window ran
+    decisions: list[dict[str, Any]] = field(default_factory=list)  # per change: outcome, windows, looks
     findings: list[Finding] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)  # journal rows of this run, as reported
     tried: set[str] = field(default_factory=set)

@@ -1,7 +1,11 @@
-"""One measurement window: load + agents together, then the gate, then one store transaction.
+"""One measurement window: load (+ agents, in a profiling window), the gate, one store transaction.
 
-A window the gate rejects is measured again (bounded by MAX_ATTEMPTS and the budget) and
-is never used for a decision.
+The measured part starts where the latency series is steady (tasks/load/steady.py); the warm-up
+found is stored in ``windows.warmup_s``. The CPU that processes outside the toolkit's tree used
+meanwhile is measured (the gate's ``machine_quiet`` validation stores it); the gate rejects a
+window disturbed by it.
+A window the gate rejects is measured again (bounded by MAX_ATTEMPTS and the budget) and is
+never used for a decision.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from tasks.changes.runtime import Runtime
 from tasks.findings import Finding
 from tasks.gate import validate_window
 from tasks.load.runner import run_load_test
-from tasks.resources import ProcessTreeSampler
+from tasks.resources import ForeignCpuMeter, ProcessTreeSampler
 from tasks.stats import endpoint_stats_frame, window_stats
 from tasks.store import Store, dumps, now
 from tasks.tracing.spans import SPANS_KEY, spans_frame
@@ -57,6 +61,9 @@ class Window:
     agents: list[AgentOutcome] = field(default_factory=list)
     attempt: int = 1
     failed_rules: list[str] = field(default_factory=list)  # gate expectations that failed
+    warmup_s: float = 0.0  # the warm-up detected before the measured part
+    foreign_cores: float = 0.0  # cores used by outside processes during the window
+    users: int = 0
 
     @property
     def errors_only(self) -> bool:
@@ -101,17 +108,22 @@ def _findings(agents: list[Agent], outcomes: dict[str, AgentOutcome], ctx: Agent
 def measure_window(
     store: Store, run_id: str, rt: Runtime, label: str, *, agents: list[Agent], ledger: Ledger,
     max_error_rate: float | None = None, change_id: str | None = None, max_attempts: int = MAX_ATTEMPTS,
-    allow_remote: bool = False,
+    allow_remote: bool = False, warmup_s: float | None = None,
 ) -> Window:
-    """Measure until the gate accepts a window, or attempts/budget run out (then invalid)."""
+    """Measure until the gate accepts a window, or attempts/budget run out (then invalid).
+
+    ``warmup_s`` plans a longer warm-up than the spec's (after a change that left cold state);
+    where the steady state starts is detected either way.
+    """
     spec = rt.spec
-    planned_s = spec.load.duration_s + spec.load.warmup_s
+    warmup_s = spec.load.warmup_s if warmup_s is None else warmup_s
+    planned_s = spec.load.duration_s + warmup_s
     window: Window | None = None
     for attempt in range(1, max_attempts + 1):
         if attempt > 1 and ledger.exhausted_by(next_load_s=planned_s, next_iteration=False):
             break
         window = _measure_once(store, run_id, rt, label, agents, ledger, max_error_rate, change_id, attempt,
-                               allow_remote)
+                               allow_remote, warmup_s)
         if window.valid or window.errors_only:  # measuring errors again would show them again
             break
     assert window is not None
@@ -120,14 +132,14 @@ def measure_window(
 
 def _measure_once(
     store: Store, run_id: str, rt: Runtime, label: str, agents: list[Agent], ledger: Ledger,
-    max_error_rate: float | None, change_id: str | None, attempt: int, allow_remote: bool,
+    max_error_rate: float | None, change_id: str | None, attempt: int, allow_remote: bool, warmup_s: float,
 ) -> Window:
     spec = rt.spec
     window_id = uuid.uuid4().hex[:12]
     workdir = rt.workdir / f"{label}-{attempt}"
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = AgentContext(spec=spec, base_url=rt.handle.base_url, workdir=rt.workdir,
-                       window_s=spec.load.duration_s + spec.load.warmup_s,
+                       window_s=spec.load.duration_s + warmup_s,
                        database_url=rt.database_url, pids=rt.handle.pids, config=dict(rt.config))
     sampler = ProcessTreeSampler(rt.handle.pids, role="target")
     progress.emit("window_start", label=label, attempt=attempt, seconds=ctx.window_s, config=dict(rt.config))
@@ -138,9 +150,12 @@ def _measure_once(
     try:
         futures = {agent.name: pool.submit(_run_agent, agent, ctx) for agent in agents}
         sampler.start()
+        meter = ForeignCpuMeter().start()
         try:
-            result = run_load_test(spec, rt.handle.base_url, workdir, label=label, allow_remote=allow_remote)
+            result = run_load_test(spec, rt.handle.base_url, workdir, label=label, allow_remote=allow_remote,
+                                   warmup_s=warmup_s, detect_warmup=True)
         finally:
+            foreign = meter.stop()
             sampler.stop()
             ctx.stop.set()
         outcomes = _collect(futures, t0, time.monotonic() + AGENT_GRACE_S)
@@ -149,16 +164,19 @@ def _measure_once(
     ledger.load_s += result.duration_s + (result.measure_start - result.started_at)
     samples = result.samples
     gate = validate_window(samples, window_start=result.measure_start, window_end=result.ended_at,
-                           loadgen_cpu_pct=result.loadgen_cpu_pct, max_error_rate=max_error_rate)
+                           loadgen_cpu_pct=result.loadgen_cpu_pct, max_error_rate=max_error_rate,
+                           foreign_cores=foreign)
     stats = window_stats(samples, result.duration_s)
     findings = _findings([a for a in agents if a.name in outcomes], outcomes, ctx, samples) if gate.valid else []
     resources = pl.concat([sampler.frame(), result.loadgen_resources], how="diagonal_relaxed")
     ledger.cpu_s += _cpu_seconds(resources)
     window = Window(window_id, label, dict(rt.config), samples, stats, result.duration_s, gate.valid,
                     gate.reasons, result.loadgen_cpu_pct, findings, list(outcomes.values()), attempt,
-                    [row["expectation"] for row in gate.rows if not row["success"]])
-    progress.emit("window_end", label=label, valid=gate.valid, reasons=gate.reasons, total=stats["total"])
-    save_window(store, run_id, window, started_at, change_id, spec.load.users, spec.load.warmup_s, gate.rows, resources)
+                    [row["expectation"] for row in gate.rows if not row["success"]],
+                    round(result.measure_start - result.started_at, 2), foreign, spec.load.users)
+    progress.emit("window_end", label=label, valid=gate.valid, reasons=gate.reasons, total=stats["total"],
+                  warmup_s=window.warmup_s, foreign_cores=foreign)
+    save_window(store, run_id, window, started_at, change_id, spec.load.users, window.warmup_s, gate.rows, resources)
     return window
 
 

@@ -31,6 +31,7 @@ import polars as pl
 from tasks.errors import InputError, LoadTestError, SpecError
 from tasks.load.samples import empty_samples, read_samples
 from tasks.load.scenario import SCENARIO_FILENAME, write_scenario
+from tasks.load.steady import MAX_WARMUP_SHARE, SteadyState, steady_start
 from tasks.resources import ProcessTreeSampler, process_tree
 from tasks.spec import TargetSpec, check_loopback
 
@@ -71,6 +72,7 @@ class LoadResult:
     locust_requests: int | None = None  # Locust's own final count, warm-up and tail included
     locust_failures: int | None = None
     user_errors: int = 0  # exceptions that escaped the locustfile's tasks (not failed requests)
+    steady: SteadyState | None = None  # the detected warm-up, when asked for
 
     @property
     def requests(self) -> int:
@@ -107,11 +109,16 @@ def run_load_test(
     cpu: int | None = None,
     extra_env: dict[str, str] | None = None,
     allow_remote: bool = False,
+    detect_warmup: bool = False,
 ) -> LoadResult:
     """Drive ``base_url`` with the spec's scenario for warm-up + duration; return the samples.
 
     With ``shape_file`` (a LoadTestShape) the shape decides users and run time;
     ``duration_s`` then only sizes the timeout and ``warmup_s`` defaults to 0.
+    With ``detect_warmup`` the measured part starts where the latency series is steady
+    (tasks/load/steady.py), between the end of spawning and warm-up + 40 % of the duration,
+    and ends where it would have (warm-up + duration after the start): ``warmup_s`` then only
+    plans the run time.
     """
     check_loopback(base_url, allow_remote=allow_remote)
     try:
@@ -181,6 +188,12 @@ def run_load_test(
     all_samples = read_samples(samples_path)
     if all_samples.height:
         all_samples = all_samples.sort("ts")
+    steady = None
+    if detect_warmup and duration is not None:
+        spawned = started_at + min(users / spawn_rate, warmup + duration / 2)
+        steady = steady_start(all_samples, test_start=started_at, end=measure_end, min_start=spawned,
+                              max_start=started_at + warmup + MAX_WARMUP_SHARE * duration)
+        measure_start = steady.start
     warm = all_samples.filter(pl.col("ts") < measure_start).height
     tail = all_samples.filter(pl.col("ts") >= measure_end).height
     samples = all_samples.filter((pl.col("ts") >= measure_start) & (pl.col("ts") < measure_end))
@@ -205,6 +218,7 @@ def run_load_test(
         locust_requests=locust_requests,
         locust_failures=locust_failures,
         user_errors=user_errors,
+        steady=steady,
     )
 
 

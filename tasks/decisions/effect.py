@@ -1,0 +1,193 @@
+"""The effect of a change from several windows per arm: a hierarchical bootstrap.
+
+A window's statistic is the log of a quantile of its request latencies (or the log of its
+mean requests per second). An arm's statistic is the mean over its windows, so the ratio of
+two arms is a ratio of geometric means. Its interval carries both sources of noise:
+
+- between windows (the machine: other processes, drift, a slow disk second): the windows'
+  deviations from their arm's mean, pooled over both arms (each arm's scaled by
+  sqrt(n/(n-1)), the small-sample correction of resampled residuals), resampled with
+  replacement, n per arm;
+- within a window (sampling): each drawn window's statistic is redrawn from its own
+  bootstrap distribution (requests resampled; quantiles drawn exactly from order
+  statistics, ``tasks.compare.bootstrap_quantiles``).
+
+A window's observed deviation already contains its own sampling error, so the between-window
+residuals are shrunk to the part sampling does not explain (tau^2 = max(0, var(residuals) -
+mean within variance), the random-effects split of DerSimonian and Laird): resampling both
+levels then reproduces the observed spread instead of counting sampling twice. With a single
+window per arm the residuals say nothing of tau; ``prior_tau`` (from the state's A/A windows)
+stands in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from tasks.compare import bootstrap_means, bootstrap_quantiles, per_second_rates
+from tasks.errors import PerfagentsError
+from tasks.stats import PERCENTILES
+
+N_BOOT = 2000
+CONF = 0.95
+MIN_WINDOW_SAMPLES = 20  # a window with fewer requests of the judged endpoint is left out of the arm
+
+
+@dataclass(frozen=True)
+class WindowStat:
+    """One window's log statistic and draws of its sampling distribution (same log scale)."""
+
+    value: float  # log of the point statistic
+    draws: np.ndarray  # N_BOOT bootstrap draws of the log statistic
+    natural: float  # the statistic itself (ms or requests per second)
+
+    @property
+    def within_var(self) -> float:
+        return float(np.var(self.draws, ddof=1))
+
+
+def window_stat(samples: pl.DataFrame, metric: str, *, endpoint: str | None = None,
+                n_boot: int = N_BOOT, rng: np.random.Generator | None = None) -> WindowStat | None:
+    """The log statistic of one window (None when it has too few samples of ``endpoint``)."""
+    rng = rng or np.random.default_rng(0)
+    frame = samples if endpoint is None else samples.filter(pl.col("endpoint") == endpoint)
+    if metric == "rps":
+        rates = per_second_rates(frame)
+        if rates.size < 2 or float(rates.mean()) <= 0:
+            return None
+        draws = bootstrap_means(rates, n_boot, rng)
+        natural = float(rates.mean())
+    elif metric in PERCENTILES:
+        values = frame.get_column("latency_ms").drop_nulls().to_numpy().astype(np.float64)
+        values = values[np.isfinite(values)]
+        if values.size < MIN_WINDOW_SAMPLES:
+            return None
+        q = PERCENTILES[metric]
+        natural = float(np.quantile(values, q))
+        draws = bootstrap_quantiles(values, q, n_boot, rng)
+    else:
+        raise PerfagentsError(f"cannot judge windows on {metric!r} (use p50_ms, p95_ms, p99_ms or rps)")
+    if natural <= 0:
+        return None
+    return WindowStat(math.log(natural), np.log(np.maximum(draws, 1e-9)), natural)
+
+
+def window_stats(windows: Sequence[pl.DataFrame], metric: str, *, endpoint: str | None = None,
+                 seed: int = 0) -> list[WindowStat]:
+    rng = np.random.default_rng(seed)
+    out = [window_stat(w, metric, endpoint=endpoint, rng=rng) for w in windows]
+    return [s for s in out if s is not None]
+
+
+def between_tau(arms: Sequence[Sequence[WindowStat]]) -> tuple[float | None, int]:
+    """(tau, degrees of freedom): the between-window sd of the log statistic beyond sampling.
+
+    From the windows' deviations from their own arm's mean, pooled over arms; None when no arm
+    has two windows.
+    """
+    ss, df, within = 0.0, 0, []
+    for arm in arms:
+        if len(arm) < 2:
+            continue
+        values = np.array([w.value for w in arm])
+        ss += float(((values - values.mean()) ** 2).sum())
+        df += len(arm) - 1
+        within += [w.within_var for w in arm]
+    if df == 0:
+        return None, 0
+    return math.sqrt(max(0.0, ss / df - float(np.mean(within)))), df
+
+
+@dataclass
+class ArmEffect:
+    """after/before ratio of the arms' geometric-mean statistic, with its bootstrap draws."""
+
+    ratio: float
+    ci95: tuple[float, float]
+    draws: np.ndarray  # bootstrap draws of the ratio
+    before: float  # geometric means, natural units
+    after: float
+    windows_before: int
+    windows_after: int
+    tau: float  # the between-window sd (log) used
+
+    def upper(self, conf: float) -> float:
+        """The one-sided upper bound at ``conf``."""
+        return float(np.quantile(self.draws, conf))
+
+    def lower(self, conf: float) -> float:
+        return float(np.quantile(self.draws, 1.0 - conf))
+
+    def p_below(self, limit: float = 1.0) -> float:
+        """Bootstrap probability that the ratio is at or above ``limit`` (one-sided p of "below")."""
+        return float(np.mean(self.draws >= limit))
+
+    def p_above(self, limit: float = 1.0) -> float:
+        return float(np.mean(self.draws <= limit))
+
+
+def arm_effect(before: Sequence[WindowStat], after: Sequence[WindowStat], *, prior_tau: float = 0.0,
+               n_boot: int = N_BOOT, seed: int = 0) -> ArmEffect:
+    """The hierarchical-bootstrap ratio after/before (see the module docstring)."""
+    if not before or not after:
+        raise PerfagentsError(f"an effect needs windows on both sides, got {len(before)} before and {len(after)} after")
+    rng = np.random.default_rng(seed)
+    tau, _ = between_tau([before, after])
+    tau = prior_tau if tau is None else tau
+    residuals = _residuals([before, after], tau)
+    boot = _arm_draws(after, residuals, tau, n_boot, rng) - _arm_draws(before, residuals, tau, n_boot, rng)
+    ratios = np.exp(boot)
+    m_before = float(np.mean([w.value for w in before]))
+    m_after = float(np.mean([w.value for w in after]))
+    lo, hi = np.quantile(ratios, [(1 - CONF) / 2, (1 + CONF) / 2])
+    return ArmEffect(math.exp(m_after - m_before), (float(lo), float(hi)), ratios, math.exp(m_before),
+                     math.exp(m_after), len(before), len(after), tau)
+
+
+def _residuals(arms: Sequence[Sequence[WindowStat]], tau: float) -> np.ndarray:
+    """Standardised between-window residuals: each arm's deviations, small-sample corrected,
+    scaled so that their sd is tau. Empty when no arm has two windows."""
+    out: list[float] = []
+    for arm in arms:
+        n = len(arm)
+        if n < 2:
+            continue
+        values = np.array([w.value for w in arm])
+        out += list((values - values.mean()) * math.sqrt(n / (n - 1)))
+    res = np.array(out)
+    if res.size == 0:
+        return res
+    sd = float(np.sqrt(np.mean(res ** 2)))
+    return res * (tau / sd) if sd > 0 else res * 0.0
+
+
+def _arm_draws(arm: Sequence[WindowStat], residuals: np.ndarray, tau: float, n_boot: int,
+               rng: np.random.Generator) -> np.ndarray:
+    """n_boot draws of the arm's mean log statistic: windows drawn, then each window's sampling."""
+    n = len(arm)
+    centre = float(np.mean([w.value for w in arm]))
+    pick = rng.integers(0, n, size=(n_boot, n))  # which window's sampling distribution
+    within = np.stack([w.draws - w.value for w in arm])  # (n, N_BOOT) centred draws
+    cols = rng.integers(0, within.shape[1], size=(n_boot, n))
+    total = within[pick, cols].mean(axis=1)
+    if residuals.size:
+        total = total + residuals[rng.integers(0, residuals.size, size=(n_boot, n))].mean(axis=1)
+    elif tau > 0:
+        total = total + rng.normal(0.0, tau, size=(n_boot, n)).mean(axis=1)
+    return centre + total
+
+
+def arm_level(arm: Sequence[WindowStat], *, prior_tau: float = 0.0, n_boot: int = N_BOOT,
+              seed: int = 0) -> tuple[float, np.ndarray]:
+    """(geometric mean, its bootstrap draws) of one arm's statistic, in natural units."""
+    if not arm:
+        raise PerfagentsError("an arm needs at least one window")
+    tau, _ = between_tau([arm])
+    tau = prior_tau if tau is None else tau
+    draws = _arm_draws(arm, _residuals([arm], tau), tau, n_boot, np.random.default_rng(seed))
+    return math.exp(float(np.mean([w.value for w in arm]))), np.exp(draws)

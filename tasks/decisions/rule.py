@@ -1,0 +1,91 @@
+"""The keep / revert rule, applied after every new window of a change (sequential testing).
+
+After each look the change is
+
+- ``better``: the one-sided (1 - LOOK_ALPHA) bound of the ratio lies beyond 1 by at least
+  MIN_GAIN in the good direction (lower p95, or higher throughput for a saturated target);
+- ``worse``: the one-sided (1 - LOOK_ALPHA) bound lies beyond 1 in the bad direction;
+- ``no_gain``: the bound on the good side no longer reaches MIN_GAIN (a gain worth keeping
+  is ruled out);
+- ``undecided``: otherwise; another pair of windows is measured while looks and budget last.
+
+Looking up to MAX_LOOKS times at one-sided LOOK_ALPHA = 0.02 each keeps the chance of
+keeping a change that does nothing at or below 5 % (Pocock's constant boundary for four looks
+at an overall one-sided 5 % is about 2.06 sd, i.e. 0.02 per look); benchmarks/decisions.py
+measures the rate on null changes instead of trusting the arithmetic. The ratio's interval
+comes from the hierarchical bootstrap (tasks/decisions/effect.py): both the between-window and
+the within-window variance are in it, so no separate noise floor is added on top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from tasks.decisions.effect import ArmEffect, arm_effect, window_stats
+
+LOOK_ALPHA = 0.02
+MIN_GAIN = 0.02  # a change must be at least 2 % better to be worth keeping
+MAX_LOOKS = 4
+
+
+@dataclass
+class Verdict:
+    outcome: str  # better | worse | no_gain | undecided
+    reason: str
+    effect: dict[str, Any] | None
+
+    @property
+    def settled(self) -> bool:
+        return self.outcome != "undecided"
+
+
+def _sig(value: float, digits: int = 4) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+def effect_dict(effect: ArmEffect, metric: str, endpoint: str | None, regime: str) -> dict[str, Any]:
+    """The ``--json`` effect: DESIGN's keys, plus the windows, the regime and tau."""
+    good_low = metric != "rps"
+    p = effect.p_below(1.0) if good_low else effect.p_above(1.0)
+    return {"endpoint": endpoint or "total", "metric": metric,
+            "before": round(effect.before, 3), "after": round(effect.after, 3),
+            "ratio": _sig(effect.ratio), "ci95": [_sig(effect.ci95[0]), _sig(effect.ci95[1])],
+            "p_value": _sig(max(p, 1.0 / effect.draws.size), 3),
+            "windows": {"before": effect.windows_before, "after": effect.windows_after},
+            "tau": round(effect.tau, 4), "regime": regime}
+
+
+def judge(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame], *, metric: str = "p95_ms",
+          endpoint: str | None = None, prior_tau: float = 0.0, regime: str = "latency",
+          alpha: float = LOOK_ALPHA, min_gain: float = MIN_GAIN) -> Verdict:
+    """One look at a change: ``before`` windows of the kept state, ``after`` windows with it."""
+    b = window_stats(before, metric, endpoint=endpoint, seed=1)
+    a = window_stats(after, metric, endpoint=endpoint, seed=2)
+    if not b or not a:
+        return Verdict("no_gain", f"too few {endpoint or 'total'} requests to judge {metric}", None)
+    effect = arm_effect(b, a, prior_tau=prior_tau)
+    out = effect_dict(effect, metric, endpoint, regime)
+    name = metric.removesuffix("_ms")
+    head = (f"{name} x{effect.ratio:.3g} [{effect.ci95[0]:.3g}, {effect.ci95[1]:.3g}] on {endpoint or 'total'}"
+            f" ({len(b)} vs {len(a)} windows, {regime})")
+    if metric == "rps":  # higher is better
+        good, bad, limit = effect.lower(1 - alpha), effect.upper(1 - alpha), 1.0 + min_gain
+        if good > limit:
+            return Verdict("better", f"{head}: faster, bound {good:.3g} > {limit:.3g}", out)
+        if bad < 1.0:
+            return Verdict("worse", f"{head}: slower, bound {bad:.3g} < 1", out)
+        if bad < limit:
+            return Verdict("no_gain", f"{head}: no gain of {min_gain:.0%} possible (bound {bad:.3g})", out)
+        return Verdict("undecided", f"{head}: undecided", out)
+    good, bad, limit = effect.upper(1 - alpha), effect.lower(1 - alpha), 1.0 / (1.0 + min_gain)
+    if good < limit:
+        return Verdict("better", f"{head}: faster, bound {good:.3g} < {limit:.3g}", out)
+    if bad > 1.0:
+        return Verdict("worse", f"{head}: slower, bound {bad:.3g} > 1", out)
+    if bad > limit:
+        return Verdict("no_gain", f"{head}: no gain of {min_gain:.0%} possible (bound {bad:.3g})", out)
+    return Verdict("undecided", f"{head}: undecided", out)

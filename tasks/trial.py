@@ -1,0 +1,161 @@
+"""One change on trial: windows with it (B) against windows without it (A), until the rule settles.
+
+The first look compares the change's first window with the kept state's own windows (its A/A
+windows, or the windows that kept the last change). While the rule says "undecided"
+(tasks/decisions/rule.py) and looks and budget remain, another pair is measured: a change
+that switches quickly (an index: drop and build again; a live knob: set it back and forth) is
+switched off for a fresh A window and on again for a B window, so that drift over the trial
+cancels (A B A B); one that needs a restart adds B windows only. Every switch is journaled
+like the first apply. The decision windows run without agents: profiling happens in
+windows of its own, and its cost stays out of the comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from tasks.changes.journal import apply_candidate, revert_change
+from tasks.decisions.effect import between_tau, window_stats
+from tasks.decisions.quality import broken_quality
+from tasks.decisions.regime import regime
+from tasks.decisions.rule import MAX_LOOKS, Verdict, judge
+from tasks.findings import Candidate
+from tasks.run import Run
+from tasks.window import Window
+
+MAX_STATE_WINDOWS = 4  # the kept state's newest windows a first look compares with
+MIN_ENDPOINT_SAMPLES = 50  # endpoints with fewer requests a window are not judged on their own
+
+
+@dataclass
+class Trial:
+    candidate: Candidate
+    change_id: str
+    undo: dict[str, Any]
+    before: list[Window]
+    after: list[Window] = field(default_factory=list)
+    fresh_before: int = 0  # A windows measured during the trial
+    looks: int = 0
+    on: bool = True
+    verdict: Verdict | None = None
+
+    @property
+    def windows(self) -> int:
+        """Windows this decision measured (B windows and fresh A windows)."""
+        return len(self.after) + self.fresh_before
+
+
+def switchable(run: Run, candidate: Candidate) -> bool:
+    """Can the change be switched off and on again quickly (no restart)?"""
+    if candidate.kind == "create_index":
+        return True
+    if candidate.kind == "set_knob":
+        knob = run.spec.knobs.get(candidate.params.get("knob"))
+        return knob is not None and knob.needs_restart is False
+    return False
+
+
+def start_trial(run: Run, candidate: Candidate, change_id: str, undo: dict[str, Any]) -> Trial:
+    return Trial(candidate, change_id, undo, before=list(run.aa_windows[-MAX_STATE_WINDOWS:]))
+
+
+def state_regime(run: Run, windows: list[Window]) -> tuple[str, float]:
+    return regime([w.samples for w in windows], [w.duration_s for w in windows], run.spec.load.users)
+
+
+def _target(run: Run, trial: Trial, kind: str) -> tuple[str, str | None]:
+    """(metric, endpoint) the change is judged on in the kept state's regime."""
+    if kind == "saturated":
+        return "rps", None
+    endpoint = trial.candidate.endpoint
+    if endpoint is not None and all(w.stats["endpoints"].get(endpoint, {}).get("requests", 0) >= MIN_ENDPOINT_SAMPLES
+                                    for w in trial.before + trial.after):
+        return "p95_ms", endpoint
+    return "p95_ms", None
+
+
+def prior_tau(windows: list[Window], metric: str, endpoint: str | None) -> float:
+    """The between-window spread of a state's windows: it stands in for an arm of one window."""
+    tau, _ = between_tau([window_stats([w.samples for w in windows], metric, endpoint=endpoint, seed=5)])
+    return tau or 0.0
+
+
+def look(run: Run, trial: Trial, window: Window) -> Verdict:
+    """Add the trial's newest B window and apply the rule."""
+    trial.looks += 1
+    if window.errors_only:
+        return _settle(trial, Verdict("worse", f"quality threshold broken: {'; '.join(window.reasons)}", None))
+    if not window.valid:
+        return _settle(trial, Verdict("worse", f"window rejected by the gate: {'; '.join(window.reasons)}", None))
+    trial.after.append(window)
+    kind, share = state_regime(run, trial.before)
+    metric, endpoint = _target(run, trial, kind)
+    before, after = [w.samples for w in trial.before], [w.samples for w in trial.after]
+    tau = prior_tau(trial.before, metric, endpoint)
+    verdict = judge(before, after, metric=metric, endpoint=endpoint, prior_tau=tau, regime=kind)
+    if verdict.effect is not None:
+        verdict.effect["busy_share"] = share
+    final = trial.looks >= MAX_LOOKS
+    if verdict.outcome in ("no_gain", "undecided") and trial.candidate.endpoint is None and kind == "latency" \
+            and (final or verdict.outcome == "no_gain"):
+        verdict = _judge_endpoints(before, after, tau, verdict)
+    if verdict.outcome == "better":
+        broken = broken_quality(run.request.quality, after, [w.samples for w in run.baseline_aa],
+                                run.baseline.stats if run.baseline else None, prior_tau=tau)
+        if run.responses is not None:
+            broken += [f"responses==baseline: {line}" for line in run.responses.check(run.rt.handle.base_url)]
+        if broken:
+            verdict = Verdict("worse", f"quality threshold broken: {'; '.join(broken)}", verdict.effect)
+    return _settle(trial, verdict)
+
+
+def _settle(trial: Trial, verdict: Verdict) -> Verdict:
+    trial.verdict = verdict
+    return verdict
+
+
+def _judge_endpoints(before: list[pl.DataFrame], after: list[pl.DataFrame], tau: float, total: Verdict) -> Verdict:
+    """For a change aimed at no endpoint: some endpoints faster and none slower, each at alpha / endpoints."""
+    names = sorted(set.intersection(*(set(f.get_column("endpoint").drop_nulls()) for f in before + after)))
+    names = [n for n in names
+             if min(f.filter(pl.col("endpoint") == n).height for f in before + after) >= MIN_ENDPOINT_SAMPLES]
+    if not names:
+        return total
+    from tasks.decisions.rule import LOOK_ALPHA
+
+    verdicts = {n: judge(before, after, endpoint=n, prior_tau=tau, alpha=LOOK_ALPHA / len(names)) for n in names}
+    worse = [v for v in verdicts.values() if v.outcome == "worse"]
+    better = [v for v in verdicts.values() if v.outcome == "better"]
+    if worse:
+        return Verdict("worse", f"{total.reason}; {worse[0].reason}", worse[0].effect)
+    if better:
+        best = max(better, key=lambda v: v.effect["before"] if v.effect else 0.0)
+        return Verdict("better", f"{best.reason} (worse on none of {len(names)} endpoints)", best.effect)
+    return total
+
+
+def can_look_again(run: Run, trial: Trial, window_s: float) -> bool:
+    if trial.verdict is None or trial.verdict.settled or trial.looks >= MAX_LOOKS:
+        return False
+    windows = 2 if switchable(run, trial.candidate) else 1
+    return run.ledger.exhausted_by(next_load_s=windows * window_s, next_iteration=False) is None
+
+
+def switch(run: Run, trial: Trial, on: bool) -> None:
+    """Switch the change off (for a fresh A window) or on again; journaled like the first apply."""
+    if on:
+        trial.undo = apply_candidate(run.store, run.rt, trial.change_id, trial.candidate)
+    else:
+        revert_change(run.store, run.rt, trial.change_id, trial.candidate.kind, trial.undo,
+                      "switched off for an interleaved A window")
+    trial.on = on
+
+
+def add_before(trial: Trial, window: Window) -> None:
+    """A fresh A window measured during the trial (an invalid one is not used)."""
+    trial.fresh_before += 1
+    if window.valid:
+        trial.before.append(window)
