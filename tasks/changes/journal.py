@@ -60,11 +60,11 @@ def provisional_undo(rt: Runtime, candidate: Candidate) -> dict[str, Any]:
     """What revert would need if the process died while applying the change."""
     if candidate.kind == "create_index":
         url = rt.database_url or ""
-        undo = {"database_url": strip_password(url) if is_postgres_url(url) else url,
+        index_undo: dict[str, Any] = {"database_url": strip_password(url) if is_postgres_url(url) else url,
                 "index": candidate.params["name"]}
         if "schema" in candidate.params:
-            undo["schema"] = candidate.params["schema"]
-        return undo
+            index_undo["schema"] = candidate.params["schema"]
+        return index_undo
     if candidate.kind == "set_config":
         names = [n for n in candidate.params["config"] if n in rt.spec.knobs]
         return {"config": {n: rt.config.get(n, rt.spec.knobs[n].default) for n in names},
