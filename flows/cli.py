@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypedDict, cast
 
 import typer
 from rich.console import Console
@@ -99,6 +99,20 @@ def print_summary(result: dict[str, Any]) -> None:
     out.print(f"report: {result.get('report_html')}")
 
 
+Scope = Literal["quick-win", "comprehensive"]
+
+
+class FlowParams(TypedDict):
+    """The parameters every workflow's flow takes from `perfagents run`."""
+
+    performance_goals: list[str] | None
+    budget_constraints: str | None
+    quality_metrics: list[str] | None
+    store: str
+    json_path: str | None
+    remeasure: bool
+
+
 @app.command()
 def run(
     target: Annotated[str, typer.Argument(help="a target spec file or a reference workflow: ecommerce, enterprise-api")],
@@ -137,16 +151,17 @@ def run(
 
     listener = LiveProgress(quiet)
     progress.subscribe(listener)
-    params = dict(performance_goals=goal_list, budget_constraints=budget, quality_metrics=quality_list,
-                  store=str(store), json_path=str(json_path) if json_path else None, remeasure=remeasure)
+    params = FlowParams(performance_goals=goal_list, budget_constraints=budget, quality_metrics=quality_list,
+                        store=str(store), json_path=str(json_path) if json_path else None, remeasure=remeasure)
+    chosen = cast(Scope | None, scope)  # resolve_request accepted it: None or one of SCOPES
     try:
         # a reference target's spec runs its reference workflow (its phases); any other, optimize-target
         if request.spec.name == "ecommerce" and db is None:
-            result = ecommerce_optimization(target=target, optimization_scope=scope, **params)
+            result = ecommerce_optimization(target=target, optimization_scope=chosen, **params)
         elif request.spec.name == "enterprise-api":
-            result = enterprise_api_optimization(target=target, optimization_scope=scope, db=db, **params)
+            result = enterprise_api_optimization(target=target, optimization_scope=chosen, db=db, **params)
         else:
-            result = optimize_target(target=target, optimization_scope=scope, allow_remote=allow_remote,
+            result = optimize_target(target=target, optimization_scope=chosen, allow_remote=allow_remote,
                                      start_from_kept=from_kept, db=db, **params)
     except PerfagentsError as exc:
         fail(str(exc))

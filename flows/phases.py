@@ -18,10 +18,10 @@ from tasks.history import drift, run_history
 from tasks.refine import refine_with_search
 from tasks.report import build_result, write_reports
 from tasks.run import Request, Run, open_run
-from tasks.store import Store, dumps, now
+from tasks.store import Store
 from tasks.trial import add_before, can_look_again, look, start_trial, switchable
 
-PHASE = {"cache_policy": NO_CACHE, "persist_result": False}
+PHASE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
 def step_once(run: Run) -> tuple[str | None, str | None]:
@@ -65,13 +65,10 @@ def step_once(run: Run) -> tuple[str | None, str | None]:
 def finish_run(run: Run, json_path: str | Path | None) -> dict[str, Any]:
     goals = loop.goals_met(run) if run.baseline else []
     result = build_result(run, goals)
-    with run.store.transaction() as con:
-        con.execute("UPDATE runs SET ended_at = ?, status = ?, result = ? WHERE run_id = ?",
-                    [now(), result["status"], dumps(result), run.run_id])
-        for kind, amount, unit in (("wall", result["costs"]["wall_s"], "s"), ("load", result["costs"]["load_s"], "s"),
-                                   ("cpu", result["costs"]["cpu_s"], "s"), ("tokens", result["costs"]["tokens"], "tokens"),
-                                   ("usd", result["costs"]["usd"], "USD")):
-            con.execute("INSERT INTO costs VALUES (?, ?, ?, ?, ?, ?)", [run.run_id, kind, amount, unit, None, now()])
+    costs = result["costs"]
+    run.store.finish_run(run.run_id, result["status"], result, [
+        ("wall", costs["wall_s"], "s"), ("load", costs["load_s"], "s"), ("cpu", costs["cpu_s"], "s"),
+        ("tokens", costs["tokens"], "tokens"), ("usd", costs["usd"], "USD")])
     if run.baseline is not None:
         run.store.save_kept_state(run.spec.name, run.rt.config, loop.kept_changes(run, run.restored), run.run_id)
     write_reports(result, run.store.path.parent / "reports", Path(json_path) if json_path else None)

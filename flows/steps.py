@@ -26,7 +26,7 @@ def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-STEP = {"cache_policy": NO_CACHE, "persist_result": False}
+STEP: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
 @task(name="measure-baseline", **STEP)

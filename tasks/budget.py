@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -40,7 +41,7 @@ def parse_budget(value: str | dict | Budget | None) -> Budget:
         return Budget()
     if isinstance(value, Budget):
         return value
-    items: dict[str, object] = {}
+    items: dict[str, Any] = {}
     if isinstance(value, str):
         for part in (p.strip() for p in value.split(",")):
             if not part:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -73,7 +74,7 @@ def compute_peak(lam: float, sigma: float, kappa: float) -> tuple[float, float]:
     return n_star, float(usl(np.asarray(n_star), lam, sigma, kappa))
 
 
-def _check_points(n: Sequence[float], x: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _check_points(n: Sequence[float] | np.ndarray, x: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     try:
         n_arr = np.asarray(n, dtype=float).ravel()
         x_arr = np.asarray(x, dtype=float).ravel()
@@ -101,7 +102,7 @@ def _initial_guess(n: np.ndarray, x: np.ndarray, lam: float) -> tuple[float, flo
     return float(np.clip(sigma, 1e-4, 0.99)), float(max(kappa, 1e-8))
 
 
-def fit_usl(n: Sequence[float], x: Sequence[float], *, free_lambda: bool = True) -> UslFit:
+def fit_usl(n: Sequence[float] | np.ndarray, x: Sequence[float] | np.ndarray, *, free_lambda: bool = True) -> UslFit:
     """Least-squares USL fit with standard errors from the Jacobian's covariance.
 
     free_lambda=False fixes lambda to X(1), which needs a measurement at N = 1 (averaged
@@ -115,6 +116,7 @@ def fit_usl(n: Sequence[float], x: Sequence[float], *, free_lambda: bool = True)
         lam0 = float(np.mean(x_arr[n_arr == 1.0]))
     sigma0, kappa0 = _initial_guess(n_arr, x_arr, lam0)
 
+    model: Callable[..., np.ndarray]
     if free_lambda:
         model, p0 = usl, [lam0, sigma0, kappa0]
         bounds = ([1e-12, 0.0, 0.0], [np.inf, 1.0, np.inf])
@@ -353,7 +355,7 @@ def capacity_json(fit: UslFit, recommendation: dict, holdout: dict | None = None
     fit's standard errors, r2, whether the peak lies within the measured levels (else it is an
     extrapolation), the recommendation's feasibility and reason, and the holdout error.
     Non-finite numbers (an unbounded peak, an undetermined error) become null."""
-    result = {
+    result: dict[str, Any] = {
         "sigma": fit.sigma,
         "kappa": fit.kappa,
         "lambda": fit.lam,

@@ -445,19 +445,14 @@ def load_result(store_path: str | Path, run_id: str | None = None, target: str |
     path = Path(store_path)
     if not path.is_file():
         raise InputError(f"no store at {path}")
-    where, params = ["run_id = ?" if run_id else "result IS NOT NULL"], [run_id] if run_id else []
-    if target:
-        where.append("target = ?")
-        params.append(target)
-    sql = f"SELECT run_id, status, result FROM runs WHERE {' AND '.join(where)} ORDER BY started_at DESC LIMIT 1"
     try:
         with Store(path, read_only=True) as st:
-            rows = st.rows(sql, params)
+            row = st.result_row(run_id, target)
     except duckdb.Error as exc:
         raise InputError(f"cannot read store {path}: {str(exc).splitlines()[0]}") from exc
-    if not rows:
+    if row is None:
         what = (f"run {run_id}" if run_id else "finished run") + (f" of target {target}" if target else "")
         raise InputError(f"no {what} in store {path}")
-    if not rows[0]["result"]:
-        raise InputError(f"run {rows[0]['run_id']} has no result yet (status {rows[0]['status']})")
-    return json.loads(rows[0]["result"])
+    if not row["result"]:
+        raise InputError(f"run {row['run_id']} has no result yet (status {row['status']})")
+    return json.loads(row["result"])

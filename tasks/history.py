@@ -9,14 +9,8 @@ from tasks.store import Store
 
 
 def run_history(store: Store, target: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-    sql = "SELECT run_id, target, flow, status, started_at, ended_at, result FROM runs"
-    params: list[Any] = []
-    if target:
-        sql += " WHERE target = ?"
-        params.append(target)
-    rows = store.rows(sql + " ORDER BY started_at DESC LIMIT ?", [*params, limit])
     out = []
-    for row in rows:
+    for row in store.recent_runs(target, limit):
         result = json.loads(row.pop("result") or "{}")
         base, final = result.get("baseline", {}).get("total", {}), result.get("final", {}).get("total", {})
         out.append({

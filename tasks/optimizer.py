@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from tasks.findings import Candidate, Finding
@@ -40,8 +41,8 @@ def _next_values(knob: IntKnob | FloatKnob | BoolKnob | ChoiceKnob, current: Any
             return [nxt] if nxt <= knob.high else []
         mid = knob.low + (knob.high - knob.low) // 2
         return [mid] if mid != current else []
-    mid = (knob.low + knob.high) / 2
-    return [mid] if mid != current else []
+    middle = (knob.low + knob.high) / 2
+    return [middle] if middle != current else []
 
 
 def _knob_words(name: str, knob: Any) -> str:
@@ -79,7 +80,7 @@ def score(candidate: Candidate) -> float:
     return candidate.expected_gain * RISK_WEIGHT.get(candidate.risk, 0.3) / cost
 
 
-def rank_candidates(candidates: Iterable[Candidate], tried: set[str] = frozenset()) -> list[Candidate]:
+def rank_candidates(candidates: Iterable[Candidate], tried: AbstractSet[str] = frozenset()) -> list[Candidate]:
     """One queue over all agents' candidates, best first, without repeats or tried changes."""
     unique: dict[str, Candidate] = {}
     for cand in candidates:

@@ -31,17 +31,8 @@ def history_rows(
     ``responses==baseline`` validations row is infeasible. Kept schema changes are not part
     of a window's config: use a label prefix per such state.
     """
-    found = store.rows(
-        "SELECT w.window_id, w.config, e.endpoint, e.requests, e.rps, e.p50_ms, e.p95_ms, e.p99_ms, "
-        "e.error_rate, e.mean_ms, (SELECT bool_and(v.success) FROM validations v WHERE v.window_id = w.window_id "
-        "AND v.expectation = ?) AS responses_ok FROM windows w JOIN runs r ON r.run_id = w.run_id "
-        "JOIN endpoint_stats e ON e.window_id = w.window_id WHERE r.target = ? AND r.code_version IS NOT DISTINCT FROM ? "
-        "AND w.label LIKE ? AND (w.valid OR ("
-        "EXISTS (SELECT 1 FROM validations v WHERE v.window_id = w.window_id AND v.expectation = ? AND NOT v.success) "
-        "AND NOT EXISTS (SELECT 1 FROM validations v WHERE v.window_id = w.window_id AND NOT v.success "
-        "AND v.expectation NOT IN (?, ?)))) ORDER BY w.started_at, e.endpoint",
-        [RESPONSES_EXPECTATION, spec.name, code_version, f"{label_prefix}%", ERROR_EXPECTATION,
-         ERROR_EXPECTATION, RESPONSES_EXPECTATION])
+    found = store.search_windows(spec.name, code_version, label_prefix,
+                                 responses_expectation=RESPONSES_EXPECTATION, error_expectation=ERROR_EXPECTATION)
     windows: dict[str, dict[str, Any]] = {}
     for row in found:
         w = windows.setdefault(row["window_id"], {"config": json.loads(row["config"] or "{}"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -119,7 +119,7 @@ def measured_part(series: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
     """Rows of the series inside the window's measured part (first to last request)."""
     if samples.height < 2 or series.height == 0:
         return series
-    first, last = float(samples["ts"].min()), float(samples["ts"].max())
+    first, last = float(cast(float, samples["ts"].min())), float(cast(float, samples["ts"].max()))
     return series.filter((pl.col("ts") > first) & (pl.col("ts") <= last + 1.0))
 
 
@@ -143,14 +143,14 @@ def find_cpu_saturation(spec: TargetSpec, config: dict[str, Any], observed: dict
     knob = worker_knob(spec, config)
     workers = knob[2] if knob else max(1, len(busy))
     usable = max(1, min(cores, workers))
-    mean = float(cpu.mean())
+    mean = float(cast(float, cpu.mean()))
     demand = observed.get("cpu_demand") or {}
     share = mean / (100 * usable)
     demand_share = float(demand.get("demand_pct") or 0.0) / (100 * usable)
     if max(share, demand_share) < CPU_SATURATION_SHARE:
         return None
-    evidence = {"cpu_pct_mean": round(mean, 1), "cpu_pct_p90": round(float(cpu.quantile(0.9)), 1),
-                "cpu_pct_max": round(float(cpu.max()), 1), "points": cpu.len(), "cores": cores,
+    evidence = {"cpu_pct_mean": round(mean, 1), "cpu_pct_p90": round(float(cast(float, cpu.quantile(0.9))), 1),
+                "cpu_pct_max": round(float(cast(float, cpu.max())), 1), "points": cpu.len(), "cores": cores,
                 "workers": workers, "workers_from": f"knob {knob[0]}" if knob else "busy processes",
                 "busy_processes_pct": busy, "usable_cores": usable, "share_of_usable": round(share, 3),
                 "demand": demand or None, "demand_share_of_usable": round(demand_share, 3),

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -138,7 +138,7 @@ def measure_overhead(bursts: list[dict[str, Any]], samples: pl.DataFrame, *, rat
                            "pyspy_cpu_s": round(sum(b.get("cpu_s", 0.0) for b in bursts), 3)}
     if not intervals or samples.height < 2:
         return {**out, "measured": False, "reason": "no bursts or no samples"}
-    first, last = float(samples["ts"].min()), float(samples["ts"].max())
+    first, last = float(cast(float, samples["ts"].min())), float(cast(float, samples["ts"].max()))
     on_s = sum(max(0.0, min(e, last) - max(s, first)) for s, e in intervals)
     off_s = (last - first) - on_s
     if on_s < MIN_PERIOD_S or off_s < MIN_PERIOD_S:
@@ -149,7 +149,7 @@ def measure_overhead(bursts: list[dict[str, Any]], samples: pl.DataFrame, *, rat
     rps_on, rps_off = on.height / on_s, off.height / off_s
 
     def pct(frame: pl.DataFrame, q: float) -> float | None:
-        return round(float(frame["latency_ms"].quantile(q)), 2) if frame.height else None
+        return round(float(cast(float, frame["latency_ms"].quantile(q))), 2) if frame.height else None
 
     p50_on, p50_off = pct(on, 0.5), pct(off, 0.5)
     return {**out, "measured": True, "on_s": round(on_s, 2), "off_s": round(off_s, 2),

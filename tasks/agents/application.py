@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import polars as pl
@@ -225,7 +225,7 @@ class ApplicationAgent:
 def mean_cpu_pct(observed: dict[str, Any], samples: pl.DataFrame) -> float | None:
     """The tree's mean CPU (% of one core) over the measured part of the window."""
     cpu = measured_part(series_frame(observed.get("resources")), samples)["cpu_pct"].drop_nulls()
-    return round(float(cpu.mean()), 1) if cpu.len() else None
+    return round(float(cast(float, cpu.mean())), 1) if cpu.len() else None
 
 
 def analyse_bursts(bursts: list[Burst], locator: CodeLocator) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
@@ -68,7 +69,7 @@ def load_named_statements(log_dir: Path, since: float | None, until: float | Non
     the warm-up or of requests still running after the load stopped have no sample to be named by.
     """
     if not samples.is_empty() and {"ts", "latency_ms"} <= set(samples.columns):
-        first = samples.get_column("ts").min()
+        first = cast(float | None, samples.get_column("ts").min())
         last = samples.select((pl.col("ts") + pl.col("latency_ms") / 1000.0).max()).item()
         if first is not None and last is not None:
             since = float(first) if since is None else max(since, float(first))

@@ -6,7 +6,6 @@ planned/applied; ``revert_pending`` undoes them from their stored ``undo`` alone
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -15,20 +14,15 @@ from tasks.changes import CHANGE_KINDS, Runtime
 from tasks.changes.knob import http_undo
 from tasks.errors import PerfagentsError, RefusedError
 from tasks.findings import Candidate
-from tasks.store import Store, dumps, now
+from tasks.store import Store
 
 OPEN_STATES = ("planned", "applied")
 
 
 def plan_change(store: Store, run_id: str, target: str, seq: int, candidate: Candidate) -> str:
     change_id = uuid.uuid4().hex[:12]
-    with store.transaction() as con:
-        con.execute(
-            "INSERT INTO changes (change_id, run_id, target, seq, kind, params, description, risk, "
-            "status, planned_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
-            [change_id, run_id, target, seq, candidate.kind, dumps(candidate.params),
-             candidate.description, candidate.risk, now(), now()],
-        )
+    store.insert_change(change_id, run_id=run_id, target=target, seq=seq, kind=candidate.kind,
+                        params=candidate.params, description=candidate.description, risk=candidate.risk)
     return change_id
 
 
@@ -36,13 +30,7 @@ def mark_change(
     store: Store, change_id: str, status: str, *, reason: str | None = None,
     effect: dict[str, Any] | None = None, undo: dict[str, Any] | None = None,
 ) -> None:
-    sets, values = ["status = ?", "updated_at = ?"], [status, now()]
-    for column, value in (("reason", reason), ("effect", effect), ("undo", undo)):
-        if value is not None:
-            sets.append(f"{column} = ?")
-            values.append(dumps(value) if isinstance(value, dict) else value)
-    with store.transaction() as con:
-        con.execute(f"UPDATE changes SET {', '.join(sets)} WHERE change_id = ?", [*values, change_id])
+    store.update_change(change_id, status, reason=reason, effect=effect, undo=undo)
 
 
 def apply_candidate(store: Store, rt: Runtime, change_id: str, candidate: Candidate) -> dict[str, Any]:
@@ -72,11 +60,11 @@ def provisional_undo(rt: Runtime, candidate: Candidate) -> dict[str, Any]:
     """What revert would need if the process died while applying the change."""
     if candidate.kind == "create_index":
         url = rt.database_url or ""
-        undo = {"database_url": strip_password(url) if is_postgres_url(url) else url,
+        index_undo: dict[str, Any] = {"database_url": strip_password(url) if is_postgres_url(url) else url,
                 "index": candidate.params["name"]}
         if "schema" in candidate.params:
-            undo["schema"] = candidate.params["schema"]
-        return undo
+            index_undo["schema"] = candidate.params["schema"]
+        return index_undo
     if candidate.kind == "set_config":
         names = [n for n in candidate.params["config"] if n in rt.spec.knobs]
         return {"config": {n: rt.config.get(n, rt.spec.knobs[n].default) for n in names},
@@ -102,16 +90,7 @@ def revert_change(store: Store, rt: Runtime | None, change_id: str, kind: str, u
 
 def open_changes(store: Store, target: str | None = None) -> list[dict[str, Any]]:
     """Changes a crash left planned or applied, newest first (the order to undo them)."""
-    sql = "SELECT * FROM changes WHERE status IN ('planned', 'applied')"
-    params: list[Any] = []
-    if target:
-        sql += " AND target = ?"
-        params.append(target)
-    rows = store.rows(sql + " ORDER BY planned_at DESC, seq DESC", params)
-    for row in rows:
-        row["params"] = json.loads(row["params"] or "{}")
-        row["undo"] = json.loads(row["undo"] or "{}")
-    return rows
+    return store.open_changes(target)
 
 
 def revert_pending(store: Store, target: str | None = None) -> list[tuple[dict[str, Any], str]]:

@@ -29,7 +29,7 @@ LIBRARY_MODULES = frozenset({
 })
 COMPREHENSIONS = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
 
-_code_names = {}  # id(code) -> (code, "module:qualname" or None when skipped)
+_code_names = {}  # type: dict[int, tuple]  # id(code) -> (code, "module:qualname" or None when skipped)
 _getframe = sys._getframe
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _STDLIB = tuple(sorted({os.path.dirname(os.__file__), os.path.realpath(os.path.dirname(os.__file__))}))

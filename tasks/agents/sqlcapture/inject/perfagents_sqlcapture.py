@@ -47,8 +47,8 @@ _now = time.time
 _get_ident = threading.get_ident
 _request = contextvars.ContextVar("perfagents_request", default=None)
 _request_ids = itertools.count(1)
-_param_counts = {}
-_warned = []
+_param_counts = {}  # type: dict
+_warned = []  # type: list
 _LOG = None  # the CaptureLog (perfagents_capturelog), set by install()
 _collect_stack = None  # perfagents_callstack.collect_stack, bound by install()
 
@@ -172,7 +172,7 @@ class ConnectionMixin:
         return self.cursor().executescript(sql_script)
 
 
-_classes = {}
+_classes = {}  # type: dict
 
 
 def _subclass(mixin, base):
