@@ -21,7 +21,7 @@ from tasks.changes.journal import apply_candidate, revert_change
 from tasks.decisions.effect import between_tau, window_stats
 from tasks.decisions.quality import broken_quality
 from tasks.decisions.regime import regime
-from tasks.decisions.rule import MAX_LOOKS, Verdict, judge
+from tasks.decisions.rule import LOOK_ALPHA, MAX_LOOKS, Verdict, judge
 from tasks.findings import Candidate
 from tasks.run import Run
 from tasks.window import Window
@@ -77,10 +77,10 @@ def _target(run: Run, trial: Trial, kind: str) -> tuple[str, str | None]:
     return "p95_ms", None
 
 
-def prior_tau(windows: list[Window], metric: str, endpoint: str | None) -> float:
-    """The between-window spread of a state's windows: it stands in for an arm of one window."""
-    tau, _ = between_tau([window_stats([w.samples for w in windows], metric, endpoint=endpoint, seed=5)])
-    return tau or 0.0
+def prior_tau(windows: list[Window], metric: str, endpoint: str | None) -> tuple[float, int]:
+    """(tau, df): the between-window spread of a state's windows; it stands in while arms are too small."""
+    tau, df = between_tau([window_stats([w.samples for w in windows], metric, endpoint=endpoint, seed=5)])
+    return tau or 0.0, max(df, 1)
 
 
 def look(run: Run, trial: Trial, window: Window) -> Verdict:
@@ -94,8 +94,9 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
     kind, share = state_regime(run, trial.before)
     metric, endpoint = _target(run, trial, kind)
     before, after = [w.samples for w in trial.before], [w.samples for w in trial.after]
-    tau = prior_tau(trial.before, metric, endpoint)
-    verdict = judge(before, after, metric=metric, endpoint=endpoint, prior_tau=tau, regime=kind)
+    tau, df = prior_tau(trial.before, metric, endpoint)
+    verdict = judge(before, after, metric=metric, endpoint=endpoint, prior_tau=tau, prior_df=df, regime=kind,
+                    look=trial.looks)
     if verdict.effect is not None:
         verdict.effect["busy_share"] = share
     final = trial.looks >= MAX_LOOKS
@@ -124,8 +125,6 @@ def _judge_endpoints(before: list[pl.DataFrame], after: list[pl.DataFrame], tau:
              if min(f.filter(pl.col("endpoint") == n).height for f in before + after) >= MIN_ENDPOINT_SAMPLES]
     if not names:
         return total
-    from tasks.decisions.rule import LOOK_ALPHA
-
     verdicts = {n: judge(before, after, endpoint=n, prior_tau=tau, alpha=LOOK_ALPHA / len(names)) for n in names}
     worse = [v for v in verdicts.values() if v.outcome == "worse"]
     better = [v for v in verdicts.values() if v.outcome == "better"]

@@ -18,6 +18,12 @@ mean within variance), the random-effects split of DerSimonian and Laird): resam
 levels then reproduces the observed spread instead of counting sampling twice. With a single
 window per arm the residuals say nothing of tau; ``prior_tau`` (from the state's A/A windows)
 stands in.
+
+A handful of windows estimates tau poorly, and a bootstrap takes its estimate as the truth. So
+the between-window part is widened by t(df) / z at the decision's one-sided level (df: the
+windows' degrees of freedom): the Student correction a t-test would make, applied to the
+part of the spread that few windows estimate, not to the sampling part that thousands of
+requests pin down.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from scipy import stats as sps
 
 from tasks.compare import bootstrap_means, bootstrap_quantiles, per_second_rates
 from tasks.errors import PerfagentsError
@@ -35,6 +42,7 @@ from tasks.stats import PERCENTILES
 
 N_BOOT = 2000
 CONF = 0.95
+T_ALPHA = 0.02  # the one-sided level of the t correction (the rule's per-look level)
 MIN_WINDOW_SAMPLES = 20  # a window with fewer requests of the judged endpoint is left out of the arm
 
 
@@ -131,14 +139,20 @@ class ArmEffect:
         return float(np.mean(self.draws <= limit))
 
 
+def t_factor(df: int, alpha: float = T_ALPHA) -> float:
+    """t(df) / z at one-sided ``alpha``: how much wider few windows make the between-window part."""
+    return float(sps.t.ppf(1 - alpha, max(df, 1)) / sps.norm.ppf(1 - alpha))
+
+
 def arm_effect(before: Sequence[WindowStat], after: Sequence[WindowStat], *, prior_tau: float = 0.0,
-               n_boot: int = N_BOOT, seed: int = 0) -> ArmEffect:
+               prior_df: int = 1, n_boot: int = N_BOOT, seed: int = 0) -> ArmEffect:
     """The hierarchical-bootstrap ratio after/before (see the module docstring)."""
     if not before or not after:
         raise PerfagentsError(f"an effect needs windows on both sides, got {len(before)} before and {len(after)} after")
     rng = np.random.default_rng(seed)
-    tau, _ = between_tau([before, after])
-    tau = prior_tau if tau is None else tau
+    tau, df = between_tau([before, after])
+    tau, df = (prior_tau, prior_df) if tau is None else (tau, df)
+    tau *= t_factor(df)
     residuals = _residuals([before, after], tau)
     boot = _arm_draws(after, residuals, tau, n_boot, rng) - _arm_draws(before, residuals, tau, n_boot, rng)
     ratios = np.exp(boot)
@@ -187,7 +201,8 @@ def arm_level(arm: Sequence[WindowStat], *, prior_tau: float = 0.0, n_boot: int 
     """(geometric mean, its bootstrap draws) of one arm's statistic, in natural units."""
     if not arm:
         raise PerfagentsError("an arm needs at least one window")
-    tau, _ = between_tau([arm])
-    tau = prior_tau if tau is None else tau
+    tau, df = between_tau([arm])
+    tau, df = (prior_tau, 1) if tau is None else (tau, df)
+    tau *= t_factor(df)
     draws = _arm_draws(arm, _residuals([arm], tau), tau, n_boot, np.random.default_rng(seed))
     return math.exp(float(np.mean([w.value for w in arm]))), np.exp(draws)

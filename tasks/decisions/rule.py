@@ -9,6 +9,11 @@ After each look the change is
   is ruled out);
 - ``undecided``: otherwise; another pair of windows is measured while looks and budget last.
 
+The first look compares one window of the change with the kept state's earlier windows, and
+the between-window spread it relies on comes from two or three windows: a single lucky or
+unlucky window must not settle a trial on that. So before MIN_LOOKS looks only a decisive
+effect (bound beyond DECISIVE, either way) settles it.
+
 Looking up to MAX_LOOKS times at one-sided LOOK_ALPHA = 0.02 each keeps the chance of
 keeping a change that does nothing at or below 5 % (Pocock's constant boundary for four looks
 at an overall one-sided 5 % is about 2.06 sd, i.e. 0.02 per look); benchmarks/decisions.py
@@ -30,6 +35,8 @@ from tasks.decisions.effect import ArmEffect, arm_effect, window_stats
 LOOK_ALPHA = 0.02
 MIN_GAIN = 0.02  # a change must be at least 2 % better to be worth keeping
 MAX_LOOKS = 4
+MIN_LOOKS = 2  # before this many looks only a decisive effect settles the trial
+DECISIVE = 2.0  # ... one whose bound is beyond 2x (an index that turns a scan into a lookup)
 
 
 @dataclass
@@ -60,14 +67,27 @@ def effect_dict(effect: ArmEffect, metric: str, endpoint: str | None, regime: st
 
 
 def judge(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame], *, metric: str = "p95_ms",
-          endpoint: str | None = None, prior_tau: float = 0.0, regime: str = "latency",
-          alpha: float = LOOK_ALPHA, min_gain: float = MIN_GAIN) -> Verdict:
-    """One look at a change: ``before`` windows of the kept state, ``after`` windows with it."""
+          endpoint: str | None = None, prior_tau: float = 0.0, prior_df: int = 1, regime: str = "latency",
+          alpha: float = LOOK_ALPHA, min_gain: float = MIN_GAIN, look: int = MIN_LOOKS) -> Verdict:
+    """Look number ``look`` at a change: ``before`` windows of the kept state, ``after`` windows with it."""
+    verdict = _judge(before, after, metric=metric, endpoint=endpoint, prior_tau=prior_tau, prior_df=prior_df, regime=regime,
+                     alpha=alpha, min_gain=min_gain)
+    if look >= MIN_LOOKS or verdict.effect is None or not verdict.settled:
+        return verdict
+    lo, hi = verdict.effect["ci95"]
+    if hi < 1.0 / DECISIVE or lo > DECISIVE:
+        return verdict
+    return Verdict("undecided", f"{verdict.reason}; not decisive after {look} look(s)", verdict.effect)
+
+
+def _judge(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame], *, metric: str,
+           endpoint: str | None, prior_tau: float, prior_df: int, regime: str, alpha: float,
+           min_gain: float) -> Verdict:
     b = window_stats(before, metric, endpoint=endpoint, seed=1)
     a = window_stats(after, metric, endpoint=endpoint, seed=2)
     if not b or not a:
         return Verdict("no_gain", f"too few {endpoint or 'total'} requests to judge {metric}", None)
-    effect = arm_effect(b, a, prior_tau=prior_tau)
+    effect = arm_effect(b, a, prior_tau=prior_tau, prior_df=prior_df)
     out = effect_dict(effect, metric, endpoint, regime)
     name = metric.removesuffix("_ms")
     head = (f"{name} x{effect.ratio:.3g} [{effect.ci95[0]:.3g}, {effect.ci95[1]:.3g}] on {endpoint or 'total'}"

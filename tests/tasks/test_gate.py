@@ -11,7 +11,7 @@ START, END = 1000.0, 1020.0
 ALL_RULES = {
     "enough_samples", "latency_not_null", "latency_non_negative", "error_rate_within_threshold",
     "loadgen_not_saturated", "samples_cover_window_start", "samples_cover_window_end", "no_gaps",
-    "percentiles_monotone",
+    "percentiles_monotone", "machine_quiet",
 }
 
 
@@ -96,6 +96,13 @@ def test_saturated_load_generator() -> None:
     assert failed(result) == {"loadgen_not_saturated"}
     assert result.reasons == ["load generator saturated: CPU 95% > 90%"]
     assert gate(good_window(), loadgen_cpu_pct=95.0, max_loadgen_cpu_pct=99.0).valid
+
+
+def test_a_window_disturbed_by_outside_load() -> None:
+    result = gate(good_window(), foreign_cores=0.8, max_foreign_cores=0.3)
+    assert failed(result) == {"machine_quiet"}
+    assert result.reasons == ["disturbed by outside load: 0.8 cores > 0.3"]
+    assert gate(good_window(), foreign_cores=0.1, max_foreign_cores=0.3).valid
 
 
 def test_five_second_gap() -> None:

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from tasks.errors import InputError
-from tasks.noise import AdaptiveNoise, estimate_noise, estimate_rps_noise, windows_needed
+from tasks.noise import AdaptiveNoise, estimate_noise, estimate_rps_noise, qn_scale, windows_needed
 
 N = 3000
 
@@ -72,7 +72,18 @@ def test_windows_needed_is_the_same_rule_as_a_function() -> None:
     loud = [window(rng, s) for s in (1.0, 1.5)]
     assert windows_needed(loud) == 1
     assert windows_needed(loud, max_windows=2) == 0
-    assert windows_needed(loud, target_rel=0.9) == 0  # a loose target is met at once
+    assert windows_needed(loud, target_rel=2.0) == 0  # a loose target is met at once
+
+
+def test_one_slow_window_does_not_set_the_floor() -> None:
+    """Qn: the between-window spread from a low order statistic of the pairwise differences."""
+    rng = np.random.default_rng(5)
+    steady = [window(rng) for _ in range(3)]
+    with_hiccup = estimate_noise([*steady, window(rng, 2.0)])  # one window twice as slow
+    assert with_hiccup.noise_rel < 0.2
+    assert estimate_noise(steady).noise_rel < 0.2
+    assert qn_scale([0.0, 0.01, -0.01, 5.0]) < 0.1
+    assert qn_scale([0.0, 0.3, -0.3, 0.25, -0.25]) > 0.2  # a spread all windows share is kept
 
 
 def test_bad_input() -> None:

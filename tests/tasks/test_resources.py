@@ -92,3 +92,18 @@ def test_new_process_counts_from_its_birth():
     assert frame.height >= 3
     assert frame["cpu_pct"].max() > 10
     assert frame["pids"].to_list() == [1] * frame.height
+
+
+def test_foreign_cpu_meter_counts_outside_work_not_our_own() -> None:
+    from tasks.resources import ForeignCpuMeter
+
+    meter = ForeignCpuMeter().start()
+    own = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<1.0: pass"])
+    own.wait(timeout=30)
+    assert meter.stop() < 0.5  # a child of ours is the toolkit's own work
+    # a process that is not our descendant: `sh` starts it in the background and exits at once
+    subprocess.run(["sh", "-c", f"{sys.executable} -c 'import time\nt=time.time()\nwhile time.time()-t<1.5: pass' &"],
+                   check=True, timeout=30)
+    meter = ForeignCpuMeter().start()
+    time.sleep(1.0)
+    assert meter.stop() > 0.5

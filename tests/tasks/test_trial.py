@@ -1,0 +1,107 @@
+"""A change on trial: the endpoint it aims at, the regime, the quality thresholds, when to look again."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import polars as pl
+
+from tasks.expressions import parse_expressions
+from tasks.findings import Candidate
+from tasks.stats import window_stats
+from tasks.trial import can_look_again, look, start_trial
+
+USERS = 20
+
+
+def window(seed: int, catalog_ms: float = 5.0, orders_ms: float = 300.0, *, rps: float = 100.0,
+           valid: bool = True, errors_only: bool = False) -> SimpleNamespace:
+    """A catalog beside a slow orders tail (5 % of requests) that decides the total's p95."""
+    rng = np.random.default_rng(seed)
+    n_catalog, n_orders = 1900, 100
+    names = ["catalog"] * n_catalog + ["orders"] * n_orders
+    latencies = np.concatenate([rng.lognormal(np.log(catalog_ms), 0.3, n_catalog),
+                                rng.lognormal(np.log(orders_ms), 0.2, n_orders)])
+    order = rng.permutation(len(names))
+    duration = len(names) / rps
+    samples = pl.DataFrame({"endpoint": np.array(names)[order], "latency_ms": latencies[order],
+                            "ts": np.linspace(0.0, duration, len(names)), "error": [None] * len(names),
+                            "bytes": [100] * len(names), "status": [200] * len(names), "method": ["GET"] * len(names)},
+                           schema_overrides={"error": pl.Utf8, "status": pl.Int32})
+    return SimpleNamespace(samples=samples, stats=window_stats(samples, duration), duration_s=duration,
+                           valid=valid, errors_only=errors_only, reasons=["error_rate 0.2 above 0.01"] if errors_only else [],
+                           findings=[])
+
+
+class Ledger:
+    def __init__(self, windows_left: int) -> None:
+        self.windows_left = windows_left
+
+    def exhausted_by(self, next_load_s: float = 0.0, next_iteration: bool = True) -> str | None:
+        return None if next_load_s <= self.windows_left * 10.0 else "minutes"
+
+
+def make_run(state: list[SimpleNamespace], quality: str = "error_rate<=0.01,p99_ms<=1.1*baseline",
+             windows_left: int = 10) -> SimpleNamespace:
+    spec = SimpleNamespace(load=SimpleNamespace(users=USERS), knobs={})
+    request = SimpleNamespace(quality=parse_expressions(quality))
+    return SimpleNamespace(aa_windows=state, baseline_aa=state, baseline=state[-1], spec=spec, request=request,
+                           responses=None, ledger=Ledger(windows_left))
+
+
+def index_on(endpoint: str | None) -> Candidate:
+    return Candidate(kind="create_index", params={"name": "i"}, description="index", endpoint=endpoint)
+
+
+def test_a_change_aimed_at_an_endpoint_is_judged_on_that_endpoint() -> None:
+    run = make_run([window(0), window(1)])
+    trial = start_trial(run, index_on("catalog"), "c1", {})
+    verdict = look(run, trial, window(2, catalog_ms=3.0))
+    assert verdict.effect["endpoint"] == "catalog" and verdict.effect["ratio"] < 0.7
+    assert verdict.outcome == "undecided"  # x0.6 is not decisive at the first look
+    assert can_look_again(run, trial, 10.0)
+    verdict = look(run, trial, window(3, catalog_ms=3.0))
+    assert verdict.outcome == "better" and not can_look_again(run, trial, 10.0)
+
+
+def test_a_decisive_gain_is_kept_at_the_first_look() -> None:
+    run = make_run([window(0), window(1)])
+    trial = start_trial(run, index_on("orders"), "c1", {})
+    assert look(run, trial, window(2, orders_ms=10.0)).outcome == "better"
+
+
+def test_a_window_with_errors_or_rejected_by_the_gate_ends_the_trial() -> None:
+    run = make_run([window(0), window(1)])
+    trial = start_trial(run, index_on("catalog"), "c1", {})
+    verdict = look(run, trial, window(2, valid=False, errors_only=True))
+    assert verdict.outcome == "worse" and "quality threshold broken" in verdict.reason
+    assert not can_look_again(run, trial, 10.0)
+
+
+def test_a_p99_threshold_breaks_only_on_evidence() -> None:
+    run = make_run([window(0), window(1)])
+    trial = start_trial(run, index_on("catalog"), "c1", {})
+    look(run, trial, window(2, catalog_ms=2.0, orders_ms=330.0))  # p99 ~8 % over: within the noise
+    verdict = look(run, trial, window(3, catalog_ms=2.0, orders_ms=330.0))
+    assert verdict.outcome == "better", verdict.reason
+    trial = start_trial(run, index_on("catalog"), "c2", {})
+    look(run, trial, window(4, catalog_ms=2.0, orders_ms=900.0))  # p99 three times the baseline's
+    verdict = look(run, trial, window(5, catalog_ms=2.0, orders_ms=900.0))
+    assert verdict.outcome == "worse" and "p99_ms<=1.1*baseline" in verdict.reason
+
+
+def test_a_saturated_state_is_judged_on_throughput() -> None:
+    slow = [window(i, catalog_ms=400.0, orders_ms=900.0, rps=40.0) for i in range(2)]  # 40 rps x 0.4 s = 16 of 20 users
+    run = make_run(slow, quality="error_rate<=0.01")
+    trial = start_trial(run, index_on("catalog"), "c1", {})
+    verdict = look(run, trial, window(5, catalog_ms=300.0, orders_ms=700.0, rps=55.0))
+    assert verdict.effect["metric"] == "rps" and verdict.effect["regime"] == "saturated"
+    assert verdict.effect["ratio"] > 1.3
+
+
+def test_no_look_again_without_budget_for_a_pair() -> None:
+    run = make_run([window(0), window(1)], windows_left=1)
+    trial = start_trial(run, index_on("catalog"), "c1", {})
+    look(run, trial, window(2, catalog_ms=3.0))
+    assert trial.verdict.outcome == "undecided" and not can_look_again(run, trial, 10.0)
