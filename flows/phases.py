@@ -150,9 +150,9 @@ def run_workflow(
         finally:
             loop.revert_unsettled(run)
         if run.baseline is not None and run.current is not None:
-            for phase in report:
+            for report_phase in report:
                 try:
-                    key, value = phase(run)
+                    key, value = report_phase(run)
                     run.extra[key] = value
                 except PerfagentsError as exc:
                     run.extra.setdefault("phase_errors", []).append(str(exc))

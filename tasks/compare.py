@@ -301,7 +301,7 @@ def check_quality(
         if _skipped(expr, stats):
             continue
         value, threshold, problem = _observe(expr, stats, baseline)
-        if problem is not None:
+        if problem is not None or value is None or threshold is None:
             broken.append(f"{expr.text}: {problem}")
         elif not OPERATORS[expr.op](value, threshold):
             broken.append(f"{expr.text}: observed {value:g}, threshold {threshold:g}")
@@ -317,6 +317,6 @@ def check_goals(
         if expr.metric in SKIPPED_METRICS:
             continue
         value, threshold, problem = _observe(expr, stats, baseline)
-        met = problem is None and OPERATORS[expr.op](value, threshold)
+        met = problem is None and value is not None and threshold is not None and OPERATORS[expr.op](value, threshold)
         goals.append({"expr": expr.text, "met": bool(met), "value": value})
     return goals

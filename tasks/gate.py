@@ -57,7 +57,7 @@ class GateResult:
 
 
 # (name, GX expectation class, its kwargs, the reason shown when it fails)
-def _rules(with_error_rate: bool) -> list[tuple[str, str, dict[str, Any], str]]:
+def _rules(with_error_rate: bool) -> list[tuple[str, str, Any, str]]:
     p = lambda name: {"$PARAMETER": name}  # noqa: E731
     rules = [
         ("enough_samples", "ExpectTableRowCountToBeBetween", {"min_value": p("min_samples")},

@@ -94,7 +94,7 @@ QN_FACTORS = {2: 0.399, 3: 0.994, 4: 0.512, 5: 0.844, 6: 0.611, 7: 0.857, 8: 0.6
 QN_CONSTANT = 2.2219
 
 
-def qn_scale(values: Sequence[float]) -> float:
+def qn_scale(values: Sequence[float] | np.ndarray) -> float:
     """Rousseeuw and Croux's Qn: a scale estimate that one outlying value cannot inflate."""
     x = np.asarray(values, dtype=np.float64)
     n = x.size
@@ -207,7 +207,7 @@ class AdaptiveNoise:
             raise InputError(f"A/A windows need 2 <= min_windows <= max_windows, got {min_windows}, {max_windows}")
         self.q, self.target_rel, self.stable_rel = q, target_rel, stable_rel
         self.min_windows, self.max_windows = min_windows, max_windows
-        self.can_afford = can_afford
+        self.can_afford: Callable[[], bool] = can_afford or (lambda: True)
         self.windows: list[pl.DataFrame] = []
         self.reason = "no window yet"
 
@@ -217,7 +217,7 @@ class AdaptiveNoise:
     def need_more(self) -> bool:
         need, self.reason = _decide(self.windows, self.q, self.target_rel, self.stable_rel,
                                     self.min_windows, self.max_windows)
-        if need and self.can_afford is not None and not self.can_afford():
+        if need and not self.can_afford():
             self.reason = f"{self.reason}; but the budget has no room for another window"
             return False
         return bool(need)

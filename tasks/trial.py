@@ -53,7 +53,7 @@ def switchable(run: Run, candidate: Candidate) -> bool:
     if candidate.kind == "create_index":
         return True
     if candidate.kind == "set_knob":
-        knob = run.spec.knobs.get(candidate.params.get("knob"))
+        knob = run.spec.knobs.get(str(candidate.params.get("knob")))
         return knob is not None and knob.needs_restart is False
     return False
 

@@ -111,7 +111,7 @@ def broken_quality(expressions: Sequence[Expression], after: Sequence[pl.DataFra
 def _span(frames: Sequence[pl.DataFrame]) -> float:
     total = 0.0
     for f in frames:
-        ts = f.get_column("ts").drop_nulls()
-        if ts.len() > 1:
+        ts = f.get_column("ts").drop_nulls().to_numpy()
+        if ts.size > 1:
             total += float(ts.max() - ts.min())
     return max(total, 1e-9)

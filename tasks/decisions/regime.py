@@ -23,7 +23,8 @@ def busy_share(samples: pl.DataFrame, duration_s: float, users: int) -> float:
     """Little's law: the share of the users' time spent waiting for a response."""
     if samples.height == 0 or duration_s <= 0 or users <= 0:
         return 0.0
-    mean_s = float(samples.get_column("latency_ms").drop_nulls().mean() or 0.0) / 1000.0
+    latencies = samples.get_column("latency_ms").drop_nulls().to_numpy()
+    mean_s = float(latencies.mean()) / 1000.0 if latencies.size else 0.0
     return samples.height / duration_s * mean_s / users
 
 
