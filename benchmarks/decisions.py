@@ -112,7 +112,7 @@ def main() -> int:
             row = run_trial(folder, knob, n)
             trials.append(row)
             print(f"trial {n:2d} {knob:5s} {row['status']:9s} ratio {row['ratio']} {row['ci95']} "
-                  f"windows {row['windows']} floor {row['floor']} ({row['wall_s']} s)", flush=True)
+                  f"windows {row['windows']} floor {row['floor']} ({row['wall_s']} s): {row['reason']}", flush=True)
         for n in range(1, args.shop_runs + 1):
             row = shop_floor(folder, n)
             shop.append(row)

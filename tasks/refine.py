@@ -6,7 +6,7 @@ then its sampler proposes the rest.
 Each trial is one journaled `set_config` change from the kept configuration, measured in one
 window and then reverted, so the target is always one change away from its kept state. After
 the search, the compromise point (KnobSearch.choose: goals first, then cost) is applied and
-kept only if its windows beat the kept state's beyond the noise floor.
+kept only if its windows beat the kept state's by quick-win's rule (tasks/decisions/rule.py).
 
 The search measures without agents (SEARCH_AGENTS): its windows need the load's numbers, not
 findings, and the profilers cost the target latency (p95 x1.26 in benchmarks/agents_overhead.py)
@@ -17,12 +17,11 @@ point gets one more window with the agents, so that the report's before and afte
 Confirming the choice: the point chosen is the best of single windows, so its one window is
 the luckiest of several draws (the winner's curse). That window is held out: the choice is
 measured again in a fresh window (unless the budget has no room for one, when the trial window
-is all there is, and the decision uses it). It is compared with all the kept state's A/A windows pooled,
-against the noise floor scaled to the windows on each side (the between-window part of the
-noise shrinks with pooling: floor * sqrt((1/n_before + 1/n_after) / 2)). Besides the total
-p95, a point whose total is not worse beyond noise is kept when some endpoints are faster
-beyond noise and none slower (``judge_choice``): a response cache can cut the catalog's p95
-several-fold while the total's p95 moves within a window's noise. While the comparison is
+is all there is, and the decision uses it). It is compared with all the kept state's A/A windows
+by the hierarchical bootstrap over windows (tasks/decisions/effect.py), each window of it a
+look of quick-win's sequential rule. Besides the total p95, a point whose total cannot tell is
+kept when some endpoints are faster and none slower (``judge_choice``): a response cache can
+cut the catalog's p95 several-fold while the total's p95 moves within a window's noise. While the comparison is
 undecided, the chosen point is measured again, each time followed by another kept-state window
 so that drift cancels, up to CONFIRM_WINDOWS times; the search keeps that many iterations of
 its budget back for it (unless the budget is too small to run MIN_TRIALS trials besides).
@@ -38,7 +37,6 @@ the search chooses it, it is measured in this run first.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -46,8 +44,11 @@ import polars as pl
 
 from tasks import progress
 from tasks.changes.journal import mark_change
-from tasks.compare import check_quality, compare_windows, decide, decide_endpoints
+from tasks.compare import check_quality
 from tasks.cost import usd_per_hour
+from tasks.decisions.effect import between_tau
+from tasks.decisions.effect import window_stats as effect_window_stats
+from tasks.decisions.rule import judge, judge_endpoints
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate
 from tasks.loop import NOISE_FLOOR_MIN, apply_change, kept_changes, measure, revert_applied
@@ -260,37 +261,27 @@ class _Labels:
         return f"{self.prefix}{self.n}", f"{KEPT_AA_LABEL}c{self.n}"
 
 
-def pooled_effect(before: list[pl.DataFrame], after: list[pl.DataFrame], noise_rel: float) -> tuple[dict[str, Any], float]:
-    """The p95 effect of the pooled windows on each side, and the noise floor scaled to their numbers."""
-    effect = compare_windows(pl.concat(before, how="vertical_relaxed"), pl.concat(after, how="vertical_relaxed"),
-                             endpoint=None, metric="p95_ms")
-    floor = noise_rel * math.sqrt((1 / len(before) + 1 / len(after)) / 2)
-    return {**effect, "windows_before": len(before), "windows_after": len(after)}, max(NOISE_FLOOR_MIN, floor)
-
-
 def judge_choice(
-    before: list[pl.DataFrame], after: list[pl.DataFrame], noise_rel: float,
-) -> tuple[bool, bool, str, dict[str, Any]]:
+    before: list[pl.DataFrame], after: list[pl.DataFrame], noise_rel: float | None = None,
+) -> tuple[bool, bool, str, dict[str, Any] | None]:
     """(keep, settled, reason, effect) of the chosen point's windows against the kept state's.
 
-    Kept when the pooled total p95 is better beyond the scaled floor, or, the total not worse
-    beyond it, when some endpoints are faster and none slower (``decide_endpoints``, as a
-    quick-win change aimed at no single endpoint is judged). Settled (no confirmation window
-    would change it) when it is kept, when the total or an endpoint is worse beyond noise, or
-    when the total is not better and no endpoint is.
+    Quick-win's rule (tasks/decisions/rule.py), each confirmation window a look: kept when the
+    total p95 is better, or, the total undecided, when some endpoints are faster and none slower
+    (``judge_endpoints``). Settled (no confirmation window would change it) when it is kept,
+    when the total or an endpoint is worse, or when a gain worth keeping is ruled out.
+    ``noise_rel`` is not used: the bootstrap carries the between-window spread itself.
     """
-    total, floor = pooled_effect(before, after, noise_rel)
     counts = f"{len(after)} window(s) of it against {len(before)} of the kept state"
-    keep, reason = decide(total, floor)
-    if keep or total["ci95"][0] > 1.0 + floor:
-        return keep, True, f"{reason} ({counts})", total
-    keep_some, reason_some, some = decide_endpoints(pl.concat(before, how="vertical_relaxed"),
-                                                    pl.concat(after, how="vertical_relaxed"), floor)
-    if keep_some and some is not None:
-        return True, True, f"total {reason}; {reason_some} ({counts})", {**some, **{k: total[k] for k in
-                                                                                  ("windows_before", "windows_after")}}
-    settled = some is not None or total["ratio"] >= 1.0  # an endpoint slower, or nothing better at all
-    return False, settled, f"{reason}; {reason_some} ({counts})", total
+    tau, df = between_tau([effect_window_stats(before, "p95_ms", seed=5)])
+    tau, df = tau or 0.0, max(df, 1)
+    total = judge(before, after, prior_tau=tau, prior_df=df, look=len(after))
+    if total.outcome in ("better", "worse"):
+        return total.outcome == "better", True, f"{total.reason} ({counts})", total.effect
+    some = judge_endpoints(before, after, total=total, prior_tau=tau, prior_df=df, look=len(after))
+    if some.outcome in ("better", "worse"):
+        return some.outcome == "better", True, f"{some.reason} ({counts})", some.effect
+    return False, total.outcome == "no_gain", f"{total.reason} ({counts})", total.effect
 
 
 def _settle_choice(

@@ -15,13 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import polars as pl
-
 from tasks.changes.journal import apply_candidate, revert_change
 from tasks.decisions.effect import between_tau, window_stats
 from tasks.decisions.quality import broken_quality
 from tasks.decisions.regime import regime
-from tasks.decisions.rule import LOOK_ALPHA, MAX_LOOKS, Verdict, judge
+from tasks.decisions.rule import MAX_LOOKS, Verdict, judge, judge_endpoints
 from tasks.findings import Candidate
 from tasks.run import Run
 from tasks.window import Window
@@ -102,7 +100,8 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
     final = trial.looks >= MAX_LOOKS
     if verdict.outcome in ("no_gain", "undecided") and trial.candidate.endpoint is None and kind == "latency" \
             and (final or verdict.outcome == "no_gain"):
-        verdict = _judge_endpoints(before, after, tau, verdict)
+        verdict = judge_endpoints(before, after, prior_tau=tau, prior_df=df, total=verdict,
+                                  min_samples=MIN_ENDPOINT_SAMPLES)
     if verdict.outcome == "better":
         broken = broken_quality(run.request.quality, after, [w.samples for w in run.baseline_aa],
                                 run.baseline.stats if run.baseline else None, prior_tau=tau)
@@ -116,24 +115,6 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
 def _settle(trial: Trial, verdict: Verdict) -> Verdict:
     trial.verdict = verdict
     return verdict
-
-
-def _judge_endpoints(before: list[pl.DataFrame], after: list[pl.DataFrame], tau: float, total: Verdict) -> Verdict:
-    """For a change aimed at no endpoint: some endpoints faster and none slower, each at alpha / endpoints."""
-    names = sorted(set.intersection(*(set(f.get_column("endpoint").drop_nulls()) for f in before + after)))
-    names = [n for n in names
-             if min(f.filter(pl.col("endpoint") == n).height for f in before + after) >= MIN_ENDPOINT_SAMPLES]
-    if not names:
-        return total
-    verdicts = {n: judge(before, after, endpoint=n, prior_tau=tau, alpha=LOOK_ALPHA / len(names)) for n in names}
-    worse = [v for v in verdicts.values() if v.outcome == "worse"]
-    better = [v for v in verdicts.values() if v.outcome == "better"]
-    if worse:
-        return Verdict("worse", f"{total.reason}; {worse[0].reason}", worse[0].effect)
-    if better:
-        best = max(better, key=lambda v: v.effect["before"] if v.effect else 0.0)
-        return Verdict("better", f"{best.reason} (worse on none of {len(names)} endpoints)", best.effect)
-    return total
 
 
 def can_look_again(run: Run, trial: Trial, window_s: float) -> bool:
