@@ -11,8 +11,8 @@ kept only if its windows beat the kept state's by quick-win's rule (tasks/decisi
 The search measures without agents (SEARCH_AGENTS): its windows need the load's numbers, not
 findings, and the profilers cost the target latency (p95 x1.26 in benchmarks/agents_overhead.py)
 and add noise. The kept state it compares with is measured the same way (its own A/A windows,
-at least MIN_KEPT_AA_WINDOWS), as was the exhaustive grid it is judged against; an adopted
-point gets one more window with the agents, so that the report's before and after are alike.
+at least MIN_KEPT_AA_WINDOWS), as was the exhaustive grid it is judged against, and as the
+baseline is: every window that decides or reports is agent-free.
 
 Confirming the choice: the point chosen is the best of single windows, so its one window is
 the luckiest of several draws (the winner's curse). That window is held out: the choice is
@@ -211,16 +211,16 @@ def kept_state_noise(run: Run, window_s: float) -> tuple[float, list[Window]]:
     far larger than the kept state's after quick-win; judged with it, a search among
     configurations a few milliseconds apart can tell none of them from the kept one. The windows
     are measured as the search measures (SEARCH_AGENTS), as many as AdaptiveNoise asks, at least
-    MIN_KEPT_AA_WINDOWS, at most MAX_KEPT_AA_WINDOWS + 1 and within the budget. When nothing was kept since the baseline and
-    the run has no agents, the baseline's A/A windows were measured alike in the same state: they count, and only
-    the windows still needed are measured. Falls back to the run's floor when no second valid window can be had.
+    MIN_KEPT_AA_WINDOWS, at most MAX_KEPT_AA_WINDOWS + 1 and within the budget. The kept state's
+    agent-free windows so far (its A/A windows, or those that kept the last change) were measured
+    alike in the same state: they count, and only the windows still needed are measured. Falls back to the run's floor when no second valid window can be had.
     """
     assert run.current is not None
     noise = AdaptiveNoise(min_windows=MIN_KEPT_AA_WINDOWS, max_windows=MAX_KEPT_AA_WINDOWS + 1,
                           can_afford=lambda: run.ledger.exhausted_by(next_load_s=window_s, next_iteration=False) is None)
     windows: list[Window] = []
-    if not run.agents and run.current is run.baseline:
-        for window in run.baseline_aa[: MAX_KEPT_AA_WINDOWS + 1]:
+    for window in run.aa_windows[-(MAX_KEPT_AA_WINDOWS + 1):]:  # the kept state's agent-free windows so far
+        if window.valid:
             noise.add(window.samples)
             windows.append(window)
     for n in range(1, MAX_KEPT_AA_WINDOWS + 2 - len(windows)):
@@ -336,22 +336,11 @@ def _not_adopted(run: Run, config: dict[str, Any], reason: str, effect: dict[str
                         "effect": effect})
 
 
-def _adopt(run: Run, config: dict[str, Any], window: Window, reason: str, effect: dict[str, Any]) -> None:
-    """Apply the chosen point for good; a window with the run's agents becomes the current one.
-
-    The search's windows ran without agents; the baseline ran with them. The report compares
-    the current window with the baseline, so the adopted state is measured once more the way
-    the baseline was (when the budget has room; otherwise the search's window stands, and the
-    change's reason says so).
-    """
+def _adopt(run: Run, config: dict[str, Any], window: Window, reason: str, effect: dict[str, Any] | None) -> None:
+    """Apply the chosen point for good; its last agent-free window becomes the current one (the
+    baseline's windows are agent-free too, so the report compares like with like)."""
     candidate = Candidate(kind="set_config", params={"config": config}, description=f"search choice {config}")
     change_id, _ = apply_change(run, candidate)
-    window_s = run.spec.load.duration_s + run.spec.load.warmup_s
-    if run.agents and run.ledger.exhausted_by(next_load_s=window_s, next_iteration=False) is None:
-        measured = measure(run, "adopted", change_id)
-        window = measured if measured.valid else window
-    elif run.agents:
-        reason = f"{reason}; the final numbers are from a window without agents (no budget left for one with them)"
     mark_change(run.store, change_id, "kept", reason=f"chosen from the Pareto front; {reason}", effect=effect)
     run.changes.append({"kind": "set_config", "params": {"config": config}, "status": "kept",
                         "description": candidate.description, "reason": reason, "effect": effect})
