@@ -47,6 +47,7 @@ SHOP_RUNS = 2
 FALSE_KEEP_GOAL = 0.05
 REAL_KEPT_GOAL = 0.90
 AA_FLOOR_GOAL = 0.10
+RUN_ALL_TIMEOUT_S = 1800  # benchmarks/run_all.py: about 25 minutes with the defaults
 
 
 def trial_spec(folder: Path, knob: str) -> Path:

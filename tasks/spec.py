@@ -76,6 +76,7 @@ class LoadSpec(_Model):
     duration_s: float = Field(default=20, gt=0, le=3600)
     warmup_s: float = Field(default=3, ge=0, le=600)
     think_time_s: tuple[float, float] = (0.0, 0.0)  # generated scenarios: wait between requests
+    pin_cpus: Literal["auto"] | bool = "auto"  # target and the rest on disjoint CPUs (tasks/target/pinning.py)
 
     @model_validator(mode="after")
     def _scenario(self) -> LoadSpec:

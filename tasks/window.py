@@ -3,7 +3,8 @@
 The measured part starts where the latency series is steady (tasks/load/steady.py); the warm-up
 found is stored in ``windows.warmup_s``. The CPU that processes outside the toolkit's tree used
 meanwhile is measured (the gate's ``machine_quiet`` validation stores it); the gate rejects a
-window disturbed by it.
+window disturbed by it. Where the spec or the machine asks for it, the target and everything
+else run on disjoint CPUs during the load (tasks/target/pinning.py).
 A window the gate rejects is measured again (bounded by MAX_ATTEMPTS and the budget) and is
 never used for a decision.
 """
@@ -30,6 +31,7 @@ from tasks.load.runner import run_load_test
 from tasks.resources import ForeignCpuMeter, ProcessTreeSampler
 from tasks.stats import endpoint_stats_frame, window_stats
 from tasks.store import Store, dumps, now
+from tasks.target.pinning import pin_mode, pinned, plan_cpus
 from tasks.tracing.spans import SPANS_KEY, spans_frame
 
 MAX_ATTEMPTS = 2
@@ -152,8 +154,9 @@ def _measure_once(
         sampler.start()
         meter = ForeignCpuMeter().start()
         try:
-            result = run_load_test(spec, rt.handle.base_url, workdir, label=label, allow_remote=allow_remote,
-                                   warmup_s=warmup_s, detect_warmup=True)
+            with pinned(plan_cpus(pin_mode(spec)), rt.handle.pids):
+                result = run_load_test(spec, rt.handle.base_url, workdir, label=label, allow_remote=allow_remote,
+                                       warmup_s=warmup_s, detect_warmup=True)
         finally:
             foreign = meter.stop()
             sampler.stop()
