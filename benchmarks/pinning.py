@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from agents_overhead import prepare_database, spec_for  # noqa: E402
+from agents_overhead import bench_spec, prepare_database  # noqa: E402
 
 from tasks.budget import Budget, Ledger  # noqa: E402
 from tasks.changes.runtime import Runtime  # noqa: E402
@@ -53,7 +53,7 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="perfagents-pinning-") as tmp:
         workdir = Path(tmp)
-        spec = spec_for(args.window_s, 1.0, None)
+        spec = bench_spec(args.window_s, 1.0, None)
         print(f"setup: {prepare_database(spec, workdir):.0f} s")
         store = Store(workdir / "bench.duckdb")
         config = spec.default_config()
