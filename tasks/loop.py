@@ -150,10 +150,9 @@ def settle_change(run: Run, trial: Trial) -> dict[str, Any]:
             revert_change(run.store, run.rt, trial.change_id, trial.candidate.kind, trial.undo, verdict.reason)
         else:
             mark_change(run.store, trial.change_id, "reverted", reason=verdict.reason)
-        fresh = trial.before[len(trial.before) - trial.fresh_before:] if trial.fresh_before else []
-        run.aa_windows = [*run.aa_windows, *fresh]
-        if fresh:
-            run.current = fresh[-1]
+        run.aa_windows = [*run.aa_windows, *trial.fresh]  # fresh windows of the kept state
+        if trial.fresh:
+            run.current = trial.fresh[-1]
     row = _row(trial.candidate, "kept" if keep else "reverted", verdict.reason, effect)
     progress.emit("change", **row)
     run.changes.append(row)

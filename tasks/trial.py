@@ -35,7 +35,8 @@ class Trial:
     undo: dict[str, Any]
     before: list[Window]
     after: list[Window] = field(default_factory=list)
-    fresh_before: int = 0  # A windows measured during the trial
+    fresh_before: int = 0  # A windows measured during the trial (valid or not)
+    fresh: list[Window] = field(default_factory=list)  # the valid ones
     looks: int = 0
     on: bool = True
     verdict: Verdict | None = None
@@ -139,3 +140,4 @@ def add_before(trial: Trial, window: Window) -> None:
     trial.fresh_before += 1
     if window.valid:
         trial.before.append(window)
+        trial.fresh.append(window)
