@@ -10,7 +10,14 @@ Nothing here knows of Locust, targets or the store: plain functions over samples
 
 from __future__ import annotations
 
-from tasks.decisions.effect import ArmEffect, WindowStat, arm_effect, arm_level, between_tau, window_stats
+from tasks.decisions.effect import (
+    ArmEffect,
+    WindowStat,
+    arm_effect,
+    arm_level,
+    between_tau,
+    window_stats,
+)
 from tasks.decisions.quality import broken_quality
 from tasks.decisions.regime import busy_share, regime
 from tasks.decisions.rule import LOOK_ALPHA, MAX_LOOKS, MIN_GAIN, Verdict, judge, judge_endpoints
