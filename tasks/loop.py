@@ -142,6 +142,7 @@ def settle_change(run: Run, trial: Trial) -> dict[str, Any]:
     effect = dict(verdict.effect or {}) or None
     if effect is not None:
         effect["windows_measured"] = trial.windows
+        effect["warmup_s"] = [w.warmup_s for w in trial.after]  # detected in each window with the change
     if keep:
         mark_change(run.store, trial.change_id, "kept", reason=verdict.reason, effect=effect)
         run.current, run.aa_windows = trial.after[-1], list(trial.after)
