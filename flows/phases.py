@@ -53,9 +53,11 @@ def step_once(run: Run) -> tuple[str | None, str | None]:
     look(run, trial, window)
     while can_look_again(run, trial, cold_s):
         if switchable(run, candidate):
-            steps.switch_change(run, trial, on=False)
+            if not steps.switch_change(run, trial, on=False):
+                break
             add_before(trial, steps.measure_window(run, f"change-{run.seq}-a{trial.looks}", change_id, cold=True))
-            steps.switch_change(run, trial, on=True)
+            if not steps.switch_change(run, trial, on=True):
+                break
         window = steps.measure_window(run, f"change-{run.seq}-b{trial.looks}", change_id, cold=True)
         look(run, trial, window)
     steps.settle_change(run, trial)

@@ -45,8 +45,8 @@ def profile_window(run: Run, label: str) -> Window | None:
 
 
 @task(name="switch-change", **STEP)
-def switch_change(run: Run, trial: Trial, on: bool) -> None:
-    trial_steps.switch(run, trial, on)
+def switch_change(run: Run, trial: Trial, on: bool) -> bool:
+    return trial_steps.switch(run, trial, on)
 
 
 @task(name="rank-candidates", **STEP)

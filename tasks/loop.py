@@ -145,6 +145,8 @@ def settle_change(run: Run, trial: Trial) -> dict[str, Any]:
         effect["warmup_s"] = [w.warmup_s for w in trial.after]  # detected in each window with the change
     if keep:
         mark_change(run.store, trial.change_id, "kept", reason=verdict.reason, effect=effect)
+        # the windows that earned the keep read well by selection (the winner's curse): the next
+        # change is compared with them only until its own interleaved A windows come in
         run.current, run.aa_windows = trial.after[-1], list(trial.after)
     else:
         if trial.on:

@@ -180,14 +180,23 @@ class ProcessTreeSampler:
         return pl.DataFrame(rows, schema=RESOURCE_SCHEMA)
 
 
-def _own_cpu_s() -> float:
-    """CPU seconds of this process and every descendant, alive or already reaped."""
+def _own_cpu_s(extra: list[int]) -> float:
+    """CPU seconds of this process and every descendant, alive or already reaped, and of the
+    ``extra`` processes (the target's tree and its database server when we did not start them)."""
     t = os.times()
     total = t.user + t.system + t.children_user + t.children_system
     try:
         children = psutil.Process().children(recursive=True)
     except _GONE:
         children = []
+    pids = {c.pid for c in children}
+    for pid in extra:
+        if pid not in pids and pid != os.getpid():
+            try:
+                children.append(psutil.Process(pid))
+                pids.add(pid)
+            except _GONE:
+                pass
     for child in children:
         try:
             c = child.cpu_times()
@@ -206,14 +215,25 @@ class ForeignCpuMeter:
     """Cores used over an interval by processes outside this process tree (outside load).
 
     The toolkit, the target it started, the load generator and the agents' helpers are all
-    descendants of this process; whatever else kept the CPUs busy disturbed the window.
+    descendants of this process; ``extra_pids`` names what the window measures that is not (an
+    attached target, the target's database server). Whatever else kept the CPUs busy disturbed
+    the window.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, extra_pids: Callable[[], list[int]] | None = None) -> None:
         self._start: tuple[float, float, float] | None = None
+        self._extra = extra_pids or (lambda: [])
+        self._pids: list[int] = []
+
+    def _own(self) -> float:
+        try:
+            self._pids = sorted({*self._pids, *self._extra()})
+        except Exception:  # naming the extra processes must never fail a window
+            pass
+        return _own_cpu_s(self._pids)
 
     def start(self) -> ForeignCpuMeter:
-        self._start = (time.monotonic(), _busy_cpu_s(), _own_cpu_s())
+        self._start = (time.monotonic(), _busy_cpu_s(), self._own())
         return self
 
     def stop(self) -> float:
@@ -221,5 +241,5 @@ class ForeignCpuMeter:
             return math.nan
         t0, busy0, own0 = self._start
         elapsed = time.monotonic() - t0
-        foreign = (_busy_cpu_s() - busy0) - (_own_cpu_s() - own0)
+        foreign = (_busy_cpu_s() - busy0) - (self._own() - own0)
         return round(max(0.0, foreign) / elapsed, 3) if elapsed > 0 else math.nan

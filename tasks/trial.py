@@ -20,6 +20,7 @@ from tasks.decisions.effect import between_tau, window_stats
 from tasks.decisions.quality import broken_quality
 from tasks.decisions.regime import regime
 from tasks.decisions.rule import MAX_LOOKS, Verdict, judge, judge_endpoints
+from tasks.errors import PerfagentsError
 from tasks.findings import Candidate
 from tasks.run import Run
 from tasks.window import Window
@@ -40,6 +41,7 @@ class Trial:
     looks: int = 0
     on: bool = True
     verdict: Verdict | None = None
+    judged_on: tuple[str, str | None, str, float] | None = None  # (metric, endpoint, regime, busy share), fixed at the first look
 
     @property
     def windows(self) -> int:
@@ -87,13 +89,21 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
     trial.looks += 1
     if window.errors_only:
         return _settle(trial, Verdict("worse", f"quality threshold broken: {'; '.join(window.reasons)}", None))
-    if not window.valid:
-        return _settle(trial, Verdict("worse", f"window rejected by the gate: {'; '.join(window.reasons)}", None))
+    if not window.valid:  # a bad measurement says nothing of the change: look again while looks last
+        reason = f"a window with it was rejected by the gate: {'; '.join(window.reasons)}"
+        outcome = "no_gain" if trial.looks >= MAX_LOOKS or not trial.after else "undecided"
+        previous = trial.verdict.effect if trial.verdict is not None else None
+        return _settle(trial, Verdict(outcome, reason if outcome == "no_gain" else f"{reason}; measuring again",
+                                      previous))
     trial.after.append(window)
-    kind, share = state_regime(run, trial.before)
-    metric, endpoint = _target(run, trial, kind)
+    if trial.judged_on is None:  # one metric and endpoint per trial: switching them would add tests
+        kind, share = state_regime(run, trial.before)
+        metric, endpoint = _target(run, trial, kind)
+        trial.judged_on = (metric, endpoint, kind, share)
+    metric, endpoint, kind, share = trial.judged_on
     before, after = [w.samples for w in trial.before], [w.samples for w in trial.after]
-    tau, df = prior_tau(trial.before, metric, endpoint)
+    state = trial.before if len(trial.before) >= 2 else [*run.baseline_aa, *trial.before]
+    tau, df = prior_tau(state, metric, endpoint)  # a one-window kept state borrows the baseline's spread
     verdict = judge(before, after, metric=metric, endpoint=endpoint, prior_tau=tau, prior_df=df, regime=kind,
                     look=trial.looks)
     if verdict.effect is not None:
@@ -125,14 +135,24 @@ def can_look_again(run: Run, trial: Trial, window_s: float) -> bool:
     return run.ledger.exhausted_by(next_load_s=windows * window_s, next_iteration=False) is None
 
 
-def switch(run: Run, trial: Trial, on: bool) -> None:
-    """Switch the change off (for a fresh A window) or on again; journaled like the first apply."""
-    if on:
-        trial.undo = apply_candidate(run.store, run.rt, trial.change_id, trial.candidate)
-    else:
-        revert_change(run.store, run.rt, trial.change_id, trial.candidate.kind, trial.undo,
-                      "switched off for an interleaved A window")
+def switch(run: Run, trial: Trial, on: bool) -> bool:
+    """Switch the change off (for a fresh A window) or on again; journaled like the first apply.
+
+    A switch that fails ends the trial (verdict ``worse``, with the reason) instead of the run.
+    """
+    try:
+        if on:
+            trial.undo = apply_candidate(run.store, run.rt, trial.change_id, trial.candidate)
+        else:
+            revert_change(run.store, run.rt, trial.change_id, trial.candidate.kind, trial.undo,
+                          "switched off for an interleaved A window")
+    except PerfagentsError as exc:
+        trial.on = trial.on and not on  # a failed apply is undone by apply_candidate; a failed revert left it on
+        _settle(trial, Verdict("worse", f"could not switch it {'on' if on else 'off'} again: {exc}",
+                               trial.verdict.effect if trial.verdict else None))
+        return False
     trial.on = on
+    return True
 
 
 def add_before(trial: Trial, window: Window) -> None:

@@ -32,6 +32,7 @@ from tasks.resources import ForeignCpuMeter, ProcessTreeSampler
 from tasks.stats import endpoint_stats_frame, window_stats
 from tasks.store import Store, dumps, now
 from tasks.target.pinning import pin_mode, pinned, plan_cpus
+from tasks.target.process import database_pids
 from tasks.tracing.spans import SPANS_KEY, spans_frame
 
 MAX_ATTEMPTS = 2
@@ -152,7 +153,7 @@ def _measure_once(
     try:
         futures = {agent.name: pool.submit(_run_agent, agent, ctx) for agent in agents}
         sampler.start()
-        meter = ForeignCpuMeter().start()
+        meter = ForeignCpuMeter(lambda: [*rt.handle.pids(), *database_pids(rt.database_url)]).start()
         try:
             with pinned(plan_cpus(pin_mode(spec)), rt.handle.pids):
                 result = run_load_test(spec, rt.handle.base_url, workdir, label=label, allow_remote=allow_remote,

@@ -5,25 +5,25 @@ mean requests per second). An arm's statistic is the mean over its windows, so t
 two arms is a ratio of geometric means. Its interval carries both sources of noise:
 
 - between windows (the machine: other processes, drift, a slow disk second): the windows'
-  deviations from their arm's mean, pooled over both arms (each arm's scaled by
-  sqrt(n/(n-1)), the small-sample correction of resampled residuals), resampled with
-  replacement, n per arm;
+  deviations from their arm's mean, pooled over both arms, give the between-window sd tau;
+  each replicate shifts an arm by the mean of n level shifts of sd tau (drawn normally: two
+  or three residuals resampled would give tails far too light);
 - within a window (sampling): each drawn window's statistic is redrawn from its own
   bootstrap distribution (requests resampled; quantiles drawn exactly from order
   statistics, ``tasks.compare.bootstrap_quantiles``).
 
 A window's observed deviation already contains its own sampling error, so the between-window
-residuals are shrunk to the part sampling does not explain (tau^2 = max(0, var(residuals) -
-mean within variance), the random-effects split of DerSimonian and Laird): resampling both
-levels then reproduces the observed spread instead of counting sampling twice. With a single
-window per arm the residuals say nothing of tau; ``prior_tau`` (from the state's A/A windows)
+spread is split (tau^2 = max(0, var(deviations) - mean within variance), the random-effects
+split of DerSimonian and Laird): drawing both levels then reproduces the observed spread
+instead of counting sampling twice. With a single
+window per arm the deviations say nothing of tau; ``prior_tau`` (from the state's A/A windows)
 stands in.
 
 A handful of windows estimates tau poorly, and a bootstrap takes its estimate as the truth. So
-the between-window part is widened by t(df) / z at the decision's one-sided level (df: the
-windows' degrees of freedom): the Student correction a t-test would make, applied to the
-part of the spread that few windows estimate, not to the sampling part that thousands of
-requests pin down.
+the observed between-window spread is widened by t(df) / z at the decision's one-sided level
+(df: the windows' degrees of freedom) before sampling is taken out of it: the Student
+correction a t-test would make, so that a spread that happens to look small in a few windows
+still widens the interval.
 """
 
 from __future__ import annotations
@@ -92,11 +92,12 @@ def window_stats(windows: Sequence[pl.DataFrame], metric: str, *, endpoint: str 
     return [s for s in out if s is not None]
 
 
-def between_tau(arms: Sequence[Sequence[WindowStat]]) -> tuple[float | None, int]:
+def between_tau(arms: Sequence[Sequence[WindowStat]], widen: float = 1.0) -> tuple[float | None, int]:
     """(tau, degrees of freedom): the between-window sd of the log statistic beyond sampling.
 
     From the windows' deviations from their own arm's mean, pooled over arms; None when no arm
-    has two windows.
+    has two windows. ``widen`` multiplies the observed spread before sampling is taken out of it
+    (the t correction: a small observed spread from few windows must still be widened).
     """
     ss, df, within = 0.0, 0, []
     for arm in arms:
@@ -108,7 +109,7 @@ def between_tau(arms: Sequence[Sequence[WindowStat]]) -> tuple[float | None, int
         within += [w.within_var for w in arm]
     if df == 0:
         return None, 0
-    return math.sqrt(max(0.0, ss / df - float(np.mean(within)))), df
+    return math.sqrt(max(0.0, widen ** 2 * ss / df - float(np.mean(within)))), df
 
 
 @dataclass
@@ -151,10 +152,11 @@ def arm_effect(before: Sequence[WindowStat], after: Sequence[WindowStat], *, pri
         raise PerfagentsError(f"an effect needs windows on both sides, got {len(before)} before and {len(after)} after")
     rng = np.random.default_rng(seed)
     tau, df = between_tau([before, after])
-    tau, df = (prior_tau, prior_df) if tau is None else (tau, df)
-    tau *= t_factor(df)
-    residuals = _residuals([before, after], tau)
-    boot = _arm_draws(after, residuals, tau, n_boot, rng) - _arm_draws(before, residuals, tau, n_boot, rng)
+    if tau is None:
+        tau = prior_tau * t_factor(prior_df)
+    else:
+        tau = between_tau([before, after], widen=t_factor(df))[0] or 0.0
+    boot = _arm_draws(after, tau, n_boot, rng) - _arm_draws(before, tau, n_boot, rng)
     ratios = np.exp(boot)
     m_before = float(np.mean([w.value for w in before]))
     m_after = float(np.mean([w.value for w in after]))
@@ -163,25 +165,7 @@ def arm_effect(before: Sequence[WindowStat], after: Sequence[WindowStat], *, pri
                      math.exp(m_after), len(before), len(after), tau)
 
 
-def _residuals(arms: Sequence[Sequence[WindowStat]], tau: float) -> np.ndarray:
-    """Standardised between-window residuals: each arm's deviations, small-sample corrected,
-    scaled so that their sd is tau. Empty when no arm has two windows."""
-    out: list[float] = []
-    for arm in arms:
-        n = len(arm)
-        if n < 2:
-            continue
-        values = np.array([w.value for w in arm])
-        out += list((values - values.mean()) * math.sqrt(n / (n - 1)))
-    res = np.array(out)
-    if res.size == 0:
-        return res
-    sd = float(np.sqrt(np.mean(res ** 2)))
-    return res * (tau / sd) if sd > 0 else res * 0.0
-
-
-def _arm_draws(arm: Sequence[WindowStat], residuals: np.ndarray, tau: float, n_boot: int,
-               rng: np.random.Generator) -> np.ndarray:
+def _arm_draws(arm: Sequence[WindowStat], tau: float, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """n_boot draws of the arm's mean log statistic: windows drawn, then each window's sampling."""
     n = len(arm)
     centre = float(np.mean([w.value for w in arm]))
@@ -189,10 +173,8 @@ def _arm_draws(arm: Sequence[WindowStat], residuals: np.ndarray, tau: float, n_b
     within = np.stack([w.draws - w.value for w in arm])  # (n, N_BOOT) centred draws
     cols = rng.integers(0, within.shape[1], size=(n_boot, n))
     total = within[pick, cols].mean(axis=1)
-    if residuals.size:
-        total = total + residuals[rng.integers(0, residuals.size, size=(n_boot, n))].mean(axis=1)
-    elif tau > 0:
-        total = total + rng.normal(0.0, tau, size=(n_boot, n)).mean(axis=1)
+    if tau > 0:  # the between-window part: n windows' level shifts of sd tau
+        total = total + rng.normal(0.0, tau / math.sqrt(n), size=n_boot)
     return centre + total
 
 
@@ -202,7 +184,6 @@ def arm_level(arm: Sequence[WindowStat], *, prior_tau: float = 0.0, n_boot: int 
     if not arm:
         raise PerfagentsError("an arm needs at least one window")
     tau, df = between_tau([arm])
-    tau, df = (prior_tau, 1) if tau is None else (tau, df)
-    tau *= t_factor(df)
-    draws = _arm_draws(arm, _residuals([arm], tau), tau, n_boot, np.random.default_rng(seed))
+    tau = prior_tau * t_factor(1) if tau is None else between_tau([arm], widen=t_factor(df))[0] or 0.0
+    draws = _arm_draws(arm, tau, n_boot, np.random.default_rng(seed))
     return math.exp(float(np.mean([w.value for w in arm]))), np.exp(draws)

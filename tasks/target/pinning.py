@@ -96,4 +96,4 @@ def pinned(plan: CpuPlan | None, target_pids: Callable[[], list[int]]) -> Iterat
     try:
         yield plan
     finally:
-        set_cpus(own_tree(), allowed)
+        set_cpus({*own_tree(), *target, *target_pids()}, allowed)  # an attached target is not in our tree

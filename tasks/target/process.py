@@ -187,3 +187,21 @@ def _gone(proc: psutil.Process) -> bool:
         return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
     except psutil.Error:
         return True
+
+
+def database_pids(url: str | None) -> list[int]:
+    """The process tree of a database server listening on loopback at ``url``'s port ([] for
+    SQLite, remote hosts, or nothing listening)."""
+    from urllib.parse import urlsplit
+
+    if not url or "://" not in url or url.startswith("sqlite"):
+        return []
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 5432
+    except ValueError:
+        return []
+    if (parts.hostname or "localhost") not in ("127.0.0.1", "localhost", "::1"):
+        return []
+    root = listener_pid(port)
+    return [p.pid for p in tree(root)] if root is not None else []
