@@ -11,6 +11,7 @@ never used for a decision.
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 import uuid
@@ -153,7 +154,8 @@ def _measure_once(
     try:
         futures = {agent.name: pool.submit(_run_agent, agent, ctx) for agent in agents}
         sampler.start()
-        meter = ForeignCpuMeter(lambda: [*rt.handle.pids(), *database_pids(rt.database_url)]).start()
+        meter = ForeignCpuMeter(lambda: [*rt.handle.pids(), *database_pids(rt.database_url),
+                                         *database_pids(os.environ.get("PREFECT_API_URL"), 4200)]).start()
         try:
             with pinned(plan_cpus(pin_mode(spec)), rt.handle.pids):
                 result = run_load_test(spec, rt.handle.base_url, workdir, label=label, allow_remote=allow_remote,

@@ -189,16 +189,16 @@ def _gone(proc: psutil.Process) -> bool:
         return True
 
 
-def database_pids(url: str | None) -> list[int]:
-    """The process tree of a database server listening on loopback at ``url``'s port ([] for
-    SQLite, remote hosts, or nothing listening)."""
+def database_pids(url: str | None, default_port: int = 5432) -> list[int]:
+    """The process tree of a server listening on loopback at ``url``'s port (a database, the
+    Prefect API): [] for SQLite, remote hosts, or nothing listening."""
     from urllib.parse import urlsplit
 
     if not url or "://" not in url or url.startswith("sqlite"):
         return []
     try:
         parts = urlsplit(url)
-        port = parts.port or 5432
+        port = parts.port or default_port
     except ValueError:
         return []
     if (parts.hostname or "localhost") not in ("127.0.0.1", "localhost", "::1"):
