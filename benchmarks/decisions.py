@@ -114,6 +114,8 @@ def main() -> int:
             trials.append(row)
             print(f"trial {n:2d} {knob:5s} {row['status']:9s} ratio {row['ratio']} {row['ci95']} "
                   f"windows {row['windows']} floor {row['floor']} ({row['wall_s']} s): {row['reason']}", flush=True)
+            if args.json:  # so far, in case the run is stopped before the end
+                args.json.write_text(json.dumps({"partial": True, "trials": trials}, indent=2))
         for n in range(1, args.shop_runs + 1):
             row = shop_floor(folder, n)
             shop.append(row)
