@@ -27,19 +27,23 @@ def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 STEP: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+# A window whose load test failed or whose target was not ready is measured again; nothing is
+# stored or charged before a window ends (tasks/window.py), and bad input is never retried.
+RETRY_TRANSIENT: dict[str, Any] = {"retries": 2, "retry_delay_seconds": [5, 15],
+                                   "retry_condition_fn": _retry_transient}
 
 
-@task(name="measure-baseline", **STEP)
+@task(name="measure-baseline", **RETRY_TRANSIENT, **STEP)
 def measure_baseline(run: Run) -> Window:
     return loop.measure_baseline(run)
 
 
-@task(name="measure-window", **STEP)
+@task(name="measure-window", **RETRY_TRANSIENT, **STEP)
 def measure_window(run: Run, label: str, change_id: str | None = None, cold: bool = False) -> Window:
     return loop.measure(run, label, change_id, cold=cold)
 
 
-@task(name="profile-window", **STEP)
+@task(name="profile-window", **RETRY_TRANSIENT, **STEP)
 def profile_window(run: Run, label: str) -> Window | None:
     return loop.profile(run, label)
 
