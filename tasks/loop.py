@@ -67,6 +67,11 @@ def measure_baseline(run: Run) -> Window:
     if wants_responses:
         run.responses = ResponseCheck.from_spec(run.spec, run.spec.correctness)
     profiled = profile(run, "profile-1")
+    # a second profiling window when the budget has room for it and two A/A windows besides: the
+    # agents pool evidence over windows (py-spy samples, blocking-loop samples), and one window of
+    # them leaves the quieter findings (a blocking call, a hot function) below significance
+    if profiled is not None and run.ledger.exhausted_by(next_load_s=3 * window_s, next_iteration=False) is None:
+        profiled = profile(run, "profile-2") or profiled
     windows: list[Window] = []
     while True:
         if windows and not noise.can_afford():
