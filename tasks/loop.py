@@ -35,9 +35,11 @@ def measure(run: Run, label: str, change_id: str | None = None, *, agents: list[
     knob set, a restart): it plans twice the spec's warm-up, and the steady state is detected.
     """
     warmup = run.spec.load.warmup_s * (2 if cold else 1)
+    # a profiling window decides nothing: it keeps the spec's fixed warm-up, the span the agents'
+    # request attribution (statements to Locust names by time) was built and tested on
     return measure_window(run.store, run.run_id, run.rt, label, agents=agents or [], ledger=run.ledger,
                           max_error_rate=run.request.max_error_rate, change_id=change_id,
-                          allow_remote=run.request.allow_remote, warmup_s=warmup)
+                          allow_remote=run.request.allow_remote, warmup_s=warmup, detect_warmup=not agents)
 
 
 def profile(run: Run, label: str) -> Window | None:

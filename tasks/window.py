@@ -112,7 +112,7 @@ def _findings(agents: list[Agent], outcomes: dict[str, AgentOutcome], ctx: Agent
 def measure_window(
     store: Store, run_id: str, rt: Runtime, label: str, *, agents: list[Agent], ledger: Ledger,
     max_error_rate: float | None = None, change_id: str | None = None, max_attempts: int = MAX_ATTEMPTS,
-    allow_remote: bool = False, warmup_s: float | None = None,
+    allow_remote: bool = False, warmup_s: float | None = None, detect_warmup: bool = True,
 ) -> Window:
     """Measure until the gate accepts a window, or attempts/budget run out (then invalid).
 
@@ -127,7 +127,7 @@ def measure_window(
         if attempt > 1 and ledger.exhausted_by(next_load_s=planned_s, next_iteration=False):
             break
         window = _measure_once(store, run_id, rt, label, agents, ledger, max_error_rate, change_id, attempt,
-                               allow_remote, warmup_s)
+                               allow_remote, warmup_s, detect_warmup)
         if window.valid or window.errors_only:  # measuring errors again would show them again
             break
     assert window is not None
@@ -137,6 +137,7 @@ def measure_window(
 def _measure_once(
     store: Store, run_id: str, rt: Runtime, label: str, agents: list[Agent], ledger: Ledger,
     max_error_rate: float | None, change_id: str | None, attempt: int, allow_remote: bool, warmup_s: float,
+    detect_warmup: bool = True,
 ) -> Window:
     spec = rt.spec
     window_id = uuid.uuid4().hex[:12]
@@ -159,7 +160,7 @@ def _measure_once(
         try:
             with pinned(plan_cpus(pin_mode(spec)), rt.handle.pids):
                 result = run_load_test(spec, rt.handle.base_url, workdir, label=label, allow_remote=allow_remote,
-                                       warmup_s=warmup_s, detect_warmup=True)
+                                       warmup_s=warmup_s, detect_warmup=detect_warmup)
         finally:
             foreign = meter.stop()
             sampler.stop()
