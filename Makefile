@@ -36,7 +36,7 @@ SERIAL := e2e or deploy or chromium
 PYTEST := $(BIN)/pytest -q --timeout=600 --durations=15
 # The parallel part's tests disturb each other's windows by design, so the gate's outside-load
 # rule is loosened there (its own unit test checks it); the serial part keeps the default.
-test: install system-deps
+test: install system-deps lint
 	rc=0; \
 	PERFAGENTS_MAX_FOREIGN_CORES=2 $(PYTEST) -n 2 --dist loadfile -m "not ($(SERIAL))" || rc=$$?; \
 	$(PYTEST) -m "$(SERIAL)" || rc=$$?; \
