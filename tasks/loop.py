@@ -17,7 +17,12 @@ from tasks.correctness import ResponseCheck
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate, Finding, stronger
 from tasks.noise import AdaptiveNoise, estimate_rps_noise
-from tasks.optimizer import candidates_from_findings, knob_candidates, rank_candidates
+from tasks.optimizer import (
+    candidates_from_findings,
+    covered_by_kept,
+    knob_candidates,
+    rank_candidates,
+)
 from tasks.run import Run
 from tasks.trial import Trial, state_regime
 from tasks.window import Window, measure_window
@@ -119,7 +124,8 @@ def next_candidate(run: Run) -> Candidate | None:
         candidates = [c for c in candidates if c.kind not in ("set_knob", "set_config")]
     else:
         candidates += knob_candidates(run.spec, run.rt.config, run.findings)
-    ranked = rank_candidates(candidates, run.tried)
+    kept = [c for c in run.changes if c["status"] == "kept"]
+    ranked = [c for c in rank_candidates(candidates, run.tried) if not covered_by_kept(c, kept)]
     return ranked[0] if ranked else None
 
 

@@ -94,3 +94,21 @@ def rank_candidates(candidates: Iterable[Candidate], tried: AbstractSet[str] = f
 
 def candidates_from_findings(findings: Iterable[Finding]) -> list[Candidate]:
     return [f.candidate for f in findings if f.candidate is not None]
+
+
+def covered_by_kept(candidate: Candidate, kept: Iterable[dict[str, Any]]) -> bool:
+    """An index whose columns lead an index already kept on the same table.
+
+    The kept index serves every lookup the narrower one would (a B-tree on (a, b) answers
+    ``WHERE a = ?``), so trying it would spend windows on a change that cannot help; the
+    findings that proposed it were profiled before the wider index existed.
+    """
+    if candidate.kind != "create_index":
+        return False
+    table, columns = candidate.params.get("table"), list(candidate.params.get("columns") or [])
+    for change in kept:
+        if change["kind"] != "create_index" or change["params"].get("table") != table:
+            continue
+        if columns and list(change["params"].get("columns") or [])[:len(columns)] == columns:
+            return True
+    return False

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from tasks.findings import Candidate, Finding
-from tasks.optimizer import knob_candidates, rank_candidates
+from tasks.optimizer import covered_by_kept, knob_candidates, rank_candidates
 from tasks.spec import TargetSpec
 
 SPEC = TargetSpec(
@@ -54,3 +54,19 @@ def test_a_hot_functions_share_of_cpu_sets_the_gain_of_the_knob_it_hints() -> No
                     evidence={}, estimated_gain={"share_of_cpu": 0.05})
     assert {c.params["knob"]: c.expected_gain for c in knob_candidates(SPEC, SPEC.default_config(), [small])}[
         "cache_ttl_s"] == 0.3
+
+
+def _index(table: str, *columns: str) -> Candidate:
+    return Candidate("create_index", {"table": table, "columns": list(columns), "name": f"ix_{table}"}, "index")
+
+
+def test_an_index_led_by_a_kept_wider_index_is_covered() -> None:
+    kept = [{"kind": "create_index", "params": {"table": "orders", "columns": ["customer_id", "status"]},
+             "status": "kept"}]
+    assert covered_by_kept(_index("orders", "customer_id"), kept)
+    assert covered_by_kept(_index("orders", "customer_id", "status"), kept)
+    assert not covered_by_kept(_index("orders", "status"), kept)  # not a leading prefix
+    assert not covered_by_kept(_index("orders", "customer_id", "status", "created_at"), kept)
+    assert not covered_by_kept(_index("products", "customer_id"), kept)  # another table
+    knob = Candidate("set_knob", {"knob": "workers", "value": 4}, "workers")
+    assert not covered_by_kept(knob, kept)
