@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.agents.registry import agents_for, capture_env_for
+from tasks.agents.registry import agents_for, capture_env_for, selected_agents
 from tasks.budget import Budget, Ledger, parse_budget
 from tasks.changes.runtime import Runtime
 from tasks.errors import InputError
@@ -51,6 +51,7 @@ def resolve_request(
 ) -> Request:
     """Parse and check everything the user gave, before anything starts or is written."""
     spec = load_spec(target, allow_remote=allow_remote, database_url=database_url)
+    selected_agents()  # a bad PERFAGENTS_AGENTS is refused here, before a run exists
     scope = scope or spec.optimization_scope
     if scope not in SCOPES:
         raise InputError(f"unknown scope {scope!r} (quick-win or comprehensive)")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tasks.agents.base import AGENTS, Agent
+from tasks.errors import InputError
 from tasks.spec import TargetSpec
 
+# which agents profile: unset or "all" = every agent that applies to the target, "none" = no
+# profiling windows at all (a run that only decides knobs), or a comma list of agent names
+AGENTS_ENV = "PERFAGENTS_AGENTS"
 _loaded = False
 
 
@@ -25,8 +30,27 @@ def load_agents() -> None:
     _loaded = True
 
 
-def agents_for(spec: TargetSpec, only: list[str] | None = None) -> list[Agent]:
+def selected_agents() -> list[str] | None:
+    """The agent names ``PERFAGENTS_AGENTS`` selects (None: all); an unknown name is an InputError."""
+    raw = os.environ.get(AGENTS_ENV, "").strip()
+    if raw in ("", "all"):
+        return None
+    if raw == "none":
+        return []
     load_agents()
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(AGENTS.names()))
+    if unknown:
+        raise InputError(f"{AGENTS_ENV}: unknown agent(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(AGENTS.names())}, or all, none)")
+    return names
+
+
+def agents_for(spec: TargetSpec, only: list[str] | None = None) -> list[Agent]:
+    """The agents that profile this target: those that apply to it, narrowed by ``only`` or,
+    without it, by ``PERFAGENTS_AGENTS``."""
+    load_agents()
+    only = selected_agents() if only is None else only
     agents = AGENTS.for_target(spec)
     return [a for a in agents if only is None or a.name in only]
 

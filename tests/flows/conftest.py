@@ -28,3 +28,10 @@ def shared_prefect_api(prefect_server, monkeypatch: pytest.MonkeyPatch) -> None:
     """`perfagents run` subprocesses of this test use the session's server as their Prefect API
     instead of starting an ephemeral one each (a trivial flow: 7.4 s -> 1.4 s, measured)."""
     monkeypatch.setenv("PREFECT_API_URL", prefect_server.api_url)
+
+
+@pytest.fixture
+def agents_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`perfagents run` subprocesses of this test profile nothing (PERFAGENTS_AGENTS=none): tests
+    of decisions and journaling skip the profiling windows they do not look at (~5 s each)."""
+    monkeypatch.setenv("PERFAGENTS_AGENTS", "none")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,14 @@ def test_revert_and_history_without_store(tmp_path: Path) -> None:
     for command in ("revert", "history"):
         proc = run_cli(command, "--store", str(tmp_path / "none.duckdb"), cwd=tmp_path)
         assert proc.returncode == 2 and "no store" in proc.stderr
+
+
+def test_an_unknown_agent_in_the_environment_is_refused_before_a_run(tmp_path: Path) -> None:
+    spec = spec_file(tmp_path)
+    store = tmp_path / "state" / "store.duckdb"
+    proc = subprocess.run([str(PERFAGENTS), "run", str(spec), "--store", str(store)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PERFAGENTS_AGENTS": "application,profiler"})
+    assert proc.returncode == 2, proc.stderr
+    assert "PERFAGENTS_AGENTS" in proc.stderr and "profiler" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not store.parent.exists()

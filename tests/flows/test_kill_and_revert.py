@@ -53,7 +53,7 @@ def shop(tmp_path: Path):
 
 def write_spec(tmp_path: Path, spec: dict) -> Path:
     spec["load"].update(locustfile=str(ROOT / "reference_workflows/ecommerce/locustfile.py"),
-                        duration_s=6, warmup_s=1, users=8)
+                        duration_s=4, warmup_s=1, users=8)  # plumbing: the kill comes at the first change
     spec["performance_goals"] = ["p95_ms<=0.001"]  # never met: the run goes on until killed
     spec.pop("frontend")
     path = tmp_path / "target.yaml"
@@ -119,7 +119,8 @@ def revert(tmp_path: Path, store: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_sigkill_after_index_then_revert_restores_schema(tmp_path: Path) -> None:
+def test_sigkill_after_index_then_revert_restores_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERFAGENTS_AGENTS", "database")  # the index comes from its findings
     store = tmp_path / "state" / "store.duckdb"
 
     def applied() -> bool:
@@ -132,7 +133,7 @@ def test_sigkill_after_index_then_revert_restores_schema(tmp_path: Path) -> None
 
 
 @pytest.mark.e2e
-def test_sigkill_after_knob_then_revert_restores_knob(tmp_path: Path, shop) -> None:
+def test_sigkill_after_knob_then_revert_restores_knob(tmp_path: Path, shop, agents_off: None) -> None:
     url, _ = shop
     store = tmp_path / "store.duckdb"
     run_until(tmp_path, attached_spec(tmp_path, url), store, lambda: cache_ttl(url) != 0)

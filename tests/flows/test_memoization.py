@@ -15,7 +15,7 @@ import yaml
 
 MINI = Path(__file__).resolve().parent / "mini_target"
 PERFAGENTS = Path(sys.executable).parent / "perfagents"
-pytestmark = pytest.mark.usefixtures("shared_prefect_api")  # tests/flows/conftest.py
+pytestmark = pytest.mark.usefixtures("shared_prefect_api", "agents_off")  # tests/flows/conftest.py
 FLAKY = {"type": "bool", "default": False, "description": "skip work, fail every 5th /items",
          "apply": {"http": {"method": "PUT", "path": "/admin/config", "field": "flaky"}}}
 BEST = {"cache": True, "flaky": False}  # flaky breaks error_rate; the cache is quicker
