@@ -34,10 +34,11 @@ def short_spec(tmp_path: Path, **overrides) -> Path:
     return path
 
 
+@pytest.mark.alone
 @pytest.mark.e2e
 def test_short_real_optimization_run(tmp_path: Path) -> None:
     spec = short_spec(tmp_path, performance_goals=["p95_ms[customer_orders]<=0.5*baseline"],
-                      budget_constraints={"minutes": 6, "iterations": 3})
+                      budget_constraints={"minutes": 6, "iterations": 2})
     out = tmp_path / "out.json"
     proc = subprocess.run([str(PERFAGENTS), "run", str(spec), "--store", str(tmp_path / "store.duckdb"),
                            "--json", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=600)

@@ -32,6 +32,7 @@ def short_spec(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.alone
 @pytest.mark.e2e
 @pytest.mark.postgres
 def test_enterprise_workflow_on_postgres(tmp_path: Path, pg_cluster: str) -> None:
