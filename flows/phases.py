@@ -19,7 +19,7 @@ from tasks.refine import refine_with_search
 from tasks.report import build_result, write_reports
 from tasks.run import Request, Run, open_run
 from tasks.store import Store
-from tasks.trial import add_before, can_look_again, look, start_trial, switchable
+from tasks.trial import add_before, can_look_again, look, start_trial, switchable, trial_load_s
 
 PHASE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
@@ -41,8 +41,8 @@ def step_once(run: Run) -> tuple[str | None, str | None]:
     if candidate is None:
         return "no_candidates", "no untried candidate change is left"
     cold_s = run.spec.load.duration_s + 2 * run.spec.load.warmup_s
-    if exhausted := run.ledger.exhausted_by(next_load_s=cold_s):
-        return "budget_exhausted", f"the {exhausted} budget would be exceeded by the next change"
+    if exhausted := run.ledger.exhausted_by(next_load_s=trial_load_s(run, candidate, cold_s)):
+        return "budget_exhausted", f"the {exhausted} budget would be exceeded by the next change's trial"
     try:
         change_id, undo = steps.apply_change(run, candidate)
     except PerfagentsError:

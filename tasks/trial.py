@@ -19,7 +19,7 @@ from tasks.changes.journal import apply_candidate, revert_change
 from tasks.decisions.effect import between_tau, window_stats
 from tasks.decisions.quality import broken_quality
 from tasks.decisions.regime import regime
-from tasks.decisions.rule import MAX_LOOKS, Verdict, judge, judge_endpoints
+from tasks.decisions.rule import MAX_LOOKS, MIN_LOOKS, Verdict, judge, judge_endpoints
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate
 from tasks.run import Run
@@ -126,6 +126,17 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
 def _settle(trial: Trial, verdict: Verdict) -> Verdict:
     trial.verdict = verdict
     return verdict
+
+
+def trial_load_s(run: Run, candidate: Candidate, window_s: float) -> float:
+    """Load seconds a trial needs to reach its first ordinary decision (``MIN_LOOKS`` looks):
+    the first window, then per look an A and a B window (one B window when not switchable).
+
+    A trial the budget cannot carry that far can settle only on a >2x effect and would mostly
+    end undecided and reverted, its windows spent for nothing: the loop stops before it instead.
+    """
+    per_look = 2 if switchable(run, candidate) else 1
+    return window_s * (1 + (MIN_LOOKS - 1) * per_look)
 
 
 def can_look_again(run: Run, trial: Trial, window_s: float) -> bool:

@@ -10,7 +10,7 @@ import polars as pl
 from tasks.expressions import parse_expressions
 from tasks.findings import Candidate
 from tasks.stats import window_stats
-from tasks.trial import can_look_again, look, start_trial
+from tasks.trial import can_look_again, look, start_trial, trial_load_s
 
 USERS = 20
 
@@ -105,3 +105,11 @@ def test_no_look_again_without_budget_for_a_pair() -> None:
     trial = start_trial(run, index_on("catalog"), "c1", {})
     look(run, trial, window(2, catalog_ms=3.0))
     assert trial.verdict.outcome == "undecided" and not can_look_again(run, trial, 10.0)
+
+
+def test_a_trial_needs_budget_for_its_first_ordinary_decision() -> None:
+    run = make_run([window(0), window(1)])
+    assert trial_load_s(run, index_on("catalog"), 10.0) == 30.0  # the first window, then an A and a B
+    knob = Candidate(kind="set_knob", params={"knob": "workers", "value": 2}, description="workers")
+    run.spec.knobs = {"workers": SimpleNamespace(needs_restart=True)}
+    assert trial_load_s(run, knob, 10.0) == 20.0  # a restart knob is not switched: B windows only
