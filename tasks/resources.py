@@ -10,7 +10,6 @@ Sampling a tree every 0.5 s costs about 0.7% of a core (DESIGN.md).
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -180,35 +179,45 @@ class ProcessTreeSampler:
         return pl.DataFrame(rows, schema=RESOURCE_SCHEMA)
 
 
-def _own_cpu_s(extra: list[int]) -> float:
-    """CPU seconds of this process and every descendant, alive or already reaped, and of the
-    ``extra`` processes (the target's tree and its database server when we did not start them)."""
-    t = os.times()
-    total = t.user + t.system + t.children_user + t.children_system
-    try:
-        children = psutil.Process().children(recursive=True)
-    except _GONE:
-        children = []
-    pids = {c.pid for c in children}
+def _own_pids(extra: list[int]) -> set[int]:
+    """This process, its descendants, and the ``extra`` processes with theirs (an attached
+    target's tree, its database server, the Prefect API server)."""
+    me = psutil.Process()
+    roots = [me]
     for pid in extra:
-        if pid not in pids and pid != os.getpid():
-            try:
-                children.append(psutil.Process(pid))
-                pids.add(pid)
-            except _GONE:
-                pass
-    for child in children:
         try:
-            c = child.cpu_times()
-            total += c.user + c.system + c.children_user + c.children_system
+            roots.append(psutil.Process(pid))
         except _GONE:
             pass
-    return total
+    pids: set[int] = set()
+    for root in roots:
+        pids.add(root.pid)
+        try:
+            pids.update(c.pid for c in root.children(recursive=True))
+        except _GONE:
+            pass
+    return pids
 
 
-def _busy_cpu_s() -> float:
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+def _foreign_cpu(own: set[int]) -> dict[tuple[int, float], float]:
+    """CPU seconds so far of every process that is not ours, keyed by (pid, start time).
+
+    Each process's own time only: what a parent reaps lands in its counters at once, a whole
+    lifetime in one step (a shell that reaps a long test run), so children's times would
+    put hours of earlier work into one window. Kernel threads are left out: the loopback
+    traffic and page faults our own windows cause are charged to them.
+    """
+    out: dict[tuple[int, float], float] = {}
+    for proc in psutil.process_iter(["pid", "ppid", "create_time"]):
+        info = proc.info
+        if info["pid"] in own or info["pid"] in (0, 2) or info["ppid"] == 2:
+            continue
+        try:
+            c = proc.cpu_times()
+        except _GONE:
+            continue
+        out[(info["pid"], info["create_time"] or 0.0)] = c.user + c.system
+    return out
 
 
 class ForeignCpuMeter:
@@ -216,30 +225,61 @@ class ForeignCpuMeter:
 
     The toolkit, the target it started, the load generator and the agents' helpers are all
     descendants of this process; ``extra_pids`` names what the window measures that is not (an
-    attached target, the target's database server). Whatever else kept the CPUs busy disturbed
-    the window.
+    attached target, the target's database server, the Prefect API server). A thread reads
+    every other process's CPU time each ``sample_s``; the foreign CPU is, per process, its last
+    reading minus its first (all of it for a process started inside the interval).
+
+    Counting what others used, rather than the machine's busy time minus ours, matters: our own
+    short-lived helpers (py-spy bursts, Chromium's renderers) drop out of our counters when they
+    exit and their reaper is gone, and loopback traffic is charged to no process. With that
+    subtraction, four Chromium page loads read as 1.3-1.6 foreign cores here, and every
+    profiling window of the shop was rejected. What this misses: an outside process's last
+    ``sample_s`` before it exits, and processes shorter than that.
     """
 
-    def __init__(self, extra_pids: Callable[[], list[int]] | None = None) -> None:
-        self._start: tuple[float, float, float] | None = None
+    def __init__(self, extra_pids: Callable[[], list[int]] | None = None, sample_s: float = 1.0) -> None:
         self._extra = extra_pids or (lambda: [])
-        self._pids: list[int] = []
+        self._sample_s = sample_s
+        self._first: dict[tuple[int, float], float] = {}
+        self._last: dict[tuple[int, float], float] = {}
+        self._t0 = math.nan
+        self._t0_epoch = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def _own(self) -> float:
+    def _read(self, first: bool = False) -> None:
         try:
-            self._pids = sorted({*self._pids, *self._extra()})
+            extra = list(self._extra())
         except Exception:  # naming the extra processes must never fail a window
-            pass
-        return _own_cpu_s(self._pids)
+            extra = []
+        for key, cpu_s in _foreign_cpu(_own_pids(extra)).items():
+            if key not in self._first:
+                # first seen later: from zero if it started inside the interval (1 s for
+                # create_time's rounding), else (it was ours until now) from this reading
+                started_inside = not first and key[1] >= self._t0_epoch - 1.0
+                self._first[key] = 0.0 if started_inside else cpu_s
+            self._last[key] = cpu_s
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._sample_s):
+            try:
+                self._read()
+            except Exception:  # a failed reading loses one sample, never the window
+                pass
 
     def start(self) -> ForeignCpuMeter:
-        self._start = (time.monotonic(), _busy_cpu_s(), self._own())
+        self._t0, self._t0_epoch = time.monotonic(), time.time()
+        self._read(first=True)
+        self._thread = threading.Thread(target=self._loop, name="foreign-cpu", daemon=True)
+        self._thread.start()
         return self
 
     def stop(self) -> float:
-        if self._start is None:
+        if self._thread is None:
             return math.nan
-        t0, busy0, own0 = self._start
-        elapsed = time.monotonic() - t0
-        foreign = (_busy_cpu_s() - busy0) - (self._own() - own0)
-        return round(max(0.0, foreign) / elapsed, 3) if elapsed > 0 else math.nan
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._read()
+        elapsed = time.monotonic() - self._t0
+        foreign = sum(max(0.0, last - self._first[key]) for key, last in self._last.items())
+        return round(foreign / elapsed, 3) if elapsed > 0 else math.nan
