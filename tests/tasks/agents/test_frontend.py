@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from tasks.agents import frontend
 from tasks.agents.base import Agent, AgentContext
 from tasks.agents.frontend import SKIP_REASON, FrontendAgent, find_chromium
 from tasks.agents.frontend_lighthouse import LIGHTHOUSE_ENV, find_lighthouse
@@ -108,11 +109,16 @@ def no_lighthouse() -> Iterator[None]:
 
 
 def make_context(base_url: str, pages: list[str], tmp: Path, *, loads: int = 2, window_s: float = 60,
-                 knobs: dict[str, Any] | None = None, config: dict[str, Any] | None = None) -> AgentContext:
+                 knobs: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+                 load_over: bool = True) -> AgentContext:
+    """An agent context whose load window has (by default) already ended: the pages load at once."""
     spec = TargetSpec(name="site", base_url=base_url,
                       load={"endpoints": [{"name": "home", "path": "/"}], "warmup_s": 0},
                       frontend={"pages": pages, "loads": loads}, knobs=knobs or {})
-    return AgentContext(spec=spec, base_url=base_url, workdir=tmp, window_s=window_s, config=config or {})
+    ctx = AgentContext(spec=spec, base_url=base_url, workdir=tmp, window_s=window_s, config=config or {})
+    if load_over:
+        ctx.stop.set()
+    return ctx
 
 
 @pytest.fixture(scope="module")
@@ -223,29 +229,29 @@ def test_compression_knob_becomes_the_candidate(observed: dict[str, Any], tmp_pa
 
 @pytest.mark.chromium
 @needs_chromium
-def test_profile_returns_soon_after_stop(site: str, tmp_path: Path) -> None:
-    ctx = make_context(site, ["/slow-body"], tmp_path, loads=3, window_s=120)
-    timer = threading.Timer(1.0, ctx.stop.set)
+def test_pages_load_only_after_the_load_stops(site: str, tmp_path: Path) -> None:
+    ctx = make_context(site, ["/good"], tmp_path, loads=1, window_s=120, load_over=False)
+    timer = threading.Timer(1.5, ctx.stop.set)
     timer.start()
     started = time.monotonic()
     try:
         observed = FrontendAgent().profile(ctx)
     finally:
         timer.cancel()
-    elapsed = time.monotonic() - started
-    assert elapsed < 15, elapsed  # the page itself would take 30 s, three loads 90 s
-    loads = observed["pages"]["/slow-body"]["loads"]
-    assert len(loads) == 1 and "did not finish loading" in loads[0]["error"]
-    assert observed["stopped_early"] is True
+    assert observed["waited_for_load_s"] >= 1.4  # Chromium started only when the load ended
+    assert time.monotonic() - started < 1.5 + frontend.PAGES_BUDGET_S + frontend.STOP_GRACE_S
+    (load,) = observed["pages"]["/good"]["loads"]
+    assert "error" not in load and load["fcp_ms"] > 0
 
 
 @pytest.mark.chromium
 @needs_chromium
-def test_profile_respects_a_short_window(site: str, tmp_path: Path) -> None:
-    ctx = make_context(site, ["/slow-body", "/good"], tmp_path, loads=5, window_s=1)
+def test_page_loads_end_within_their_budget(site: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frontend, "PAGES_BUDGET_S", 4.0)
+    ctx = make_context(site, ["/slow-body", "/good"], tmp_path, loads=5)
     started = time.monotonic()
     observed = FrontendAgent().profile(ctx)
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 4.0 + frontend.STOP_GRACE_S + 3  # the page alone takes 30 s
     slow = observed["pages"]["/slow-body"]["loads"]
     assert slow and "did not finish loading" in slow[0]["error"]
     assert observed["stopped_early"] is True
