@@ -24,6 +24,7 @@ import polars as pl
 
 from tasks import progress
 from tasks.agents.base import Agent, AgentContext
+from tasks.agents.sqlcapture import set_capture, sql_log_dir
 from tasks.budget import Ledger
 from tasks.changes.runtime import Runtime
 from tasks.findings import Finding
@@ -146,6 +147,9 @@ def _measure_once(
     ctx = AgentContext(spec=spec, base_url=rt.handle.base_url, workdir=rt.workdir,
                        window_s=spec.load.duration_s + warmup_s,
                        database_url=rt.database_url, pids=rt.handle.pids, config=dict(rt.config))
+    # the target's SQL capture records only while the database agent profiles: windows that
+    # decide carry no capture cost
+    set_capture(sql_log_dir(rt.workdir), on=any(a.name == "database" for a in agents))
     sampler = ProcessTreeSampler(rt.handle.pids, role="target")
     progress.emit("window_start", label=label, attempt=attempt, seconds=ctx.window_s, config=dict(rt.config))
     started_at = now()

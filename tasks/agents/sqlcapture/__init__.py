@@ -25,6 +25,7 @@ INJECT_DIR = Path(__file__).resolve().parent / "inject"
 ENV_VAR = "PERFAGENTS_SQL_LOG"
 LOG_SUBDIR = "sql"
 LOG_GLOB = "sql-*.jsonl"
+PAUSE_FILE = "paused"  # inject/perfagents_capturelog.py reads the same name
 
 STATEMENT_SCHEMA: dict[str, pl.DataType] = {
     "ts": pl.Float64(),  # epoch seconds when the statement started
@@ -62,6 +63,20 @@ POOL_WAIT_SCHEMA: dict[str, pl.DataType] = {
 def sql_log_dir(workdir: Path) -> Path:
     """The capture folder for a run's scratch folder (used by the starter and the agent)."""
     return Path(workdir) / LOG_SUBDIR
+
+
+def set_capture(log_dir: Path, on: bool) -> None:
+    """Record statements (a profiling window) or pause (a window that decides, so its target
+    carries no capture cost). The target's writer thread reads the switch every 0.25 s
+    (``inject/perfagents_capturelog.py``); a folder no target writes to is left alone."""
+    log_dir = Path(log_dir)
+    if not log_dir.is_dir():
+        return
+    flag = log_dir / PAUSE_FILE
+    if on:
+        flag.unlink(missing_ok=True)
+    else:
+        flag.touch()
 
 
 def capture_env(log_dir: Path, base_env: Mapping[str, str] | None = None) -> dict[str, str]:

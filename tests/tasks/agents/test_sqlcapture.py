@@ -9,13 +9,21 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
 import polars as pl
 import pytest
 
-from tasks.agents.sqlcapture import ENV_VAR, INJECT_DIR, capture_env, read_statements, sql_log_dir
+from tasks.agents.sqlcapture import (
+    ENV_VAR,
+    INJECT_DIR,
+    capture_env,
+    read_statements,
+    set_capture,
+    sql_log_dir,
+)
 
 HERE = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("perfagents_test_sqlite_app", HERE / "sqlite_target_app.py")
@@ -106,6 +114,51 @@ def test_captures_every_statement_kind(tmp_path):
     assert rows["INSERT INTO t VALUES (?, ?)"] == 100 and rows["SELECT b FROM t WHERE a = ?"] == 1
     params = frame.filter(pl.col("sql") == "SELECT b FROM t WHERE a = ?")["params"].to_list()
     assert params == ["[0]", "[1]", "[2]"]
+
+
+PAUSABLE = textwrap.dedent(
+    """
+    import sqlite3, sys, time
+    con = sqlite3.connect(":memory:")
+    for phase in ("a", "b", "c"):
+        end = time.time() + 0.8
+        while time.time() < end:
+            con.execute(f"SELECT '{phase}'").fetchall()
+            time.sleep(0.002)
+        open(sys.argv[1] + "." + phase, "w").close()
+        while not __import__("os").path.exists(sys.argv[1] + ".go-" + phase):
+            time.sleep(0.01)
+    """
+)
+
+
+def test_a_paused_capture_records_nothing_until_resumed(tmp_path):
+    """The windows that decide pause the capture (their target carries no capture cost)."""
+    log_dir = tmp_path / "log"
+    env = clean_env(**capture_env(log_dir, {}))
+    marks = tmp_path / "mark"
+    proc = subprocess.Popen([sys.executable, "-c", PAUSABLE, str(marks)], env=env, cwd=tmp_path)
+
+    def after(phase: str, then_capture: bool | None) -> None:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not Path(f"{marks}.{phase}").exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        if then_capture is not None:
+            set_capture(log_dir, on=then_capture)
+            time.sleep(0.6)  # the writer thread reads the switch every 0.25 s
+        Path(f"{marks}.go-{phase}").touch()
+
+    try:
+        after("a", then_capture=False)
+        after("b", then_capture=True)
+        after("c", then_capture=None)
+        proc.wait(RUN_TIMEOUT_S)
+    finally:
+        proc.kill()
+    sqls = read_statements(log_dir)["sql"].to_list()
+    assert sqls.count("SELECT 'a'") > 20 and sqls.count("SELECT 'c'") > 20
+    assert sqls.count("SELECT 'b'") == 0
 
 
 @pytest.mark.parametrize("python", [p for p in OTHER_PYTHONS if p.exists()][:2], ids=lambda p: p.parent.parent.name)

@@ -29,6 +29,7 @@ import threading
 import time
 
 FLUSH_INTERVAL_S = 0.25
+PAUSE_FILE = "paused"  # while this file is in the log folder nothing is recorded (a window that decides)
 MAX_SQL_CHARS = 20000
 
 _now = time.time
@@ -54,6 +55,13 @@ class CaptureLog:
         self.waits_path = os.path.join(self.folder, f"pool-{self.pid}-{started_ms}.jsonl")
         self.started = False
         self.failed = False
+        self.paused = self._pause_requested()
+
+    def _pause_requested(self):
+        try:
+            return os.path.exists(os.path.join(self.folder, PAUSE_FILE))
+        except Exception:
+            return False
 
     def start(self):
         if self.started:
@@ -71,6 +79,7 @@ class CaptureLog:
 
     def _run(self):
         while not self.stop.wait(FLUSH_INTERVAL_S):
+            self.paused = self._pause_requested()
             try:
                 self.flush(final=False)
             except Exception as exc:  # keep draining the buffer whatever happens

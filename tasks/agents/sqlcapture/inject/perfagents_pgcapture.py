@@ -37,6 +37,11 @@ _request = core._request
 
 def _record(ts, seconds, query, params, cursor):
     """Append one statement record; parameters and stack for the first executions of a plain SQL text."""
+    log = core._LOG
+    if not log.started:
+        log.start()
+    if log.paused:
+        return
     try:
         rowcount = cursor.rowcount
     except Exception:
@@ -45,9 +50,6 @@ def _record(ts, seconds, query, params, cursor):
         params, stack = core._extras(query, params)
     else:
         params = stack = None
-    log = core._LOG
-    if not log.started:
-        log.start()
     log.records.append([ts, seconds * 1000.0, query, _get_ident(), _request.get(), params, rowcount, None, stack])
 
 
@@ -129,6 +131,8 @@ def _record_wait(ts, seconds, pool, ok):
     log = core._LOG
     if not log.started:
         log.start()
+    if log.paused:
+        return
     log.waits.append([ts, seconds * 1000.0, getattr(pool, "name", None), type(pool).__name__, max_size,
                       _get_ident(), _request.get(), ok])
 

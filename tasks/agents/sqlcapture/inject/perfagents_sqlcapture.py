@@ -89,6 +89,9 @@ class CursorMixin:
     """Times execute/executemany/executescript and the fetches that follow them."""
 
     def execute(self, sql, parameters=()):
+        if _LOG.paused:
+            self._perfagents_rec = None
+            return super().execute(sql, parameters)
         ts = _now()
         t0 = _perf()
         try:
@@ -101,6 +104,9 @@ class CursorMixin:
             _LOG.records.append(rec)
 
     def executemany(self, sql, seq_of_parameters):
+        if _LOG.paused:
+            self._perfagents_rec = None
+            return super().executemany(sql, seq_of_parameters)
         ts = _now()
         t0 = _perf()
         try:
@@ -113,6 +119,9 @@ class CursorMixin:
             _LOG.records.append(rec)
 
     def executescript(self, sql_script):
+        if _LOG.paused:
+            self._perfagents_rec = None
+            return super().executescript(sql_script)
         ts = _now()
         t0 = _perf()
         try:
