@@ -40,8 +40,8 @@ from tasks.agents.frontend import find_chromium
 from tasks.agents.registry import agents_for, capture_env_for
 from tasks.budget import Budget, Ledger
 from tasks.changes.runtime import Runtime
+from tasks.db.ident import create_index_sql
 from tasks.spec import TargetSpec, load_spec
-from tasks.sql_ident import create_index_sql
 from tasks.store import Store
 from tasks.target import database_url, run_setup, sqlite_path, start_target, stop_target
 from tasks.window import Window, measure_window

@@ -19,7 +19,7 @@ GROUP BY clause (or are one of its statements), and a ``slow_query`` by its norm
 (tasks.agents.sql_attribution); without captured matches, only when exactly one endpoint (the
 spec's names and paths, the window's Locust names) mentions one of its tables (``invoices`` /
 ``invoice``). Otherwise ``endpoint`` is None; ``evidence.endpoint_attribution`` says which rule applied.
-The database URL's password never reaches observations, findings or errors (pg_conn.strip_password).
+The database URL's password never reaches observations, findings or errors (tasks.db.postgres.strip_password).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from tasks.agents.call_sites import call_site_of, read_call_sites, statement_loc
 from tasks.agents.database import CALL_SITE_KEYS, n_plus_one_finding, severity_for_share
 from tasks.agents.pg_activity import sample_activity
 from tasks.agents.pg_analysis import ANALYSIS_BUDGET_S, analyze_window
-from tasks.agents.pg_conn import connect, describe_error, strip_password
 from tasks.agents.pg_stats import Snapshot, quiet_session, take_snapshot
 from tasks.agents.pool_waits import pool_saturation_finding, summarize_pools
 from tasks.agents.sql_attribution import (
@@ -49,6 +48,7 @@ from tasks.agents.sql_attribution import (
 )
 from tasks.agents.sql_stats import find_n_plus_one
 from tasks.agents.sqlcapture import POOL_WAIT_SCHEMA, read_pool_waits, sql_log_dir
+from tasks.db.postgres import connect, describe_error, strip_password
 from tasks.errors import TransientError
 from tasks.findings import Candidate, Finding
 

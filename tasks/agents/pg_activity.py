@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from tasks.agents.pg_conn import APPLICATION_NAME
+from tasks.db.postgres import APPLICATION_NAME
 from tasks.findings import Finding
 
 SAMPLE_INTERVAL_S = 0.2

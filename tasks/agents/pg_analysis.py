@@ -13,7 +13,6 @@ from typing import Any
 
 import psycopg
 
-from tasks.agents.pg_conn import describe_error
 from tasks.agents.pg_plan import (
     ScanCandidate,
     explain_generic,
@@ -33,6 +32,7 @@ from tasks.agents.pg_stats import (
 )
 from tasks.agents.sql_text import table_refs, tokenize
 from tasks.agents.sqlite_plan import index_name
+from tasks.db.postgres import describe_error
 
 ANALYSIS_BUDGET_S = 10.0
 TOP_STATEMENTS = 10  # by total time: explained, reported and searched for missing indexes

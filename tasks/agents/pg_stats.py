@@ -20,8 +20,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from tasks.agents.pg_conn import describe_error
 from tasks.agents.sql_text import statement_kind
+from tasks.db.postgres import describe_error
 
 WORKLOAD_KINDS = frozenset({"select", "with", "insert", "update", "delete", "merge", "values", "table"})
 MONITORING = re.compile(r"\bpg_[a-z_]+|\binformation_schema\b|\bhypopg", re.IGNORECASE)  # catalog / agent queries

@@ -33,7 +33,7 @@ from tasks.agents.sqlite_util import (
     list_indexes,
     table_columns,
 )
-from tasks.sql_ident import create_index_sql, drop_index_sql
+from tasks.db.ident import create_index_sql, drop_index_sql
 
 EXPLAINABLE_KINDS = frozenset({"select", "with", "update", "delete", "insert", "replace"})
 INDEX_MAX_COLUMNS = 4

@@ -1,6 +1,6 @@
 """SQLite helpers for the database agent: find the file, open it read-only, quote checked names.
 
-Identifiers are quoted by tasks.sql_ident (psycopg.sql: the SQL-standard rule SQLite documents,
+Identifiers are quoted by tasks.db.ident (psycopg.sql: the SQL-standard rule SQLite documents,
 ``"`` doubled inside ``"..."``) and only after they were found in the database's own schema.
 """
 
@@ -10,8 +10,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.db.ident import ident
 from tasks.errors import RefusedError, SpecError
-from tasks.sql_ident import ident
 
 BUSY_TIMEOUT_S = 5.0
 

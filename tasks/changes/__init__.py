@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tasks.agents.pg_conn import is_postgres_url
 from tasks.changes import index, knob, pg_index
 from tasks.changes.runtime import Runtime
+from tasks.db.postgres import is_postgres_url
 
 Apply = Callable[[Runtime, dict[str, Any]], dict[str, Any]]
 Revert = Callable[[Runtime | None, dict[str, Any]], str]

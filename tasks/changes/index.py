@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks.changes.runtime import Runtime
+from tasks.db.ident import create_index_sql, drop_index_sql
 from tasks.errors import RefusedError, SpecError
-from tasks.sql_ident import create_index_sql, drop_index_sql
 
 BUSY_TIMEOUT_S = 30.0
 

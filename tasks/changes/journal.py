@@ -9,9 +9,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tasks.agents.pg_conn import is_postgres_url, strip_password
 from tasks.changes import CHANGE_KINDS, Runtime
 from tasks.changes.knob import http_undo
+from tasks.db.postgres import is_postgres_url, strip_password
 from tasks.errors import PerfagentsError, RefusedError
 from tasks.findings import Candidate
 from tasks.store import Store

@@ -20,8 +20,8 @@ import pytest
 
 from tasks.agents.base import AgentContext
 from tasks.agents.database import DatabaseAgent
-from tasks.agents.pg_conn import describe_error, strip_password, url_password
 from tasks.agents.pg_plan import filter_columns, find_seq_scans, sort_columns
+from tasks.db.postgres import describe_error, strip_password, url_password
 from tasks.errors import TransientError
 from tasks.findings import Finding
 from tasks.spec import TargetSpec

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from tasks.agents.pg_activity import pool_saturation, sample_activity
-from tasks.agents.pg_conn import connect
+from tasks.db.postgres import connect
 
 pytestmark = pytest.mark.postgres
 
