@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tasks.agents.app_complexity import ComplexityProbe
 from tasks.budget import Budget, parse_budget
 from tasks.correctness import CorrectnessSpec
 from tasks.errors import SpecError, UnsafeTargetError
@@ -26,6 +25,8 @@ REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference_workflows"
 REFERENCE_TARGETS = {"ecommerce": "ecommerce", "enterprise-api": "enterprise_api"}
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+COMPLEXITY_SIZES = [10, 100, 1000, 5000]  # a complexity probe's default sizes
+MIN_COMPLEXITY_SIZES = 3  # distinct sizes a complexity fit needs
 _PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
 
 
@@ -160,6 +161,30 @@ class CostSpec(_Model):
     usd_per_worker_hour: float = Field(default=0.0, ge=0)
     usd_per_instance_hour: float = Field(default=0.0, ge=0)
     usd_per_1k_tokens: float = Field(default=0.0, ge=0)
+
+
+class ComplexityProbe(_Model):
+    """An endpoint whose cost should be measured across sizes: ``path`` holds ``{n}``."""
+
+    name: str
+    path: str
+    sizes: list[int] = Field(default_factory=lambda: list(COMPLEXITY_SIZES))
+    repeats: int = Field(default=5, ge=1, le=50)
+
+    @field_validator("path")
+    @classmethod
+    def _placeholder(cls, path: str) -> str:
+        if not path.startswith("/") or "{n}" not in path:
+            raise ValueError(f"complexity path {path!r} must start with '/' and contain {{n}}")
+        return path
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, sizes: list[int]) -> list[int]:
+        distinct = sorted(set(sizes))
+        if len(distinct) < MIN_COMPLEXITY_SIZES or distinct[0] < 1:
+            raise ValueError(f"complexity sizes need at least {MIN_COMPLEXITY_SIZES} distinct positive sizes")
+        return distinct
 
 
 class TargetSpec(_Model):

@@ -4,8 +4,7 @@ A spec declares probes (``complexity:`` list of ``ComplexityProbe``); after the 
 each probe's path is requested at growing sizes (bounded in time), and the best latencies
 are fitted two ways: a power law ``b + a*n^k`` (``k`` is the reported exponent) and the
 classes O(1), O(log n), O(n), O(n log n), O(n^2) as ``a*f(n) + b`` (a, b >= 0, least squares
-on relative error). This module imports neither the spec nor anything heavy at import time,
-so ``tasks/spec.py`` can import ``ComplexityProbe`` from it.
+on relative error). The probes themselves are spec input: ``ComplexityProbe`` lives in tasks/spec.py.
 """
 
 from __future__ import annotations
@@ -15,18 +14,15 @@ import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from tasks.findings import Finding, Severity
+from tasks.spec import MIN_COMPLEXITY_SIZES, ComplexityProbe
 
-if TYPE_CHECKING:  # numpy, scipy and httpx load lazily: tasks/spec.py imports ComplexityProbe
+if TYPE_CHECKING:  # numpy, scipy and httpx load lazily, when a probe is measured
     import httpx
     import numpy as np
 
 AGENT = "application"
-DEFAULT_SIZES = [10, 100, 1000, 5000]
 REQUEST_TIMEOUT_S = 5.0
-MIN_SIZES_TO_FIT = 3
 CLASSES = ("O(1)", "O(log n)", "O(n)", "O(n log n)", "O(n^2)")
 SUPERLINEAR = ("O(n log n)", "O(n^2)")
 SUPERLINEAR_MIN_EXPONENT = 1.2
@@ -35,32 +31,6 @@ FLAT_RMS = 0.1  # latencies within ~10% of one constant: O(1)
 MIN_GROWTH = 1.5  # largest / smallest median below this: O(1)
 MAX_EXPONENT = 4.0
 GROWING_PART = 0.2  # the power fit's n^k term must make this share of the largest latency
-
-
-class ComplexityProbe(BaseModel):
-    """An endpoint whose cost should be measured across sizes: ``path`` holds ``{n}``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    path: str
-    sizes: list[int] = Field(default_factory=lambda: list(DEFAULT_SIZES))
-    repeats: int = Field(default=5, ge=1, le=50)
-
-    @field_validator("path")
-    @classmethod
-    def _placeholder(cls, path: str) -> str:
-        if not path.startswith("/") or "{n}" not in path:
-            raise ValueError(f"complexity path {path!r} must start with '/' and contain {{n}}")
-        return path
-
-    @field_validator("sizes")
-    @classmethod
-    def _sizes(cls, sizes: list[int]) -> list[int]:
-        distinct = sorted(set(sizes))
-        if len(distinct) < MIN_SIZES_TO_FIT or distinct[0] < 1:
-            raise ValueError(f"complexity sizes need at least {MIN_SIZES_TO_FIT} distinct positive sizes")
-        return distinct
 
 
 def measure_probe(client: httpx.Client, probe: ComplexityProbe, deadline: float) -> dict[str, Any]:
@@ -91,7 +61,7 @@ def measure_probe(client: httpx.Client, probe: ComplexityProbe, deadline: float)
     out["best_ms"] = [round(min(v), 3) for v in latencies.values()]
     out["median_ms"] = [round(statistics.median(v), 3) for v in latencies.values()]
     out["latencies_ms"] = [[round(x, 3) for x in v] for v in latencies.values()]
-    if len(latencies) >= MIN_SIZES_TO_FIT:
+    if len(latencies) >= MIN_COMPLEXITY_SIZES:
         out["fit"] = fit_complexity(out["sizes"], out["best_ms"])
     return out
 

@@ -23,7 +23,7 @@ import httpx
 import polars as pl
 import psutil
 
-from tasks.agents.app_complexity import ComplexityProbe, complexity_findings, measure_probe
+from tasks.agents.app_complexity import complexity_findings, measure_probe
 from tasks.agents.app_hotspots import find_blocking_calls, find_hot_functions, pool_loops
 from tasks.agents.app_payload import find_payload_issues
 from tasks.agents.app_process import (
@@ -61,7 +61,7 @@ from tasks.agents.app_stacks import (
 from tasks.agents.base import AgentContext
 from tasks.findings import Finding
 from tasks.resources import ProcessTreeSampler, empty_resources
-from tasks.spec import TargetSpec
+from tasks.spec import ComplexityProbe, TargetSpec
 
 __all__ = ["ApplicationAgent", "ComplexityProbe"]
 

@@ -18,14 +18,13 @@ import polars as pl
 import pytest
 from pydantic import Field
 
-from tasks.agents.app_complexity import ComplexityProbe
 from tasks.agents.app_pyspy import PYSPY_ENV, find_pyspy
 from tasks.agents.application import ApplicationAgent
 from tasks.agents.base import Agent, AgentContext
 from tasks.findings import Finding
 from tasks.load.runner import run_load_test
 from tasks.resources import process_tree
-from tasks.spec import TargetSpec
+from tasks.spec import ComplexityProbe, TargetSpec
 
 APP_DIR = Path(__file__).with_name("application_app")
 READY_TIMEOUT_S = 30

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from tasks.agents.app_complexity import ComplexityProbe, complexity_findings, fit_complexity
+from tasks.agents.app_complexity import complexity_findings, fit_complexity
 from tasks.agents.app_hotspots import find_blocking_calls, find_hot_functions, pool_loops
 from tasks.agents.app_payload import endpoint_paths, path_for
 from tasks.agents.app_process import find_cpu_saturation, find_memory_growth
@@ -24,7 +24,7 @@ from tasks.agents.app_stacks import (
     parse_collapsed,
 )
 from tasks.load.samples import SAMPLE_SCHEMA
-from tasks.spec import TargetSpec
+from tasks.spec import ComplexityProbe, TargetSpec
 
 SITE = "/venv/lib/python3.11/site-packages"
 STDLIB = "/usr/lib/python3.11"
