@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import polars as pl
 
-from tasks.agents.frontend_findings import (
+from tasks.agents.compression import (
     COMPRESS_MIN_BYTES,
     COMPRESS_MIN_SAVING,
     COMPRESSIBLE,

@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 import polars as pl
 
 from tasks.agents.base import AgentContext
+from tasks.agents.compression import compression_knob
 from tasks.agents.frontend_findings import (
-    compression_knob,
     find_page_issues,
     needs_compression,
     round_ms,

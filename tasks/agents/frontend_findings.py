@@ -11,12 +11,9 @@ import re
 import statistics
 from typing import Any
 
+from tasks.agents.compression import COMPRESS_MIN_BYTES, COMPRESS_MIN_SAVING, COMPRESSIBLE
 from tasks.findings import SEVERITY_RANK, Candidate, Finding, Severity
-from tasks.spec import EnvApply, TargetSpec
 
-COMPRESSIBLE = re.compile(r"text/|javascript|json|xml|svg|css|font/ttf|font/otf", re.I)
-COMPRESS_MIN_BYTES = 1400  # Lighthouse ignores smaller responses
-COMPRESS_MIN_SAVING = 0.1  # report only if gzip saves at least this share
 CACHEABLE_TYPES = {"script", "stylesheet", "image", "font", "media"}
 LARGE_RESOURCE_BYTES = 200_000
 LARGE_PAGE_BYTES = 1_600_000
@@ -24,7 +21,6 @@ SEVERITY_BYTES = (100_000, 10_000)  # high, medium
 SEVERITY_MS = (1000.0, 300.0)  # high, medium (at the reference network)
 REFERENCE_BYTES_PER_MS = 1_638_400 / 8 / 1000  # Lighthouse's mobile throughput, 1.6 Mbit/s
 REFERENCE_NETWORK = "ms at 1.6 Mbit/s (Lighthouse mobile throttling), an estimate"
-COMPRESSION_KNOB = re.compile(r"gzip|compress", re.I)
 LIGHTHOUSE_AUDIT = {"uncompressed_response": "uses-text-compression",
                     "no_cache_headers": "uses-long-cache-ttl",
                     "render_blocking": "render-blocking-resources", "large_payload": "total-byte-weight"}
@@ -115,16 +111,6 @@ def merge_resources(loads: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         durations = [d for d in rec["durations_ms"] if d is not None]
         rec["duration_ms"] = round_ms(statistics.median(durations)) if durations else None
     return merged
-
-
-def compression_knob(spec: TargetSpec, config: dict[str, Any]) -> str | None:
-    """A bool knob that turns on compression (by name or env var), unless it is already on."""
-    for name, knob in spec.knobs.items():
-        env = knob.apply.env if isinstance(knob.apply, EnvApply) else ""
-        if knob.type == "bool" and (COMPRESSION_KNOB.search(name) or COMPRESSION_KNOB.search(env)):
-            if config.get(name, knob.default) is not True:
-                return name
-    return None
 
 
 def has_freshness(headers: dict[str, str]) -> bool:

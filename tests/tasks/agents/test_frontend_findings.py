@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from tasks.agents.compression import compression_knob
 from tasks.agents.frontend_findings import (
     LARGE_PAGE_BYTES,
-    compression_knob,
     find_page_issues,
     has_freshness,
 )
