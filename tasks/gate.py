@@ -42,6 +42,7 @@ MAX_LOADGEN_CPU_PCT = 90.0
 # CI runner).
 MAX_FOREIGN_CORES = float(os.environ.get("PERFAGENTS_MAX_FOREIGN_CORES", "0.3"))
 SUITE_NAME = "perfagents-window"
+ERROR_RULE = "error_rate_within_threshold"  # the rule a window fails for its target's errors, not its measurement
 
 _LOCK = threading.Lock()
 _GX: dict[str, Any] = {}  # the cached context, batch definition and suites
@@ -66,7 +67,7 @@ def _rules(with_error_rate: bool) -> list[tuple[str, str, Any, str]]:
          "{unexpected} samples have a null latency"),
         ("latency_non_negative", "ExpectColumnValuesToBeBetween", {"column": "latency_ms", "min_value": 0},
          "{unexpected} samples have a negative latency"),
-        ("error_rate_within_threshold", "ExpectColumnMeanToBeBetween",
+        (ERROR_RULE, "ExpectColumnMeanToBeBetween",
          {"column": "is_error", "max_value": p("max_error_rate")},
          "error_rate {observed} above {max_error_rate}"),
         ("loadgen_not_saturated", "ExpectColumnMaxToBeBetween",
@@ -84,7 +85,7 @@ def _rules(with_error_rate: bool) -> list[tuple[str, str, Any, str]]:
         ("no_gaps", "ExpectColumnMaxToBeBetween", {"column": "gap_s", "max_value": p("max_gap_s")},
          "a {observed} s gap without samples (max {max_gap_s} s)"),
     ]
-    return [r for r in rules if with_error_rate or r[0] != "error_rate_within_threshold"]
+    return [r for r in rules if with_error_rate or r[0] != ERROR_RULE]
 
 
 def _gx_setup() -> dict[str, Any]:

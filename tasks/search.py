@@ -51,9 +51,9 @@ from optuna.trial import TrialState, create_trial
 from tasks.compare import check_quality
 from tasks.errors import InputError
 from tasks.expressions import OPERATORS, Expression
+from tasks.gate import ERROR_RULE
 from tasks.screening import Screening
 from tasks.spec import BoolKnob, ChoiceKnob, FloatKnob, IntKnob, TargetSpec
-from tasks.window import ERROR_RULE
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

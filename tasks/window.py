@@ -28,7 +28,7 @@ from tasks.agents.sqlcapture import set_capture, sql_log_dir
 from tasks.budget import Ledger
 from tasks.changes.runtime import Runtime
 from tasks.findings import Finding
-from tasks.gate import validate_window
+from tasks.gate import ERROR_RULE, validate_window
 from tasks.load.runner import run_load_test
 from tasks.resources import ForeignCpuMeter, ProcessTreeSampler
 from tasks.stats import endpoint_stats_frame, window_stats
@@ -38,8 +38,7 @@ from tasks.target.process import database_pids
 from tasks.tracing.spans import SPANS_KEY, spans_frame
 
 MAX_ATTEMPTS = 2
-AGENT_GRACE_S = 30.0
-ERROR_RULE = "error_rate_within_threshold"  # time an agent may take after the load stops (analysis)
+AGENT_GRACE_S = 30.0  # time an agent may take after the load stops (analysis)
 
 
 @dataclass
