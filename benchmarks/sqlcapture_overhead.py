@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tasks.agents.sqlcapture import ENV_VAR, INJECT_DIR  # noqa: E402
+from tasks.agents.database.sqlcapture import ENV_VAR, INJECT_DIR  # noqa: E402
 
 STATEMENTS = 20_000
 ACQUISITIONS = 5_000

@@ -24,7 +24,7 @@ import polars as pl
 
 from tasks import progress
 from tasks.agents.base import Agent, AgentContext
-from tasks.agents.sqlcapture import set_capture, sql_log_dir
+from tasks.agents.database.sqlcapture import set_capture, sql_log_dir
 from tasks.budget import Ledger
 from tasks.changes.runtime import Runtime
 from tasks.findings import Finding

@@ -21,7 +21,7 @@ def load_agents() -> None:
     if _loaded:
         return
     from tasks.agents.application import ApplicationAgent
-    from tasks.agents.database import DatabaseAgent
+    from tasks.agents.database.agent import DatabaseAgent
     from tasks.agents.frontend import FrontendAgent
     from tasks.agents.tracing import TracingAgent
 

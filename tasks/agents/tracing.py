@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from tasks.agents.base import AgentContext
-from tasks.agents.sql_stats import map_endpoints
+from tasks.agents.database.sql.stats import map_endpoints
 from tasks.findings import Finding, Severity
 from tasks.spec import TargetSpec
 from tasks.tracing import SPANS_KEY, cap_spans, current_receiver, endpoint_breakdown

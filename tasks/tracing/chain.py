@@ -1,7 +1,7 @@
 """Keep other injected ``sitecustomize`` modules running under ``opentelemetry-instrument``.
 
 The launcher puts its own ``sitecustomize`` first on PYTHONPATH and does not chain on, so
-perfagents' SQL capture (tasks.agents.sqlcapture) or the target's own ``sitecustomize`` would
+perfagents' SQL capture (tasks.agents.database.sqlcapture) or the target's own ``sitecustomize`` would
 silently stop running. ``hook_pythonpath`` writes a tiny distribution into the run's scratch
 folder whose ``opentelemetry_pre_instrument`` entry point (called by OpenTelemetry while it
 initializes) executes the shadowed ``sitecustomize`` (inject/perfagents_otel_hook.py).

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks.agents.sqlcapture import capture_env, sql_log_dir
+from tasks.agents.database.sqlcapture import capture_env, sql_log_dir
 from tasks.spec import TargetSpec
 from tasks.target import start_target, stop_target
 from tasks.tracing import current_receiver
