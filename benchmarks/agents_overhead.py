@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.agents.base import Agent
-from tasks.agents.frontend import find_chromium
+from tasks.agents.frontend.agent import find_chromium
 from tasks.agents.registry import agents_for, capture_env_for
 from tasks.budget import Budget, Ledger
 from tasks.changes.runtime import Runtime

@@ -20,9 +20,9 @@ def load_agents() -> None:
     global _loaded
     if _loaded:
         return
-    from tasks.agents.application import ApplicationAgent
+    from tasks.agents.application.agent import ApplicationAgent
     from tasks.agents.database.agent import DatabaseAgent
-    from tasks.agents.frontend import FrontendAgent
+    from tasks.agents.frontend.agent import FrontendAgent
     from tasks.agents.tracing import TracingAgent
 
     for agent in (DatabaseAgent(), ApplicationAgent(), FrontendAgent(), TracingAgent()):

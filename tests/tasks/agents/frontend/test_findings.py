@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tasks.agents.compression import compression_knob
-from tasks.agents.frontend_findings import (
+from tasks.agents.frontend.findings import (
     LARGE_PAGE_BYTES,
     find_page_issues,
     has_freshness,

@@ -8,7 +8,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tasks.agents.frontend_lighthouse import (
+from tasks.agents.frontend.lighthouse import (
     LIGHTHOUSE_ENV,
     find_lighthouse,
     run_lighthouse,

@@ -18,8 +18,8 @@ import pytest
 
 from tasks.agents import frontend
 from tasks.agents.base import Agent, AgentContext
-from tasks.agents.frontend import SKIP_REASON, FrontendAgent, find_chromium
-from tasks.agents.frontend_lighthouse import LIGHTHOUSE_ENV, find_lighthouse
+from tasks.agents.frontend.agent import SKIP_REASON, FrontendAgent, find_chromium
+from tasks.agents.frontend.lighthouse import LIGHTHOUSE_ENV, find_lighthouse
 from tasks.spec import TargetSpec
 
 needs_chromium = pytest.mark.skipif(find_chromium() is None, reason=SKIP_REASON)

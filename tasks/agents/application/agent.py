@@ -1,12 +1,12 @@
 """The application agent: the target's processes (psutil), its CPU profile (py-spy), its code.
 
 During the window ``profile`` samples the target's process tree with the shared
-``ProcessTreeSampler`` and runs py-spy in short low-rate bursts (``app_pyspy``), alternating
+``ProcessTreeSampler`` and runs py-spy in short low-rate bursts (``pyspy.py``), alternating
 CPU and wall-clock profiles. After the window it measures the spec's complexity probes
-(``app_complexity``), outside the load so it does not disturb it. ``findings`` reports
-``cpu_saturation``, ``memory_growth`` (``app_process``), ``hot_function``, ``blocking_call``
-(``app_hotspots``), ``superlinear_complexity``, ``large_payload`` and
-``uncompressed_response`` (``app_payload``), and stores the profiler's measured overhead in
+(``complexity.py``), outside the load so it does not disturb it. ``findings`` reports
+``cpu_saturation``, ``memory_growth`` (``process.py``), ``hot_function``, ``blocking_call``
+(``hotspots.py``), ``superlinear_complexity``, ``large_payload`` and
+``uncompressed_response`` (``payload.py``), and stores the profiler's measured overhead in
 ``observed["profiler_overhead"]``. Each sub-probe fails alone: its error goes to
 ``observed["errors"]`` and the others carry on.
 """
@@ -23,10 +23,10 @@ import httpx
 import polars as pl
 import psutil
 
-from tasks.agents.app_complexity import complexity_findings, measure_probe
-from tasks.agents.app_hotspots import find_blocking_calls, find_hot_functions, pool_loops
-from tasks.agents.app_payload import find_payload_issues
-from tasks.agents.app_process import (
+from tasks.agents.application.complexity import complexity_findings, measure_probe
+from tasks.agents.application.hotspots import find_blocking_calls, find_hot_functions, pool_loops
+from tasks.agents.application.payload import find_payload_issues
+from tasks.agents.application.process import (
     busy_processes,
     cpu_demand,
     cpu_seconds_by_pid,
@@ -38,7 +38,7 @@ from tasks.agents.app_process import (
     series_dict,
     series_frame,
 )
-from tasks.agents.app_pyspy import (
+from tasks.agents.application.pyspy import (
     BURST_S,
     BURST_START_S,
     GAP_S,
@@ -51,7 +51,7 @@ from tasks.agents.app_pyspy import (
     measure_overhead,
     run_burst,
 )
-from tasks.agents.app_stacks import (
+from tasks.agents.application.stacks import (
     CodeLocator,
     Stack,
     aggregate_functions,

@@ -31,12 +31,12 @@ import polars as pl
 
 from tasks.agents.base import AgentContext
 from tasks.agents.compression import compression_knob
-from tasks.agents.frontend_findings import (
+from tasks.agents.frontend.findings import (
     find_page_issues,
     needs_compression,
     round_ms,
 )
-from tasks.agents.frontend_lighthouse import run_lighthouse_pages
+from tasks.agents.frontend.lighthouse import run_lighthouse_pages
 from tasks.errors import PerfagentsError
 from tasks.findings import Finding
 from tasks.spec import TargetSpec

@@ -22,7 +22,7 @@ from typing import Any
 
 from scipy import stats
 
-from tasks.agents.app_stacks import source_line
+from tasks.agents.application.stacks import source_line
 from tasks.findings import Finding, Severity
 
 AGENT = "application"

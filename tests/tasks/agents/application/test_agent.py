@@ -18,8 +18,8 @@ import polars as pl
 import pytest
 from pydantic import Field
 
-from tasks.agents.app_pyspy import PYSPY_ENV, find_pyspy
-from tasks.agents.application import ApplicationAgent
+from tasks.agents.application.agent import ApplicationAgent
+from tasks.agents.application.pyspy import PYSPY_ENV, find_pyspy
 from tasks.agents.base import Agent, AgentContext
 from tasks.findings import Finding
 from tasks.load.runner import run_load_test

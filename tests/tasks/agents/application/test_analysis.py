@@ -10,12 +10,12 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from tasks.agents.app_complexity import complexity_findings, fit_complexity
-from tasks.agents.app_hotspots import find_blocking_calls, find_hot_functions, pool_loops
-from tasks.agents.app_payload import endpoint_paths, path_for
-from tasks.agents.app_process import find_cpu_saturation, find_memory_growth
-from tasks.agents.app_pyspy import last_error, measure_overhead
-from tasks.agents.app_stacks import (
+from tasks.agents.application.complexity import complexity_findings, fit_complexity
+from tasks.agents.application.hotspots import find_blocking_calls, find_hot_functions, pool_loops
+from tasks.agents.application.payload import endpoint_paths, path_for
+from tasks.agents.application.process import find_cpu_saturation, find_memory_growth
+from tasks.agents.application.pyspy import last_error, measure_overhead
+from tasks.agents.application.stacks import (
     CodeLocator,
     Frame,
     Stack,
@@ -80,8 +80,8 @@ def test_code_locator_names_own_modules_and_refuses_libraries(app_root: Path) ->
     assert locator.module_of(str(app_root / ".venv/lib/python3.11/site-packages/starlette/routing.py")) is None
     assert locator.module_of(f"{STDLIB}/json/encoder.py") is None
     assert locator.module_of("/elsewhere/other.py") is None
-    toolkit = CodeLocator([Path(__file__).resolve().parents[3]])  # the repo root holds perfagents itself
-    assert toolkit.module_of(str(Path(__file__).resolve().parents[3] / "tasks" / "agents" / "application.py")) is None
+    toolkit = CodeLocator([Path(__file__).resolve().parents[4]])  # the repo root holds perfagents itself
+    assert toolkit.module_of(str(Path(__file__).resolve().parents[4] / "tasks" / "agents" / "application" / "agent.py")) is None
     assert locator.name(Frame("Route.handle", f"{SITE}/starlette/routing.py", 289)) == "starlette/routing.py:Route.handle"
 
 
