@@ -5,10 +5,10 @@
 On synthetic sample frames shaped like the Locust listener's (SAMPLE_SCHEMA: 9 endpoints,
 log-normal latencies, 0.5% errors, spread over a 20 s window) of 20k and 200k rows, times
 
-- the Great Expectations gate (``tasks.gate.validate_window``): the first call apart (it
+- the Great Expectations gate (``tasks.analysis.gate.validate_window``): the first call apart (it
   imports great_expectations and builds the context), then warm calls;
-- ``tasks.stats.window_stats`` (per-endpoint and total percentiles);
-- ``tasks.compare.bootstrap_ratio_ci`` (p95 ratio of two such frames, 2000 resamples);
+- ``tasks.analysis.stats.window_stats`` (per-endpoint and total percentiles);
+- ``tasks.analysis.compare.bootstrap_ratio_ci`` (p95 ratio of two such frames, 2000 resamples);
 
 and prints each one's 200k/20k ratio and its share of a 20 s window. Then it inserts 10k
 sample rows into a temporary DuckDB store with ``Store.insert_frame`` (Arrow) and with a
@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from tasks.compare import bootstrap_ratio_ci
-from tasks.gate import validate_window
+from tasks.analysis.compare import bootstrap_ratio_ci
+from tasks.analysis.gate import validate_window
+from tasks.analysis.stats import window_stats
 from tasks.load.samples import SAMPLE_SCHEMA
-from tasks.stats import window_stats
 from tasks.store import Store
 
 SIZES = (20_000, 200_000)

@@ -7,7 +7,7 @@ started once; agent-free windows (``tasks.window.measure_window``, the code path
 alternate between pinned (PERFAGENTS_PIN_CPUS=true: the target's tree on the upper half of the
 CPUs, Locust and the toolkit on the lower half; tasks/target/pinning.py) and unpinned, so a
 drift of the machine falls on both. Per condition it prints the windows' p95 and throughput,
-the A/A noise floor (tasks/noise.py, as a run reports it) and the spread of log p95 (sd); the
+the A/A noise floor (tasks/analysis/noise.py, as a run reports it) and the spread of log p95 (sd); the
 ratios pinned / unpinned close the run.
 """
 
@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from agents_overhead import bench_spec, prepare_database  # noqa: E402
 
+from tasks.analysis.noise import estimate_noise, estimate_rps_noise  # noqa: E402
 from tasks.budget import Budget, Ledger  # noqa: E402
 from tasks.changes.runtime import Runtime  # noqa: E402
-from tasks.noise import estimate_noise, estimate_rps_noise  # noqa: E402
 from tasks.store import Store  # noqa: E402
 from tasks.target import database_url, start_target, stop_target  # noqa: E402
 from tasks.target.pinning import PIN_ENV, plan_cpus  # noqa: E402

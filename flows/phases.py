@@ -11,8 +11,8 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import steps
 from tasks import loop
+from tasks.analysis.cost import cost_tracking
 from tasks.capacity_run import measure_capacity
-from tasks.cost import cost_tracking
 from tasks.errors import PerfagentsError
 from tasks.history import drift, run_history
 from tasks.refine import refine_with_search

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tasks.capacity import (
+from tasks.analysis.capacity import (
     capacity_json,
     choose_holdout,
     fit_usl,
@@ -14,7 +14,7 @@ from tasks.capacity import (
     recommend,
     throughput_by_level,
 )
-from tasks.cost import workers_in
+from tasks.analysis.cost import workers_in
 from tasks.errors import CapacityError
 from tasks.load.runner import run_load_test
 from tasks.run import Run

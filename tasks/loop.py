@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from tasks import progress
+from tasks.analysis.compare import check_goals
+from tasks.analysis.noise import AdaptiveNoise, estimate_rps_noise
 from tasks.changes.journal import (
     apply_candidate,
     mark_change,
@@ -12,11 +14,9 @@ from tasks.changes.journal import (
     plan_change,
     revert_change,
 )
-from tasks.compare import check_goals
 from tasks.correctness import ResponseCheck
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate, Finding, stronger
-from tasks.noise import AdaptiveNoise, estimate_rps_noise
 from tasks.optimizer import (
     candidates_from_findings,
     covered_by_kept,
@@ -63,7 +63,7 @@ def profile(run: Run, label: str) -> Window | None:
 
 def measure_baseline(run: Run) -> Window:
     """A profiling window, then agent-free A/A windows, as many as the observed variance needs
-    (tasks/noise.py).
+    (tasks/analysis/noise.py).
 
     The last valid A/A window is the baseline; their spread is the noise floor. When the budget
     leaves room for one window only, the noise floor is assumed and the report says so.

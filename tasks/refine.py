@@ -43,16 +43,17 @@ from typing import Any
 import polars as pl
 
 from tasks import progress
+from tasks.analysis.compare import check_quality
+from tasks.analysis.cost import usd_per_hour
+from tasks.analysis.noise import AdaptiveNoise
+from tasks.analysis.stats import window_stats
 from tasks.changes.journal import mark_change
-from tasks.compare import check_quality
-from tasks.cost import usd_per_hour
 from tasks.decisions.effect import between_tau
 from tasks.decisions.effect import window_stats as effect_window_stats
 from tasks.decisions.rule import judge, judge_endpoints
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate
 from tasks.loop import NOISE_FLOOR_MIN, apply_change, kept_changes, measure, revert_applied
-from tasks.noise import AdaptiveNoise
 from tasks.run import Run
 from tasks.search import (
     RESPONSES_EXPECTATION,
@@ -62,13 +63,12 @@ from tasks.search import (
 )
 from tasks.search_history import history_rows
 from tasks.spec import LoadSpec
-from tasks.stats import window_stats
 from tasks.store import dumps, now
 from tasks.window import Window
 
 MAX_TRIALS = 12  # a ceiling; the budget usually ends the search first
 MAX_KEPT_AA_WINDOWS = 3  # extra A/A windows of the kept state for the search's own noise floor
-# At least 3, so that the spread between windows is part of the floor (tasks/noise.py): two
+# At least 3, so that the spread between windows is part of the floor (tasks/analysis/noise.py): two
 # windows can agree by chance, while the grid's 96 windows show an 11% standard deviation of one
 # window's p95; with 2, a lucky window of a twice-as-costly configuration was adopted.
 MIN_KEPT_AA_WINDOWS = 3

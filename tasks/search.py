@@ -48,10 +48,10 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState, create_trial
 
-from tasks.compare import check_quality
+from tasks.analysis.compare import check_quality
+from tasks.analysis.gate import ERROR_RULE
 from tasks.errors import InputError
 from tasks.expressions import OPERATORS, Expression
-from tasks.gate import ERROR_RULE
 from tasks.screening import Screening
 from tasks.spec import BoolKnob, ChoiceKnob, FloatKnob, IntKnob, TargetSpec
 

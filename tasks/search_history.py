@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tasks.cost import usd_per_hour
+from tasks.analysis.cost import usd_per_hour
 from tasks.expressions import Expression
 from tasks.search import (
     COST_OBJECTIVE,

@@ -25,13 +25,13 @@ import polars as pl
 from tasks import progress
 from tasks.agents.base import Agent, AgentContext
 from tasks.agents.database.sqlcapture import set_capture, sql_log_dir
+from tasks.analysis.gate import ERROR_RULE, validate_window
+from tasks.analysis.stats import endpoint_stats_frame, window_stats
 from tasks.budget import Ledger
 from tasks.changes.runtime import Runtime
 from tasks.findings import Finding
-from tasks.gate import ERROR_RULE, validate_window
 from tasks.load.runner import run_load_test
 from tasks.resources import ForeignCpuMeter, ProcessTreeSampler
-from tasks.stats import endpoint_stats_frame, window_stats
 from tasks.store import Store, dumps, now
 from tasks.target.pinning import pin_mode, pinned, plan_cpus
 from tasks.target.process import database_pids

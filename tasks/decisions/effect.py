@@ -10,7 +10,7 @@ two arms is a ratio of geometric means. Its interval carries both sources of noi
   or three residuals resampled would give tails far too light);
 - within a window (sampling): each drawn window's statistic is redrawn from its own
   bootstrap distribution (requests resampled; quantiles drawn exactly from order
-  statistics, ``tasks.compare.bootstrap_quantiles``).
+  statistics, ``tasks.analysis.compare.bootstrap_quantiles``).
 
 A window's observed deviation already contains its own sampling error, so the between-window
 spread is split (tau^2 = max(0, var(deviations) - mean within variance), the random-effects
@@ -36,9 +36,9 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from tasks.compare import bootstrap_means, bootstrap_quantiles, per_second_rates
+from tasks.analysis.compare import bootstrap_means, bootstrap_quantiles, per_second_rates
+from tasks.analysis.stats import PERCENTILES
 from tasks.errors import PerfagentsError
-from tasks.stats import PERCENTILES
 
 N_BOOT = 2000
 CONF = 0.95

@@ -7,7 +7,7 @@ bootstrap) lies above 1.1; ``p95_ms<=200`` when the lower bound of the windows' 
 200 ms; ``error_rate<=0.01`` when the lower end of the Wilson interval of the pooled error
 rate lies above 0.01; ``rps>=0.9*baseline`` when the upper bound of the rps ratio lies below
 0.9. Other metrics (``mean_ms``, frontend and cost metrics) fall back to the pooled point
-value (tasks/compare.py ``check_quality``); ``responses==baseline`` is checked by its owner.
+value (tasks/analysis/compare.py ``check_quality``); ``responses==baseline`` is checked by its owner.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from tasks.compare import SKIPPED_METRICS, check_quality
+from tasks.analysis.compare import SKIPPED_METRICS, check_quality
+from tasks.analysis.stats import PERCENTILES
+from tasks.analysis.stats import window_stats as pooled_stats
 from tasks.decisions.effect import arm_effect, arm_level, window_stats
 from tasks.expressions import OPERATORS, Expression
-from tasks.stats import PERCENTILES
-from tasks.stats import window_stats as pooled_stats
 
 QUALITY_ALPHA = 0.05
 Z_ONE_SIDED = 1.6449  # QUALITY_ALPHA one-sided

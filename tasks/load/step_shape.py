@@ -1,7 +1,7 @@
 """A Locust LoadTestShape that steps the user count: add it with ``-f users.py,step_shape.py``.
 
 It runs inside the Locust process (gevent-patched), so it imports nothing from perfagents;
-``tasks.capacity.step_plan`` reproduces its schedule on the flow side. Environment:
+``tasks.analysis.capacity.step_plan`` reproduces its schedule on the flow side. Environment:
 
     PERFAGENTS_STEPS          user counts, one per step, e.g. "1,2,4,8,16" (required)
     PERFAGENTS_STEP_S         seconds per step (default 10)
@@ -9,7 +9,7 @@ It runs inside the Locust process (gevent-patched), so it imports nothing from p
                               step is reached within about a second)
     PERFAGENTS_STEP_PLAN_OUT  optional path: at the first tick the shape writes
                               {"levels", "step_s", "spawn_rate", "start_ts"} there, start_ts
-                              being the epoch time step 0 began (tasks.capacity.read_step_plan)
+                              being the epoch time step 0 began (tasks.analysis.capacity.read_step_plan)
 
 Step i holds levels[i] users during [i*step_s, (i+1)*step_s) from the shape's start; after the
 last step tick() returns None, which makes a headless Locust quit by itself.

@@ -260,8 +260,8 @@ def test_other_samplers_and_bad_input() -> None:
 def test_history_rows_read_earlier_search_windows_from_the_store(store: Any) -> None:
     import polars as pl
 
+    from tasks.analysis.stats import endpoint_stats_frame
     from tasks.search_history import history_rows
-    from tasks.stats import endpoint_stats_frame
     from tasks.store import now
 
     spec = make_spec()
@@ -310,8 +310,8 @@ def test_choose_counts_shortfalls_within_the_noise_floor_as_equal_and_takes_the_
 def test_history_rows_keep_windows_rejected_only_for_their_errors(store: Any) -> None:
     import polars as pl
 
+    from tasks.analysis.stats import endpoint_stats_frame
     from tasks.search_history import history_rows
-    from tasks.stats import endpoint_stats_frame
     from tasks.store import now
 
     spec = make_spec()

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import polars as pl
 
+from tasks.analysis.stats import window_stats
 from tasks.expressions import parse_expressions
 from tasks.findings import Candidate
-from tasks.stats import window_stats
 from tasks.trial import can_look_again, look, start_trial, trial_load_s
 
 USERS = 20

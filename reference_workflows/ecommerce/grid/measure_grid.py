@@ -49,15 +49,15 @@ from scipy import stats as sps
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 
-from tasks.compare import bootstrap_quantiles  # noqa: E402
-from tasks.cost import usd_per_hour  # noqa: E402
+from tasks.analysis.compare import bootstrap_quantiles  # noqa: E402
+from tasks.analysis.cost import usd_per_hour  # noqa: E402
+from tasks.analysis.gate import validate_window  # noqa: E402
+from tasks.analysis.stats import window_stats  # noqa: E402
 from tasks.db.ident import create_index_sql  # noqa: E402
-from tasks.gate import validate_window  # noqa: E402
 from tasks.load.runner import run_load_test  # noqa: E402
 from tasks.resources import ProcessTreeSampler  # noqa: E402
 from tasks.search import config_key, distribution_values, grid_configs, search_space  # noqa: E402
 from tasks.spec import load_spec  # noqa: E402
-from tasks.stats import window_stats  # noqa: E402
 from tasks.target import run_setup, start_target, stop_target  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "grid.json"

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tasks.capacity import read_step_plan, step_plan, throughput_by_level
+from tasks.analysis.capacity import read_step_plan, step_plan, throughput_by_level
 
 ROOT = Path(__file__).resolve().parents[3]
 LOCUST = ROOT / ".venv" / "bin" / "locust"
@@ -108,7 +108,7 @@ def test_step_shape_steps_users_and_stops_by_itself(tmp_path, http_server):
     ended = time.time()
     assert proc.returncode == 0, (tmp_path / "locust.err").read_text()[-2000:]
 
-    # the plan the shape wrote matches tasks.capacity.step_plan and lies inside the run
+    # the plan the shape wrote matches tasks.analysis.capacity.step_plan and lies inside the run
     plan = read_step_plan(plan_out)
     start_ts = plan[0]["start_ts"]
     assert plan == step_plan(LEVELS, STEP_S, start_ts)

@@ -4,8 +4,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tasks.analysis.stats import TOTAL_ENDPOINT, endpoint_stats_frame, window_stats, worst_endpoint
 from tasks.errors import PerfagentsError
-from tasks.stats import TOTAL_ENDPOINT, endpoint_stats_frame, window_stats, worst_endpoint
 from tasks.store import Store
 
 

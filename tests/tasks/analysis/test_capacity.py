@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tasks.capacity import (
+from tasks.analysis.capacity import (
     CapacityError,
     UslFit,
     capacity_json,

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tasks.gate import MAX_GAP_S, MIN_SAMPLES, check_percentiles_monotone, validate_window
+from tasks.analysis.gate import MAX_GAP_S, MIN_SAMPLES, check_percentiles_monotone, validate_window
 from tasks.store import Store, dumps, now
 
 START, END = 1000.0, 1020.0

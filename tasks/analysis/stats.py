@@ -6,7 +6,7 @@ A samples frame has one row per request (warm-up already excluded):
 ``error`` Utf8 (null when the request succeeded).
 
 Percentiles use linear interpolation between order statistics (numpy's default), the same
-definition tasks/compare.py bootstraps, so a reported p95 and its confidence interval agree.
+definition tasks/analysis/compare.py bootstraps, so a reported p95 and its confidence interval agree.
 Null latencies are ignored by the percentiles and the mean but still count as requests.
 
 In the store's ``endpoint_stats`` table the all-endpoints row is named ``__total__``

@@ -6,8 +6,14 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tasks.analysis.noise import (
+    AdaptiveNoise,
+    estimate_noise,
+    estimate_rps_noise,
+    qn_scale,
+    windows_needed,
+)
 from tasks.errors import InputError
-from tasks.noise import AdaptiveNoise, estimate_noise, estimate_rps_noise, qn_scale, windows_needed
 
 N = 3000
 

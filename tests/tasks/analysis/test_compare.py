@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tasks.compare import (
+from tasks.analysis.compare import (
     bootstrap_quantiles,
     bootstrap_ratio_ci,
     check_goals,
@@ -16,9 +16,9 @@ from tasks.compare import (
     per_second_rates,
     rank_test,
 )
+from tasks.analysis.noise import estimate_rps_noise
 from tasks.errors import PerfagentsError
 from tasks.expressions import parse_expressions
-from tasks.noise import estimate_rps_noise
 
 
 def lognormal(n: int, seed: int, scale: float = 1.0) -> np.ndarray:

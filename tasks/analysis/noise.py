@@ -11,7 +11,7 @@ hierarchical bootstrap (tasks/decisions/effect.py):
   slow window cannot set it: from 3 windows on, Rousseeuw and Croux's Qn (a low order
   statistic of the pairwise differences of log p95, with its small-sample factors), minus
   sampling; from 2 windows, their difference. A window disturbed by outside load never gets
-  here: the gate rejects it (tasks/gate.py ``machine_quiet``).
+  here: the gate rejects it (tasks/analysis/gate.py ``machine_quiet``).
 
 Decisions do not add this floor to their intervals (their bootstrap carries both variances);
 it is reported as ``noise_floor.p95_rel``, bounds ``drift`` in history, and says how noisy the
@@ -36,7 +36,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from tasks.compare import bootstrap_means, bootstrap_quantiles, per_second_rates
+from tasks.analysis.compare import bootstrap_means, bootstrap_quantiles, per_second_rates
 from tasks.errors import InputError
 
 Q = 0.95

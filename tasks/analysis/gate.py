@@ -33,7 +33,7 @@ from typing import Any
 
 import polars as pl
 
-from tasks.stats import window_stats
+from tasks.analysis.stats import window_stats
 
 MIN_SAMPLES = 200
 MAX_GAP_S = 2.0

@@ -20,9 +20,9 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
+from tasks.analysis.stats import PERCENTILES
 from tasks.errors import ExpressionError, PerfagentsError
 from tasks.expressions import OPERATORS, Expression
-from tasks.stats import PERCENTILES
 
 N_BOOT = 2000
 CONF = 0.95
