@@ -1,7 +1,7 @@
 """The measured e-commerce grid as the benchmarks judge against it (not a benchmark: run_all skips _*.py).
 
 The grid's best configuration is chosen by the same rule a comprehensive run applies
-(``tasks.search.choose_point``): the spec's quality thresholds as constraints, then its
+(``tasks.search.choice.choose_point``): the spec's quality thresholds as constraints, then its
 performance goals, then the cheapest, then the lowest p95. "Within 5% of the best" means
 within 5% of it on both cost and p95, by the grid's means (the letter of issue 4);
 ``ratio_interval`` adds the 95% interval of a p95 ratio from the grid's windows, since each
@@ -25,7 +25,8 @@ import numpy as np
 from scipy import stats as sps
 
 from tasks.expressions import parse_expressions
-from tasks.search import Point, choose_point, config_key, quality_constraints
+from tasks.search.choice import Point, choose_point, quality_constraints
+from tasks.search.space import config_key
 from tasks.spec import TargetSpec, load_spec
 
 REPO = Path(__file__).resolve().parent.parent

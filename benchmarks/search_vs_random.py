@@ -5,7 +5,7 @@
 
 No load runs here: "measuring" a configuration looks it up in grid.json (every configuration
 of the e-commerce knobs, measured in several windows by grid/measure_grid.py). Both searches are the same
-``tasks.search.KnobSearch`` (memoization, constraints, ``choose``). The search a run uses
+``tasks.search.knob_search.KnobSearch`` (memoization, constraints, ``choose``). The search a run uses
 screens first (``screen_around`` the default configuration: one knob moved at a time, then the
 moves that helped combined, or made again from the one that helped) and then asks ``tpe`` (or ``--sampler nsga2``); the other asks
 Optuna's ``random`` sampler from the start. Each run first measures the default configuration
@@ -40,7 +40,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks._grid import GRID, OBJECTIVES, close_enough, load_grid  # noqa: E402
-from tasks.search import N_STARTUP_TRIALS, KnobSearch, Point, config_key, quality_constraints  # noqa: E402
+from tasks.search.choice import Point, quality_constraints  # noqa: E402
+from tasks.search.knob_search import N_STARTUP_TRIALS, KnobSearch  # noqa: E402
+from tasks.search.space import config_key  # noqa: E402
 
 Z95 = 1.959964
 

@@ -17,13 +17,13 @@ from tasks.changes.journal import (
 from tasks.correctness import ResponseCheck
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate, Finding, stronger
-from tasks.optimizer import (
+from tasks.run import Run
+from tasks.search.optimizer import (
     candidates_from_findings,
     covered_by_kept,
     knob_candidates,
     rank_candidates,
 )
-from tasks.run import Run
 from tasks.trial import Trial, state_regime
 from tasks.window import Window, measure_window
 

@@ -1,4 +1,4 @@
-"""Comprehensive scope: an adaptive multi-objective search over the knobs (tasks/search.py).
+"""Comprehensive scope: an adaptive multi-objective search over the knobs (tasks/search/).
 
 The search screens around the kept configuration first (``KnobSearch.screen_around``: one knob
 moved at a time, then the moves that helped combined, or made again from the one that helped),
@@ -55,13 +55,9 @@ from tasks.errors import PerfagentsError
 from tasks.findings import Candidate
 from tasks.loop import NOISE_FLOOR_MIN, apply_change, kept_changes, measure, revert_applied
 from tasks.run import Run
-from tasks.search import (
-    RESPONSES_EXPECTATION,
-    SEARCH_LABEL_PREFIX,
-    KnobSearch,
-    config_key,
-)
-from tasks.search_history import history_rows
+from tasks.search.history import RESPONSES_EXPECTATION, SEARCH_LABEL_PREFIX, history_rows
+from tasks.search.knob_search import KnobSearch
+from tasks.search.space import config_key
 from tasks.spec import LoadSpec
 from tasks.store import dumps, now
 from tasks.window import Window

@@ -9,7 +9,7 @@ from typing import Any
 
 from tasks.findings import SEVERITY_RANK, impact
 from tasks.run import Run
-from tasks.search import COST_OBJECTIVE
+from tasks.search.choice import COST_OBJECTIVE
 
 CHART_WIDTH = 720
 BAR_HEIGHT = 14

@@ -3,7 +3,7 @@
     .venv/bin/python reference_workflows/ecommerce/grid/measure_grid.py \\
         [--out reference_workflows/ecommerce/grid/grid.json] [--duration 20] [--warmup 3] [--seed 0]
 
-The grid is ``tasks.search.search_space(spec)`` — the same discrete space the comprehensive
+The grid is ``tasks.search.space.search_space(spec)`` — the same discrete space the comprehensive
 search explores: workers 1..2 x gzip x cache_ttl_s {0, 10, 20} x sqlite_mode = 24 configs.
 The planted missing indexes are schema changes, not knobs, so every configuration runs WITH
 ``orders(customer_id)`` and ``products(category_id)`` indexed (what a comprehensive run searches
@@ -56,7 +56,7 @@ from tasks.analysis.stats import window_stats  # noqa: E402
 from tasks.db.ident import create_index_sql  # noqa: E402
 from tasks.load.runner import run_load_test  # noqa: E402
 from tasks.resources import ProcessTreeSampler  # noqa: E402
-from tasks.search import config_key, distribution_values, grid_configs, search_space  # noqa: E402
+from tasks.search.space import config_key, distribution_values, grid_configs, search_space  # noqa: E402
 from tasks.spec import load_spec  # noqa: E402
 from tasks.target import run_setup, start_target, stop_target  # noqa: E402
 

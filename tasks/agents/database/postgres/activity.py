@@ -8,7 +8,7 @@ the agent's own connections, named ``APPLICATION_NAME``, are left out) and
 ``pool_saturation`` turns the samples into a finding when all connections were busy in at
 least SATURATED_SHARE of the samples (after the warm-up).
 
-The finding names no knob: tasks.optimizer maps the ``pool_saturation`` kind to the spec's
+The finding names no knob: tasks.search.optimizer maps the ``pool_saturation`` kind to the spec's
 knobs whose name or description mentions a pool or connections.
 """
 

@@ -64,7 +64,7 @@ def test_a_saturated_pool_is_a_finding_and_an_idle_one_is_not(pg_cluster: str) -
 
 
 def test_pool_saturation_points_the_optimizer_at_pool_knobs() -> None:
-    from tasks.optimizer import knob_candidates
+    from tasks.search.optimizer import knob_candidates
     from tasks.spec import TargetSpec
 
     spec = TargetSpec.model_validate({

@@ -8,15 +8,9 @@ import pytest
 
 from tasks.errors import InputError
 from tasks.expressions import parse_expressions
-from tasks.search import (
-    KnobSearch,
-    Point,
-    choose_point,
-    grid_configs,
-    quality_constraints,
-    search_space,
-    space_size,
-)
+from tasks.search.choice import Point, choose_point, quality_constraints
+from tasks.search.knob_search import KnobSearch
+from tasks.search.space import grid_configs, search_space, space_size
 from tasks.spec import TargetSpec
 
 SEEDS = (0, 1, 2)
@@ -261,7 +255,7 @@ def test_history_rows_read_earlier_search_windows_from_the_store(store: Any) -> 
     import polars as pl
 
     from tasks.analysis.stats import endpoint_stats_frame
-    from tasks.search_history import history_rows
+    from tasks.search.history import history_rows
     from tasks.store import now
 
     spec = make_spec()
@@ -311,7 +305,7 @@ def test_history_rows_keep_windows_rejected_only_for_their_errors(store: Any) ->
     import polars as pl
 
     from tasks.analysis.stats import endpoint_stats_frame
-    from tasks.search_history import history_rows
+    from tasks.search.history import history_rows
     from tasks.store import now
 
     spec = make_spec()

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from tasks.findings import Candidate, Finding
-from tasks.optimizer import covered_by_kept, knob_candidates, rank_candidates
+from tasks.search.optimizer import covered_by_kept, knob_candidates, rank_candidates
 from tasks.spec import TargetSpec
 
 SPEC = TargetSpec(

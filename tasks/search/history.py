@@ -1,5 +1,5 @@
 """Memoization across runs: the search windows earlier runs of a target measured, as rows for
-``KnobSearch.from_history`` (tasks/search.py)."""
+``KnobSearch.from_history`` (tasks/search/knob_search.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tasks.analysis.cost import usd_per_hour
+from tasks.analysis.gate import ERROR_RULE
 from tasks.expressions import Expression
-from tasks.search import (
-    COST_OBJECTIVE,
-    ERROR_EXPECTATION,
-    RESPONSES_EXPECTATION,
-    SEARCH_LABEL_PREFIX,
-    quality_constraints,
-)
+from tasks.search.choice import COST_OBJECTIVE, quality_constraints
 from tasks.spec import TargetSpec
+
+SEARCH_LABEL_PREFIX = "search-"  # windows the search measured (history_rows reads only these)
+RESPONSES_EXPECTATION = "responses==baseline"  # a validations row the search writes after the check
+ERROR_EXPECTATION = ERROR_RULE  # the gate rule whose failure alone still measures a configuration
 
 
 def history_rows(

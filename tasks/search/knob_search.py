@@ -5,39 +5,20 @@ window with it, ``tell()`` records the window's objectives (by default p95 laten
 compute cost from the spec's ``cost:`` prices) and whether the quality thresholds held
 (Optuna constraints: an infeasible point steers the sampler away and is never chosen).
 
-The search space is discrete, so that a grid over the same knobs is well defined and a
-configuration is never measured twice (memoization): a knob keeps all its values when it
-has at most MAX_INT_VALUES of them, a wider int range is cut into INT_LEVELS evenly spaced
-levels (cache_ttl_s 0..120 -> 0, 60, 120), a float into FLOAT_LEVELS; ``levels=`` overrides.
-
-Screening first (``screen_around``, tasks/screening.py): one knob moved at a time from the
-kept configuration, then the moves that helped combined (or, when one knob helped, the other
-moves made again from there); then the sampler (TPE by default) models from everything
+Screening first (``screen_around``, tasks/search/screening.py): one knob moved at a time from
+the kept configuration, then the moves that helped combined (or, when one knob helped, the
+other moves made again from there); then the sampler (TPE by default) models from everything
 measured.
 
-The compromise rule of ``choose()`` (goals = performance goals, margins = quality
-thresholds such as ``p99_ms<=1.1*baseline``):
-
-1. candidates: measured points whose constraints held and that keep every margin;
-2. if some meet every goal: the cheapest of them (lowest ``usd_per_hour``), ties broken by
-   the other objectives in their order (p95 first): meet the goals at the least cost;
-3. if none meets every goal: the smallest normalized shortfall (sum over the goals of how
-   far, relative to the threshold, the value is on the wrong side); shortfalls within
-   ``noise_rel`` of the smallest count as equal (noise cannot tell them apart), and of those
-   the cheapest wins, then the other objectives;
-4. without goals: the Pareto point nearest the ideal point, each objective scaled to [0, 1]
-   over the front (the "knee").
+The space is tasks/search/space.py's (discrete: a configuration is never measured twice);
+the measured points and the compromise rule of ``choose()`` are tasks/search/choice.py's.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
-import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import optuna
@@ -48,166 +29,37 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState, create_trial
 
-from tasks.analysis.compare import check_quality
-from tasks.analysis.gate import ERROR_RULE
 from tasks.errors import InputError
-from tasks.expressions import OPERATORS, Expression
-from tasks.screening import Screening
-from tasks.spec import BoolKnob, ChoiceKnob, FloatKnob, IntKnob, TargetSpec
+from tasks.expressions import Expression
+from tasks.search.choice import (
+    COST_OBJECTIVE,
+    DIRECTIONS,
+    MISSING_VIOLATION,
+    Point,
+    choose_point,
+    dominates,
+    oriented,
+)
+from tasks.search.screening import Screening
+from tasks.search.space import (
+    config_key,
+    distribution_values,
+    grid_configs,
+    search_space,
+    space_size,
+)
+from tasks.spec import TargetSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-DIRECTIONS: dict[str, Literal["minimize", "maximize"]] = {"p50_ms": "minimize", "p95_ms": "minimize", "p99_ms": "minimize", "mean_ms": "minimize",
-              "error_rate": "minimize", "usd_per_hour": "minimize", "rps": "maximize"}
 DEFAULT_OBJECTIVES = ("p95_ms", "usd_per_hour")
-COST_OBJECTIVE = "usd_per_hour"
 SAMPLERS = ("tpe", "nsga2", "random")
-MAX_INT_VALUES = 8  # an int knob with more values than this is cut into INT_LEVELS levels
-INT_LEVELS = 3
-FLOAT_LEVELS = 5
 # TPE's random start. Budgets here are a handful of windows, so TPE models from the baseline
 # plus 2 random points on (Optuna's default of 10 would be random search for the whole run).
 N_STARTUP_TRIALS = 2
 NSGA2_POPULATION = 6
 MAX_ASK_TRIES = 25  # asks that may return an already measured config before we pick one ourselves
 MAX_ENUMERATED = 100_000  # larger spaces are never listed whole
-MISSING_VIOLATION = 1.0  # constraint value of a threshold that could not be observed
-SEARCH_LABEL_PREFIX = "search-"  # windows the search measured (history_rows reads only these)
-RESPONSES_EXPECTATION = "responses==baseline"  # a validations row the search writes after the check
-ERROR_EXPECTATION = ERROR_RULE  # the gate rule whose failure alone still measures a configuration
-
-
-@dataclass
-class Point:
-    """One measured configuration."""
-
-    config: dict[str, Any]
-    objectives: dict[str, float]
-    constraints: dict[str, float]
-    stats: dict[str, Any] | None = None
-    source: str = "measured"  # measured | history
-
-    @property
-    def feasible(self) -> bool:
-        return all(v <= 0.0 for v in self.constraints.values())
-
-    def view(self) -> dict[str, Any]:
-        """Window stats with the objectives merged into ``total`` (for goal checks)."""
-        stats = self.stats or {}
-        return {"endpoints": stats.get("endpoints", {}), "total": {**stats.get("total", {}), **self.objectives}}
-
-
-def _levels(low: float, high: float, n: int, integer: bool) -> list[Any]:
-    values = np.linspace(low, high, n)
-    out = [int(round(v)) for v in values] if integer else [float(v) for v in values]
-    return sorted(set(out))
-
-
-def _distribution(values: list[Any]) -> BaseDistribution:
-    """Evenly spaced ints keep their order (IntDistribution with a step); anything else is categorical."""
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values) and len(values) > 1:
-        steps = {b - a for a, b in itertools.pairwise(values)}
-        if len(steps) == 1:
-            return IntDistribution(values[0], values[-1], step=steps.pop())
-    return CategoricalDistribution(values)
-
-
-def search_space(spec: TargetSpec, levels: Mapping[str, list[Any]] | None = None) -> dict[str, BaseDistribution]:
-    """Optuna distributions for the spec's knobs (see the module docstring for the levels)."""
-    levels = dict(levels or {})
-    unknown = sorted(set(levels) - set(spec.knobs))
-    if unknown:
-        raise InputError(f"search levels name unknown knob {unknown[0]!r}")
-    space: dict[str, BaseDistribution] = {}
-    for name, knob in spec.knobs.items():
-        if name in levels:
-            values = sorted(levels[name]) if not isinstance(knob, ChoiceKnob | BoolKnob) else list(levels[name])
-        elif isinstance(knob, IntKnob):
-            values = knob.values()
-            if len(values) > MAX_INT_VALUES:
-                values = _levels(knob.low, knob.high, INT_LEVELS, True)
-        elif isinstance(knob, FloatKnob):
-            values = _levels(knob.low, knob.high, FLOAT_LEVELS, False)
-        else:
-            values = knob.values()
-        if not values:
-            raise InputError(f"knob {name!r} has no values to search")
-        space[name] = _distribution(values)
-    return space
-
-
-def distribution_values(dist: BaseDistribution) -> list[Any]:
-    if isinstance(dist, CategoricalDistribution):
-        return list(dist.choices)
-    if isinstance(dist, IntDistribution):
-        return list(range(dist.low, dist.high + 1, dist.step))
-    raise InputError(f"distribution {dist!r} is continuous and cannot be listed")
-
-
-def space_size(space: Mapping[str, BaseDistribution]) -> int:
-    return math.prod(len(distribution_values(d)) for d in space.values())
-
-
-def grid_configs(space: Mapping[str, BaseDistribution]) -> list[dict[str, Any]]:
-    """Every configuration of a discrete space (the exhaustive grid), in a stable order."""
-    names = list(space)
-    return [dict(zip(names, combo, strict=True))
-            for combo in itertools.product(*(distribution_values(space[n]) for n in names))]
-
-
-def config_key(config: Mapping[str, Any]) -> str:
-    return json.dumps(dict(config), sort_keys=True, default=str)
-
-
-def quality_constraints(
-    quality: Iterable[Expression], stats: Mapping[str, Any], baseline: Mapping[str, Any] | None,
-    *, responses_ok: bool | None = None,
-) -> dict[str, float]:
-    """Optuna constraint values per quality threshold: <= 0 holds, > 0 is the relative violation.
-
-    ``responses==baseline`` uses ``responses_ok`` (tasks/correctness.py); an unobserved
-    metric counts as violated (MISSING_VIOLATION).
-    """
-    out: dict[str, float] = {}
-    for expr in quality:
-        if expr.metric == "responses":
-            if responses_ok is not None:
-                out[expr.text] = 0.0 if responses_ok else MISSING_VIOLATION
-            continue
-        value, threshold = _observed(expr, stats, baseline)
-        if value is None or threshold is None:
-            out[expr.text] = MISSING_VIOLATION
-        elif OPERATORS[expr.op](value, threshold):
-            out[expr.text] = 0.0
-        else:
-            out[expr.text] = max(_gap(expr.op, value, threshold), 1e-9)
-    return out
-
-
-def _section(stats: Mapping[str, Any] | None, endpoint: str | None) -> Mapping[str, Any] | None:
-    if stats is None:
-        return None
-    return stats.get("total") if endpoint is None else stats.get("endpoints", {}).get(endpoint)
-
-
-def _observed(expr: Expression, stats: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> tuple[float | None, float | None]:
-    section = _section(stats, expr.endpoint) or {}
-    value = section.get(expr.metric)
-    try:
-        threshold = expr.threshold(_section(baseline, expr.endpoint) if expr.relative else None)
-    except InputError:
-        return value, None
-    return (None if value is None else float(value)), threshold
-
-
-def _gap(op: str, value: float, threshold: float) -> float:
-    """How far ``value`` is on the wrong side of ``threshold``, relative to it (0 when it holds)."""
-    scale = max(abs(threshold), 1e-9)
-    if op in ("<=", "<"):
-        return max(0.0, (value - threshold) / scale)
-    if op in (">=", ">"):
-        return max(0.0, (threshold - value) / scale)
-    return abs(value - threshold) / scale
 
 
 class KnobSearch:
@@ -278,7 +130,7 @@ class KnobSearch:
         return self.screening.combination((p.config, self._vector(p)) for p in found[2])
 
     def follow_up(self) -> list[dict[str, Any]]:
-        """What screening tries after its one-knob moves (tasks/screening.py): their combination
+        """What screening tries after its one-knob moves (tasks/search/screening.py): their combination
         when moves of two or more knobs helped; when one knob's did, the other feasible moves that
         cost no more, best first, made again from the best helpful point; else nothing (the
         sampler goes on)."""
@@ -301,7 +153,7 @@ class KnobSearch:
             return None
         start = self._vector(origin)
         moves = [p for p in self.points.values() if p.feasible and self.screening.moved_knob(p.config) is not None]
-        return origin, moves, [p for p in moves if _dominates(self._vector(p), start)]
+        return origin, moves, [p for p in moves if dominates(self._vector(p), start)]
 
     def _costlier(self, point: Point, than: Point) -> bool:
         return COST_OBJECTIVE in self.objectives and point.objectives[COST_OBJECTIVE] > than.objectives[COST_OBJECTIVE]
@@ -406,7 +258,7 @@ class KnobSearch:
     def front(self, points: Iterable[Point] | None = None) -> list[Point]:
         """The feasible non-dominated points (every objective oriented by its direction)."""
         pool = [p for p in (self.measured() if points is None else points) if p.feasible]
-        return [p for p in pool if not any(_dominates(self._vector(q), self._vector(p)) for q in pool if q is not p)]
+        return [p for p in pool if not any(dominates(self._vector(q), self._vector(p)) for q in pool if q is not p)]
 
     def pareto(self) -> list[dict[str, Any]]:
         """``[{"config", "objectives", "chosen"}]`` (the DESIGN ``--json`` contract), by cost then p95.
@@ -426,7 +278,7 @@ class KnobSearch:
         self, goals: Iterable[Expression] = (), margins: Iterable[Expression] = (),
         baseline: Mapping[str, Any] | None = None, *, noise_rel: float = 0.0,
     ) -> dict[str, Any] | None:
-        """The compromise configuration (the rule is in the module docstring); None if nothing is feasible."""
+        """The compromise configuration (the rule: tasks/search/choice.py); None if nothing is feasible."""
         point = choose_point(self.measured(), list(goals), list(margins), baseline, self.objectives,
                              noise_rel=noise_rel)
         self.chosen = dict(point.config) if point is not None else None
@@ -434,54 +286,6 @@ class KnobSearch:
 
     def _vector(self, point: Point) -> tuple[float, ...]:
         return oriented(point, self.objectives)
-
-
-def oriented(point: Point, objectives: list[str]) -> tuple[float, ...]:
-    """Objective values, every one to minimize (maximized ones negated), cost first."""
-    order = sorted(objectives, key=lambda o: o != COST_OBJECTIVE)
-    return tuple(point.objectives[o] if DIRECTIONS[o] == "minimize" else -point.objectives[o] for o in order)
-
-
-def choose_point(
-    points: list[Point], goals: list[Expression], margins: list[Expression],
-    baseline: Mapping[str, Any] | None, objectives: list[str], *, noise_rel: float = 0.0,
-) -> Point | None:
-    """The module docstring's rule over ``points`` (shared with the benchmark and the grid)."""
-    pool = [p for p in points if p.feasible and not check_quality(margins, p.view(), baseline)]
-    if not pool:
-        return None
-    rank: Callable[[Point], tuple[float, ...]] = lambda p: oriented(p, objectives)  # noqa: E731
-    if goals:
-        shortfall = {id(p): _shortfall(goals, p.view(), baseline) for p in pool}
-        meeting = [p for p in pool if all(_met(g, p.view(), baseline) for g in goals)]
-        if meeting:
-            return min(meeting, key=rank)
-        least = min(shortfall.values())
-        near = [p for p in pool if shortfall[id(p)] <= least + noise_rel]
-        return min(near, key=lambda p: (*rank(p)[:1], shortfall[id(p)], *rank(p)[1:]))
-    front = [p for p in pool if not any(_dominates(rank(q), rank(p)) for q in pool if q is not p)]
-    matrix = np.array([rank(p) for p in front], dtype=float)
-    span = matrix.max(axis=0) - matrix.min(axis=0)
-    scaled = (matrix - matrix.min(axis=0)) / np.where(span > 0, span, 1.0)
-    distance = np.sqrt((scaled**2).sum(axis=1))
-    return min(zip(distance, front, strict=True), key=lambda d: (d[0], *rank(d[1])))[1]
-
-
-def _met(goal: Expression, stats: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> bool:
-    value, threshold = _observed(goal, stats, baseline)
-    return value is not None and threshold is not None and OPERATORS[goal.op](value, threshold)
-
-
-def _shortfall(goals: list[Expression], stats: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> float:
-    total = 0.0
-    for goal in goals:
-        value, threshold = _observed(goal, stats, baseline)
-        total += math.inf if value is None or threshold is None else _gap(goal.op, value, threshold)
-    return total
-
-
-def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
 
 
 def _constraints(feasible: bool | Mapping[str, float]) -> dict[str, float]:

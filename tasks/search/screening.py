@@ -7,7 +7,7 @@ their combination in one configuration; when one knob's did, the other moves mad
 that better point, because a knob can matter only once another has moved (tuned SQLite
 speeds up the writes that are the tail once the reads are cached). A move helped when its
 point is feasible and dominates the kept one (no objective worse, one better: a faster
-configuration that costs more is left to the sampler). ``KnobSearch`` (tasks/search.py) owns
+configuration that costs more is left to the sampler). ``KnobSearch`` (tasks/search/knob_search.py) owns
 the measurements and decides which moves helped; this module only plans the trials.
 """
 
