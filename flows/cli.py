@@ -80,7 +80,7 @@ class LiveProgress:
 
 
 def print_summary(result: dict[str, Any]) -> None:
-    from tasks.report import before_after_rows
+    from tasks.results.report import before_after_rows
 
     table = Table(title=f"{result['target']}: {result['status']}  (run {result['run_id']})")
     for col in ("endpoint", "p95 before ms", "p95 after ms", "ratio", "rps before", "rps after"):
@@ -208,7 +208,7 @@ def history(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Past runs: status, baseline and final p95/rps, kept changes."""
-    from tasks.history import run_history
+    from tasks.results.history import run_history
     from tasks.store import Store
 
     if not store.is_file():
@@ -240,7 +240,7 @@ def evidence(
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """A compressed, token-budgeted evidence bundle of one run, for an LLM."""
-    from tasks.evidence import MIN_TOKENS, build_bundle, load_result
+    from tasks.results.evidence import MIN_TOKENS, build_bundle, load_result
 
     if max_tokens < MIN_TOKENS:
         fail(f"--max-tokens must be at least {MIN_TOKENS}, got {max_tokens}")

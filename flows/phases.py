@@ -14,9 +14,9 @@ from tasks import loop
 from tasks.analysis.cost import cost_tracking
 from tasks.capacity_run import measure_capacity
 from tasks.errors import PerfagentsError
-from tasks.history import drift, run_history
 from tasks.refine import refine_with_search
-from tasks.report import build_result, write_reports
+from tasks.results.history import drift, run_history
+from tasks.results.report import build_result, write_reports
 from tasks.run import Request, Run, open_run
 from tasks.store import Store
 from tasks.trial import add_before, can_look_again, look, start_trial, switchable, trial_load_s

@@ -12,7 +12,7 @@ from tasks import loop
 from tasks import trial as trial_steps
 from tasks.errors import is_transient
 from tasks.findings import Candidate
-from tasks.report import before_after_rows, pareto_rows, render_markdown
+from tasks.results.report import before_after_rows, pareto_rows, render_markdown
 from tasks.run import Run
 from tasks.trial import Trial
 from tasks.window import Window

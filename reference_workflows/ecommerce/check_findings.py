@@ -5,7 +5,7 @@
 Prints each planted bottleneck with the rank of the finding that names it, every false finding
 (matching neither list) with its rank, and exits 1 when a planted one is missing or a false
 finding ranks above the lowest-ranked planted one. ``findings`` in the result are in rank order
-(tasks.report.ranked_findings).
+(tasks.results.report.ranked_findings).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tasks.findings import Finding, impact, stronger
-from tasks.report import ranked_findings
+from tasks.results.report import ranked_findings
 
 
 def finding(kind: str, location: str, severity: str, **gain: float) -> Finding:

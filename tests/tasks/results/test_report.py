@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tasks.report import pareto_rows, render_html, render_markdown
+from tasks.results.report import pareto_rows, render_html, render_markdown
 
 STATS = {"endpoints": {"home": {"p95_ms": 20.0, "rps": 50.0}}, "total": {"p95_ms": 20.0, "rps": 50.0}}
 

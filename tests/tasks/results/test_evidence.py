@@ -13,7 +13,7 @@ import pytest
 import tiktoken
 
 from tasks.errors import InputError, PerfagentsError
-from tasks.evidence import build_bundle, count_tokens, load_result
+from tasks.results.evidence import build_bundle, count_tokens, load_result
 from tasks.store import Store
 
 FIXTURE = Path(__file__).parent / "data" / "ecommerce_result.json"  # a real `perfagents run --json` result
