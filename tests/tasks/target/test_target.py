@@ -1,4 +1,4 @@
-"""The target lifecycle against a real app (tests/tasks/target_app.py) in real processes."""
+"""The target lifecycle against a real app (tests/tasks/target/target_app.py) in real processes."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from tasks.target import (
 )
 
 APP = Path(__file__).with_name("target_app.py")
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 GONE_TIMEOUT_S = 15
 KNOBS = {
     "greeting": {"type": "choice", "choices": ["hello", "hola"], "default": "hello", "apply": {"env": "APP_GREETING"}},
