@@ -59,7 +59,7 @@ from tasks.search.history import RESPONSES_EXPECTATION, SEARCH_LABEL_PREFIX, his
 from tasks.search.knob_search import KnobSearch
 from tasks.search.space import config_key
 from tasks.spec import LoadSpec
-from tasks.store import dumps, now
+from tasks.store import dumps
 from tasks.window import Window
 
 MAX_TRIALS = 12  # a ceiling; the budget usually ends the search first
@@ -108,8 +108,7 @@ def _trial(run: Run, config: dict[str, Any], label: str, what: str) -> tuple[Win
         if run.responses is None:
             return window, []
         wrong = run.responses.check(run.rt.handle.base_url)
-        run.store.insert_row("validations", {"window_id": window.window_id, "expectation": RESPONSES_EXPECTATION,
-                                             "success": not wrong, "observed": dumps(wrong), "checked_at": now()})
+        run.store.insert_validation(window.window_id, RESPONSES_EXPECTATION, not wrong, wrong)
         return window, [f"{RESPONSES_EXPECTATION}: {line}" for line in wrong]
     finally:
         revert_applied(run, change_id, candidate, undo, f"{what}: measured, then back to the kept state")
@@ -130,8 +129,7 @@ def _measure_point(run: Run, search: KnobSearch, config: dict[str, Any], label: 
 def seed_from_history(run: Run, search: KnobSearch, label_prefix: str) -> dict[str, Any]:
     """Tell the search what earlier runs measured in this state; the summary for the result."""
     assert run.baseline is not None
-    found = run.store.rows("SELECT code_version FROM runs WHERE run_id = ?", [run.run_id])
-    version = found[0]["code_version"] if found else None
+    version = run.store.run_code_version(run.run_id)
     summary = {"reused": 0, "label_prefix": label_prefix, "code_version": version, "remeasure": run.request.remeasure,
                "confirmed": None}
     if run.request.remeasure or version is None:  # asked, or the code version is unknown

@@ -119,12 +119,10 @@ def open_run(
     run_id = f"{now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     workdir = (store.path.parent / "work" / run_id).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    store.insert_row("runs", {
-        "run_id": run_id, "target": spec.name, "scope": request.scope, "flow": flow,
-        "spec": redact(spec.model_dump(mode="json")), "goals": [g.text for g in request.goals],  # passwords never reach the store
-        "quality": [q.text for q in request.quality], "budget": request.budget.model_dump(),
-        "code_version": code_version(), "started_at": now(), "status": "running",
-    })
+    store.insert_run(run_id, target=spec.name, scope=request.scope, flow=flow,
+                     spec=redact(spec.model_dump(mode="json")),  # passwords never reach the store
+                     goals=[g.text for g in request.goals], quality=[q.text for q in request.quality],
+                     budget=request.budget.model_dump(), code_version=code_version())
     rt: Runtime | None = None
     try:
         agents = agents_for(spec)

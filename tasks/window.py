@@ -32,7 +32,7 @@ from tasks.changes.runtime import Runtime
 from tasks.findings import Finding
 from tasks.load.runner import run_load_test
 from tasks.resources import ForeignCpuMeter, ProcessTreeSampler
-from tasks.store import Store, dumps, now
+from tasks.store import Store, now
 from tasks.target.pinning import pin_mode, pinned, plan_cpus
 from tasks.target.process import database_pids
 from tasks.tracing.spans import SPANS_KEY, spans_frame
@@ -207,32 +207,21 @@ def save_window(
 ) -> None:
     """Everything one window produced, in one transaction."""
     with store.transaction():
-        store.insert_row("windows", {
-            "window_id": w.window_id, "run_id": run_id, "label": w.label, "attempt": w.attempt,
-            "config": w.config, "change_id": change_id, "started_at": started_at, "ended_at": now(),
-            "duration_s": w.duration_s, "warmup_s": warmup_s, "users": users,
-            "loadgen_cpu_pct": w.loadgen_cpu_pct, "valid": w.valid, "reason": "; ".join(w.reasons) or None,
-        })
-        store.insert_frame("samples", w.samples.with_columns(pl.lit(w.window_id).alias("window_id")))
-        store.insert_frame("endpoint_stats", endpoint_stats_frame(w.samples, w.duration_s, w.window_id))
+        store.insert_window(w.window_id, run_id=run_id, label=w.label, attempt=w.attempt, config=w.config,
+                            change_id=change_id, started_at=started_at, duration_s=w.duration_s,
+                            warmup_s=warmup_s, users=users, loadgen_cpu_pct=w.loadgen_cpu_pct, valid=w.valid,
+                            reason="; ".join(w.reasons) or None)
+        store.insert_window_frame("samples", w.window_id, w.samples)
+        store.insert_window_frame("endpoint_stats", w.window_id,
+                                  endpoint_stats_frame(w.samples, w.duration_s, w.window_id))
         if resources.height:
-            keep = [c for c in ("ts", "role", "pids", "cpu_pct", "rss_bytes", "threads", "ctx_switches", "open_files") if c in resources.columns]
-            store.insert_frame("resources", resources.select(keep).with_columns(pl.lit(w.window_id).alias("window_id")))
+            store.insert_window_frame("resources", w.window_id, resources)
         for row in validations:
-            store.insert_row("validations", {"window_id": w.window_id, "expectation": row["expectation"],
-                                             "success": row["success"], "observed": dumps(row.get("observed")),
-                                             "checked_at": now()})
+            store.insert_validation(w.window_id, row["expectation"], row["success"], row.get("observed"))
         for a in w.agents:
             spans = a.observed.pop(SPANS_KEY, None)  # the tracing agent's span rows: a table of their own
             if spans:
-                store.insert_frame("spans", spans_frame(spans, w.window_id))
-            store.insert_row("agent_runs", {"window_id": w.window_id, "agent": a.agent, "status": a.status,
-                                            "error": a.error, "duration_s": a.duration_s,
-                                            "observed": dumps(a.observed)})
+                store.insert_window_frame("spans", w.window_id, spans_frame(spans, w.window_id))
+            store.insert_agent_run(w.window_id, a.agent, a.status, a.error, a.duration_s, a.observed)
         for f in w.findings:
-            d = f.to_dict()
-            store.insert_row("findings", {"run_id": run_id, "window_id": w.window_id, "agent": f.agent,
-                                          "kind": f.kind, "location": f.location, "endpoint": f.endpoint,
-                                          "severity": f.severity, "evidence": dumps(d["evidence"]),
-                                          "estimated_gain": dumps(d["estimated_gain"]),
-                                          "candidate": dumps(d["candidate"])})
+            store.insert_finding(run_id, w.window_id, f.to_dict())

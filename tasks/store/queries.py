@@ -11,7 +11,15 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+import polars as pl
+
 from tasks.store.connection import Connection, dumps, now
+
+# the per-window tables written from frames, and the columns kept (None: the frame's own)
+WINDOW_FRAMES: dict[str, tuple[str, ...] | None] = {
+    "samples": None, "endpoint_stats": None, "spans": None,
+    "resources": ("ts", "role", "pids", "cpu_pct", "rss_bytes", "threads", "ctx_switches", "open_files"),
+}
 
 
 class Store(Connection):
@@ -73,6 +81,44 @@ class Store(Connection):
         return {r["kind"]: r["amount"] for r in self.rows("SELECT kind, amount FROM costs WHERE run_id = ?", [run_id])}
 
     # -- windows and validations -----------------------------------------------------------
+    def insert_window(
+        self, window_id: str, *, run_id: str, label: str, attempt: int, config: Mapping[str, Any],
+        change_id: str | None, started_at: datetime, duration_s: float, warmup_s: float, users: int,
+        loadgen_cpu_pct: float | None, valid: bool, reason: str | None,
+    ) -> None:
+        """One measured window's row (its samples and the rest: ``insert_window_frame``)."""
+        self.insert_row("windows", {
+            "window_id": window_id, "run_id": run_id, "label": label, "attempt": attempt, "config": dict(config),
+            "change_id": change_id, "started_at": started_at, "ended_at": now(), "duration_s": duration_s,
+            "warmup_s": warmup_s, "users": users, "loadgen_cpu_pct": loadgen_cpu_pct, "valid": valid,
+            "reason": reason,
+        })
+
+    def insert_window_frame(self, table: str, window_id: str, frame: pl.DataFrame) -> int:
+        """A window's per-request ``samples``, ``endpoint_stats``, ``resources`` series or
+        ``spans``, tagged with its id (columns the table does not have are left out)."""
+        if table not in WINDOW_FRAMES:
+            raise ValueError(f"not a window table: {table!r} (one of {', '.join(WINDOW_FRAMES)})")
+        columns = WINDOW_FRAMES[table]
+        if columns:
+            frame = frame.select([c for c in columns if c in frame.columns])
+        return self.insert_frame(table, frame.with_columns(pl.lit(window_id).alias("window_id")))
+
+    def insert_agent_run(self, window_id: str, agent: str, status: str, error: str | None, duration_s: float,
+                         observed: Any) -> None:
+        """What one agent did in a window (``observed`` stored as JSON)."""
+        self.insert_row("agent_runs", {"window_id": window_id, "agent": agent, "status": status, "error": error,
+                                       "duration_s": duration_s, "observed": dumps(observed)})
+
+    def insert_finding(self, run_id: str, window_id: str, finding: Mapping[str, Any]) -> None:
+        """One finding (``Finding.to_dict()``) with its evidence, estimated gain and candidate as JSON."""
+        self.insert_row("findings", {
+            "run_id": run_id, "window_id": window_id, "agent": finding["agent"], "kind": finding["kind"],
+            "location": finding["location"], "endpoint": finding.get("endpoint"), "severity": finding["severity"],
+            "evidence": dumps(finding.get("evidence")), "estimated_gain": dumps(finding.get("estimated_gain")),
+            "candidate": dumps(finding.get("candidate")),
+        })
+
     def insert_validation(self, window_id: str, expectation: str, success: bool, observed: Any) -> None:
         """One expectation's outcome on a window; ``observed`` is stored as JSON."""
         self.insert_row("validations", {"window_id": window_id, "expectation": expectation, "success": success,

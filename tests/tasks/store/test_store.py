@@ -217,3 +217,32 @@ def test_search_windows_selects_what_history_may_reuse(store: Store) -> None:
     assert json.loads(rows[0]["config"]) == {"w": "ok"} and rows[0]["p95_ms"] == 5.0
     assert store.search_windows("api", "v1", "search-", responses_expectation="responses==baseline",
                                 error_expectation="error_rate") == []
+
+
+def test_a_window_its_frames_agent_runs_and_findings(store: Store) -> None:
+    import polars as pl
+
+    _run(store, "r1")
+    with store.transaction():
+        store.insert_window("w1", run_id="r1", label="baseline-1", attempt=1, config={"workers": 1},
+                            change_id=None, started_at=now(), duration_s=20.0, warmup_s=3.0, users=20,
+                            loadgen_cpu_pct=12.5, valid=True, reason=None)
+        samples = pl.DataFrame({"ts": [1.0, 2.0], "endpoint": ["a", "b"], "method": ["GET", "GET"],
+                                "latency_ms": [3.0, 4.0], "status": [200, 200], "bytes": [10, 20],
+                                "error": [None, None]})
+        assert store.insert_window_frame("samples", "w1", samples) == 2
+        resources = pl.DataFrame({"ts": [1.0], "role": ["target"], "pids": [1], "cpu_pct": [50.0],
+                                  "rss_bytes": [1], "threads": [2], "ctx_switches": [3], "open_files": [4],
+                                  "not_a_column": ["dropped"]})
+        store.insert_window_frame("resources", "w1", resources)  # a column the table lacks is left out
+        store.insert_agent_run("w1", "database", "ok", None, 1.5, {"statements": 3})
+        store.insert_finding("r1", "w1", {"agent": "database", "kind": "missing_index", "location": "orders.c",
+                                          "endpoint": None, "severity": "high", "evidence": {"plan": "SCAN"},
+                                          "estimated_gain": {}, "candidate": None})
+    (window,) = store.rows("SELECT label, users, valid FROM windows WHERE window_id = 'w1'")
+    assert window == {"label": "baseline-1", "users": 20, "valid": True}
+    assert [_count(store, t) for t in ("samples", "resources", "agent_runs", "findings")] == [2, 1, 1, 1]
+    (finding,) = store.rows("SELECT kind, evidence FROM findings")
+    assert finding["kind"] == "missing_index" and json.loads(finding["evidence"]) == {"plan": "SCAN"}
+    with pytest.raises(ValueError, match="not a window table"):
+        store.insert_window_frame("runs", "w1", samples)
