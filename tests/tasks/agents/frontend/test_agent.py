@@ -16,8 +16,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from tasks.agents import frontend
 from tasks.agents.base import Agent, AgentContext
+from tasks.agents.frontend import agent as frontend
 from tasks.agents.frontend.agent import SKIP_REASON, FrontendAgent, find_chromium
 from tasks.agents.frontend.lighthouse import LIGHTHOUSE_ENV, find_lighthouse
 from tasks.spec import TargetSpec
