@@ -27,6 +27,14 @@ from tasks.window import Window
 
 MAX_STATE_WINDOWS = 4  # the kept state's newest windows a first look compares with
 MIN_ENDPOINT_SAMPLES = 50  # endpoints with fewer requests a window are not judged on their own
+# In the latency regime a change is judged on the median latency of what it aims at, and kept
+# only if its p95 is not shown slower. The median carries the work a change saves per request;
+# the p95 of one endpoint is mostly queueing behind other requests. Measured on the reference
+# shop: the products(category_id) index cut the catalog's median in every window (15.2, 8.8,
+# 7.2 ms without it; 2.8, 5.2, 2.9, 2.1 with it) while its p95 (53.9, 34.0, 20.5 against 25.2,
+# 34.5, 21.7, 14.7) left the trial undecided after 7 windows.
+PRIMARY = "p50_ms"
+TAIL_GUARD = "p95_ms"
 
 
 @dataclass
@@ -74,8 +82,8 @@ def _target(run: Run, trial: Trial, kind: str) -> tuple[str, str | None]:
     endpoint = trial.candidate.endpoint
     if endpoint is not None and all(w.stats["endpoints"].get(endpoint, {}).get("requests", 0) >= MIN_ENDPOINT_SAMPLES
                                     for w in trial.before + trial.after):
-        return "p95_ms", endpoint
-    return "p95_ms", None
+        return PRIMARY, endpoint
+    return PRIMARY, None
 
 
 def prior_tau(windows: list[Window], metric: str, endpoint: str | None) -> tuple[float, int]:
@@ -111,8 +119,10 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
     final = trial.looks >= MAX_LOOKS
     if verdict.outcome in ("no_gain", "undecided") and trial.candidate.endpoint is None and kind == "latency" \
             and (final or verdict.outcome == "no_gain"):
-        verdict = judge_endpoints(before, after, prior_tau=tau, prior_df=df, total=verdict,
+        verdict = judge_endpoints(before, after, metric=metric, prior_tau=tau, prior_df=df, total=verdict,
                                   min_samples=MIN_ENDPOINT_SAMPLES)
+    if verdict.outcome == "better" and metric == PRIMARY:
+        verdict = _tail_guard(state, before, after, verdict)
     if verdict.outcome == "better":
         broken = broken_quality(run.request.quality, after, [w.samples for w in run.baseline_aa],
                                 run.baseline.stats if run.baseline else None, prior_tau=tau)
@@ -121,6 +131,20 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
         if broken:
             verdict = Verdict("worse", f"quality threshold broken: {'; '.join(broken)}", verdict.effect)
     return _settle(trial, verdict)
+
+
+def _tail_guard(state: list[Window], before: list[Any], after: list[Any], verdict: Verdict) -> Verdict:
+    """A median gain is kept only if the same endpoint's p95 is not shown slower (same rule, same
+    level); the p95 effect joins the verdict's effect either way."""
+    assert verdict.effect is not None
+    endpoint = None if verdict.effect["endpoint"] == "total" else verdict.effect["endpoint"]
+    tau, df = prior_tau(state, TAIL_GUARD, endpoint)
+    tail = judge(before, after, metric=TAIL_GUARD, endpoint=endpoint, prior_tau=tau, prior_df=df)
+    if tail.effect is not None:
+        verdict.effect["tail"] = {k: tail.effect[k] for k in ("metric", "ratio", "ci95", "before", "after")}
+    if tail.outcome == "worse":
+        return Verdict("worse", f"{verdict.reason}; but {tail.reason}", verdict.effect)
+    return verdict
 
 
 def _settle(trial: Trial, verdict: Verdict) -> Verdict:

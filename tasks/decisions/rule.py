@@ -112,7 +112,7 @@ def _judge(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame], *, met
 
 
 def judge_endpoints(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame], *, total: Verdict,
-                    prior_tau: float = 0.0, prior_df: int = 1, look: int = MIN_LOOKS,
+                    metric: str = "p95_ms", prior_tau: float = 0.0, prior_df: int = 1, look: int = MIN_LOOKS,
                     min_samples: int = 50) -> Verdict:
     """For a change aimed at no endpoint whose total cannot tell: some endpoints faster and none
     slower, each judged at LOOK_ALPHA / endpoints (Bonferroni). A response cache can cut the
@@ -122,7 +122,7 @@ def judge_endpoints(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame
     names = [n for n in names if min(f.filter(pl.col("endpoint") == n).height for f in frames) >= min_samples]
     if not names:
         return total
-    verdicts = [judge(before, after, endpoint=n, prior_tau=prior_tau, prior_df=prior_df, look=look,
+    verdicts = [judge(before, after, metric=metric, endpoint=n, prior_tau=prior_tau, prior_df=prior_df, look=look,
                       alpha=LOOK_ALPHA / len(names)) for n in names]
     worse = [v for v in verdicts if v.outcome == "worse"]
     better = [v for v in verdicts if v.outcome == "better"]

@@ -16,13 +16,16 @@ USERS = 20
 
 
 def window(seed: int, catalog_ms: float = 5.0, orders_ms: float = 300.0, *, rps: float = 100.0,
-           valid: bool = True, errors_only: bool = False) -> SimpleNamespace:
-    """A catalog beside a slow orders tail (5 % of requests) that decides the total's p95."""
+           valid: bool = True, errors_only: bool = False, catalog_tail_ms: float | None = None) -> SimpleNamespace:
+    """A catalog beside a slow orders tail (5 % of requests) that decides the total's p95;
+    ``catalog_tail_ms``: one catalog request in ten takes that long instead."""
     rng = np.random.default_rng(seed)
     n_catalog, n_orders = 1900, 100
     names = ["catalog"] * n_catalog + ["orders"] * n_orders
-    latencies = np.concatenate([rng.lognormal(np.log(catalog_ms), 0.3, n_catalog),
-                                rng.lognormal(np.log(orders_ms), 0.2, n_orders)])
+    catalog = rng.lognormal(np.log(catalog_ms), 0.3, n_catalog)
+    if catalog_tail_ms is not None:
+        catalog[: n_catalog // 10] = rng.lognormal(np.log(catalog_tail_ms), 0.1, n_catalog // 10)
+    latencies = np.concatenate([catalog, rng.lognormal(np.log(orders_ms), 0.2, n_orders)])
     order = rng.permutation(len(names))
     duration = len(names) / rps
     samples = pl.DataFrame({"endpoint": np.array(names)[order], "latency_ms": latencies[order],
@@ -113,3 +116,23 @@ def test_a_trial_needs_budget_for_its_first_ordinary_decision() -> None:
     knob = Candidate(kind="set_knob", params={"knob": "workers", "value": 2}, description="workers")
     run.spec.knobs = {"workers": SimpleNamespace(needs_restart=True)}
     assert trial_load_s(run, knob, 10.0) == 20.0  # a restart knob is not switched: B windows only
+
+
+def test_a_median_gain_that_slows_the_tail_is_reverted() -> None:
+    """Judged on the median, kept only when the same endpoint's p95 is not shown slower."""
+    run = make_run([window(0), window(1)])
+    trial = start_trial(run, index_on("catalog"), "c1", {})
+    for seed in (2, 3):
+        verdict = look(run, trial, window(seed, catalog_ms=2.5, catalog_tail_ms=40.0))
+    assert verdict.outcome == "worse" and "p95" in verdict.reason
+    assert verdict.effect["metric"] == "p50_ms" and verdict.effect["ratio"] < 0.6
+    assert verdict.effect["tail"]["metric"] == "p95_ms" and verdict.effect["tail"]["ratio"] > 3
+
+
+def test_a_median_gain_reports_its_tail_effect() -> None:
+    run = make_run([window(0), window(1)])
+    trial = start_trial(run, index_on("catalog"), "c1", {})
+    for seed in (2, 3):
+        verdict = look(run, trial, window(seed, catalog_ms=3.0))
+    assert verdict.outcome == "better" and verdict.effect["metric"] == "p50_ms"
+    assert verdict.effect["tail"]["ratio"] < 0.8  # the p95 moved with it
