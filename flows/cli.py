@@ -72,7 +72,8 @@ class LiveProgress:
                     f"{data['reused']} configuration(s) reused from earlier runs of this code version")
             console.print(f"{t} search: {said}")
         elif event == "noise":
-            console.print(f"{t} noise floor of the {data['scope']}: p95 {data['p95_rel']:.3g} "
+            median = f", median {data['p50_rel']:.3g}" if data.get("p50_rel") is not None else ""
+            console.print(f"{t} noise floor of the {data['scope']}: p95 {data['p95_rel']:.3g}{median} "
                           f"from {data['windows']} A/A windows")
         elif event == "change":
             color = "green" if data["status"] == "kept" else "yellow"

@@ -6,7 +6,7 @@ from typing import Any
 
 from tasks import progress
 from tasks.analysis.compare import check_goals
-from tasks.analysis.noise import AdaptiveNoise, estimate_rps_noise
+from tasks.analysis.noise import AdaptiveNoise, estimate_noise, estimate_rps_noise
 from tasks.changes.journal import (
     apply_candidate,
     mark_change,
@@ -105,14 +105,18 @@ def measure_baseline(run: Run) -> Window:
         estimate = noise.estimate()
         run.noise_rel = max(NOISE_FLOOR_MIN, estimate.noise_rel)
         run.noise_rps_rel = max(NOISE_FLOOR_MIN, estimate_rps_noise(noise.windows))
-        run.extra["noise"] = {**estimate.to_dict(), "rps_rel": run.noise_rps_rel, "reason": noise.reason}
+        # the floor of the statistic decisions judge (the median), beside the p95 one
+        median_rel = estimate_noise(noise.windows, q=0.5).noise_rel
+        run.extra["noise"] = {**estimate.to_dict(), "p50_rel": median_rel, "rps_rel": run.noise_rps_rel,
+                              "reason": noise.reason}
     else:
         run.noise_rel = run.noise_rps_rel = NOISE_FLOOR_ASSUMED
         run.extra["noise"] = {"note": "one valid baseline window: noise floor assumed, not measured"}
     run.extra["noise"].update(regime=kind, busy_share=share, warmup_s=[w.warmup_s for w in windows],
                               foreign_cores=[w.foreign_cores for w in windows])
     run.baseline_noise_rel = run.noise_rel
-    progress.emit("noise", scope="baseline", p95_rel=run.noise_rel, windows=len(valid), regime=kind)
+    progress.emit("noise", scope="baseline", p95_rel=run.noise_rel, p50_rel=run.extra["noise"].get("p50_rel"),
+                  windows=len(valid), regime=kind)
     return run.baseline
 
 
