@@ -142,7 +142,7 @@ def main() -> int:
           f"({summary['false_keeps'] / max(1, summary['null_trials']):.1%}; goal <= {FALSE_KEEP_GOAL:.0%})")
     print(f"real gains kept: {summary['real_kept']} / {summary['real_trials']} "
           f"({summary['real_kept'] / max(1, summary['real_trials']):.1%}; goal >= {REAL_KEPT_GOAL:.0%}), "
-          f"true effect {summary['real_effect']}x faster (p95)")
+          f"true effect {summary['real_effect']}x faster (median, the statistic the rule judges)")
     print(f"shop A/A p95 floor, median: {summary['aa_floor_median']} (goal <= {AA_FLOOR_GOAL})")
     print(f"windows per decision, median: {summary['windows_per_decision_median']}")
     print(json.dumps(summary))
