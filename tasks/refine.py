@@ -50,7 +50,7 @@ from tasks.analysis.stats import window_stats
 from tasks.changes.journal import mark_change
 from tasks.decisions.effect import between_tau
 from tasks.decisions.effect import window_stats as effect_window_stats
-from tasks.decisions.rule import judge, judge_endpoints
+from tasks.decisions.rule import PRIMARY, TAIL_GUARD, judge, judge_endpoints
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate
 from tasks.loop import NOISE_FLOOR_MIN, apply_change, kept_changes, measure, revert_applied
@@ -261,20 +261,27 @@ def judge_choice(
     """(keep, settled, reason, effect) of the chosen point's windows against the kept state's.
 
     Quick-win's rule (tasks/decisions/rule.py), each confirmation window a look: kept when the
-    total p95 is better, or, the total undecided, when some endpoints are faster and none slower
-    (``judge_endpoints``). Settled (no confirmation window would change it) when it is kept,
-    when the total or an endpoint is worse, or when a gain worth keeping is ruled out.
-    ``noise_rel`` is not used: the bootstrap carries the between-window spread itself.
+    total median is better and the total p95 not shown slower, or, the total undecided, when
+    some endpoints are faster and none slower (``judge_endpoints``). Settled (no confirmation
+    window would change it) when it is kept, when the total or an endpoint is worse, or when a
+    gain worth keeping is ruled out. ``noise_rel`` is not used: the bootstrap carries the
+    between-window spread itself.
     """
     counts = f"{len(after)} window(s) of it against {len(before)} of the kept state"
-    tau, df = between_tau([effect_window_stats(before, "p95_ms", seed=5)])
+    tau, df = between_tau([effect_window_stats(before, PRIMARY, seed=5)])
     tau, df = tau or 0.0, max(df, 1)
-    total = judge(before, after, prior_tau=tau, prior_df=df, look=len(after))
-    if total.outcome in ("better", "worse"):
-        return total.outcome == "better", True, f"{total.reason} ({counts})", total.effect
-    some = judge_endpoints(before, after, total=total, prior_tau=tau, prior_df=df, look=len(after))
-    if some.outcome in ("better", "worse"):
-        return some.outcome == "better", True, f"{some.reason} ({counts})", some.effect
+    total = judge(before, after, metric=PRIMARY, prior_tau=tau, prior_df=df, look=len(after))
+    verdict = total
+    if total.outcome not in ("better", "worse"):
+        verdict = judge_endpoints(before, after, metric=PRIMARY, total=total, prior_tau=tau, prior_df=df,
+                                  look=len(after))
+    if verdict.outcome == "better":
+        tail_tau, tail_df = between_tau([effect_window_stats(before, TAIL_GUARD, seed=5)])
+        tail = judge(before, after, metric=TAIL_GUARD, prior_tau=tail_tau or 0.0, prior_df=max(tail_df, 1))
+        if tail.outcome == "worse":
+            return False, True, f"{verdict.reason}; but {tail.reason} ({counts})", verdict.effect
+    if verdict.outcome in ("better", "worse"):
+        return verdict.outcome == "better", True, f"{verdict.reason} ({counts})", verdict.effect
     return False, total.outcome == "no_gain", f"{total.reason} ({counts})", total.effect
 
 

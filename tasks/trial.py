@@ -19,7 +19,15 @@ from tasks.changes.journal import apply_candidate, revert_change
 from tasks.decisions.effect import between_tau, window_stats
 from tasks.decisions.quality import broken_quality
 from tasks.decisions.regime import regime
-from tasks.decisions.rule import MAX_LOOKS, MIN_LOOKS, Verdict, judge, judge_endpoints
+from tasks.decisions.rule import (
+    MAX_LOOKS,
+    MIN_LOOKS,
+    PRIMARY,
+    TAIL_GUARD,
+    Verdict,
+    judge,
+    judge_endpoints,
+)
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate
 from tasks.run import Run
@@ -27,14 +35,6 @@ from tasks.window import Window
 
 MAX_STATE_WINDOWS = 4  # the kept state's newest windows a first look compares with
 MIN_ENDPOINT_SAMPLES = 50  # endpoints with fewer requests a window are not judged on their own
-# In the latency regime a change is judged on the median latency of what it aims at, and kept
-# only if its p95 is not shown slower. The median carries the work a change saves per request;
-# the p95 of one endpoint is mostly queueing behind other requests. Measured on the reference
-# shop: the products(category_id) index cut the catalog's median in every window (15.2, 8.8,
-# 7.2 ms without it; 2.8, 5.2, 2.9, 2.1 with it) while its p95 (53.9, 34.0, 20.5 against 25.2,
-# 34.5, 21.7, 14.7) left the trial undecided after 7 windows.
-PRIMARY = "p50_ms"
-TAIL_GUARD = "p95_ms"
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -33,13 +34,19 @@ def window(median_ms: float, seed: int, n: int = 2000) -> pl.DataFrame:
 
 
 def test_more_windows_of_the_choice_narrow_the_interval() -> None:
-    kept = [window(10.0, seed) for seed in range(3)]
-    _, _, _, one = judge_choice(kept, [window(8.0, 10)])
-    _, _, _, two = judge_choice(kept, [window(8.0, 10), window(8.0, 11)])
-    assert one["windows"] == {"before": 3, "after": 1} and two["windows"]["after"] == 2
-    width = lambda e: e["ci95"][1] / e["ci95"][0]  # noqa: E731
-    assert width(two) < width(one)
-    assert 0.7 < two["ratio"] < 0.9
+    """On average over draws: one pair of arms can widen by chance (a few windows estimate the
+    between-window spread poorly, and the t correction widens it)."""
+    width = lambda e: math.log(e["ci95"][1] / e["ci95"][0])  # noqa: E731
+    widths_one, widths_two = [], []
+    for base in range(0, 50, 10):
+        kept = [window(10.0, base + seed) for seed in range(3)]
+        _, _, _, one = judge_choice(kept, [window(8.0, base + 5)])
+        _, _, _, two = judge_choice(kept, [window(8.0, base + 5), window(8.0, base + 6)])
+        assert one["windows"] == {"before": 3, "after": 1} and two["windows"]["after"] == 2
+        assert 0.7 < two["ratio"] < 0.9
+        widths_one.append(width(one))
+        widths_two.append(width(two))
+    assert sum(widths_two) < sum(widths_one)
 
 
 def mixed(medians: dict[str, float], counts: dict[str, int], seed: int) -> pl.DataFrame:
@@ -60,7 +67,7 @@ def test_a_choice_that_speeds_one_endpoint_and_slows_none_is_kept_when_the_total
     keep, settled, reason, effect = judge_choice(kept, cached)
     assert keep and settled
     assert effect["endpoint"] == "catalog" and effect["ratio"] < 0.3
-    assert reason.startswith("total p95") and "undecided" in reason  # the total alone could not tell
+    assert reason.startswith("total p50") and "not decisive" in reason  # the total alone could not tell
 
 
 def test_a_choice_that_slows_an_endpoint_is_settled_against_it() -> None:
