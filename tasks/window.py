@@ -113,6 +113,7 @@ def measure_window(
     store: Store, run_id: str, rt: Runtime, label: str, *, agents: list[Agent], ledger: Ledger,
     max_error_rate: float | None = None, change_id: str | None = None, max_attempts: int = MAX_ATTEMPTS,
     allow_remote: bool = False, warmup_s: float | None = None, detect_warmup: bool = True,
+    duration_s: float | None = None,
 ) -> Window:
     """Measure until the gate accepts a window, or attempts/budget run out (then invalid).
 
@@ -121,13 +122,14 @@ def measure_window(
     """
     spec = rt.spec
     warmup_s = spec.load.warmup_s if warmup_s is None else warmup_s
-    planned_s = spec.load.duration_s + warmup_s
+    duration_s = spec.load.duration_s if duration_s is None else duration_s  # a profiling window's may be longer
+    planned_s = duration_s + warmup_s
     window: Window | None = None
     for attempt in range(1, max_attempts + 1):
         if attempt > 1 and ledger.exhausted_by(next_load_s=planned_s, next_iteration=False):
             break
         window = _measure_once(store, run_id, rt, label, agents, ledger, max_error_rate, change_id, attempt,
-                               allow_remote, warmup_s, detect_warmup)
+                               allow_remote, warmup_s, detect_warmup, duration_s)
         if window.valid or window.errors_only:  # measuring errors again would show them again
             break
     assert window is not None
@@ -137,14 +139,14 @@ def measure_window(
 def _measure_once(
     store: Store, run_id: str, rt: Runtime, label: str, agents: list[Agent], ledger: Ledger,
     max_error_rate: float | None, change_id: str | None, attempt: int, allow_remote: bool, warmup_s: float,
-    detect_warmup: bool = True,
+    detect_warmup: bool, duration_s: float,
 ) -> Window:
     spec = rt.spec
     window_id = uuid.uuid4().hex[:12]
     workdir = rt.workdir / f"{label}-{attempt}"
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = AgentContext(spec=spec, base_url=rt.handle.base_url, workdir=rt.workdir,
-                       window_s=spec.load.duration_s + warmup_s,
+                       window_s=duration_s + warmup_s,
                        database_url=rt.database_url, pids=rt.handle.pids, config=dict(rt.config))
     # the target's SQL capture records only while the database agent profiles: windows that
     # decide carry no capture cost
@@ -163,7 +165,7 @@ def _measure_once(
         try:
             with pinned(plan_cpus(pin_mode(spec)), rt.handle.pids):
                 result = run_load_test(spec, rt.handle.base_url, workdir, label=label, allow_remote=allow_remote,
-                                       warmup_s=warmup_s, detect_warmup=detect_warmup)
+                                       warmup_s=warmup_s, duration_s=duration_s, detect_warmup=detect_warmup)
         finally:
             foreign = meter.stop()
             sampler.stop()
