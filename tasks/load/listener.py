@@ -10,6 +10,12 @@ when Locust counted a success; ``HTTP <status>`` for a 4xx/5xx; else the excepti
 Rows go through a large write buffer and are flushed on test_stop and quitting. A small
 JSON file next to it (``<samples>.meta.json``) records when the test started and stopped,
 how many rows were written, and how many exceptions escaped the locustfile's tasks.
+
+Every request given a ``name=`` carries it in the ``X-Perfagents-Request`` header
+(percent-encoded), so the target's injected capture (tasks/agents/database/sqlcapture/inject/
+perfagents_requestctx.py) files each statement under the Locust name its sample has: exact
+attribution whatever the server. Requests without a name are recorded under their path, which
+the capture sees anyway. ``PERFAGENTS_MARK_REQUESTS=0`` turns the header off.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ import time
 from locust import events
 
 SAMPLES_ENV = "PERFAGENTS_SAMPLES_PATH"
+MARK_ENV = "PERFAGENTS_MARK_REQUESTS"
+MARK_HEADER = "X-Perfagents-Request"  # inject/perfagents_requestctx.py reads it
+FASTHTTP_HEADERS_ARG = 3  # FastHttpSession.request(method, url, name, data, catch_response, stream, headers, ...)
 META_SUFFIX = ".meta.json"
 BUFFER_BYTES = 1 << 20
 ERROR_MAX_CHARS = 300
@@ -86,6 +95,34 @@ def describe_error(exception: BaseException | str | None, status: int) -> str | 
     return " ".join(text.split())[:ERROR_MAX_CHARS]
 
 
+def _marked(original, headers_arg: int | None):
+    """``request`` that adds the Locust name as a header (``headers_arg``: its positional index
+    after ``name``, when the session accepts headers positionally)."""
+    from urllib.parse import quote
+
+    def request(self, method, url, name=None, *args, **kwargs):
+        if name:
+            mark = {MARK_HEADER: quote(str(name), safe=" /:{}[]()_-.,=&?*@!~")}
+            if headers_arg is not None and len(args) > headers_arg:
+                args = (*args[:headers_arg], {**mark, **(args[headers_arg] or {})}, *args[headers_arg + 1:])
+            else:
+                kwargs["headers"] = {**mark, **(kwargs.get("headers") or {})}
+        return original(self, method, url, name, *args, **kwargs)
+
+    request._perfagents = True  # type: ignore[attr-defined]
+    return request
+
+
+def mark_requests() -> None:
+    """Patch Locust's HTTP sessions (both clients) to send the request name header."""
+    from locust.clients import HttpSession
+    from locust.contrib.fasthttp import FastHttpSession
+
+    for cls, headers_arg in ((HttpSession, None), (FastHttpSession, FASTHTTP_HEADERS_ARG)):
+        if not getattr(cls.request, "_perfagents", False):
+            cls.request = _marked(cls.request, headers_arg)  # type: ignore[method-assign]
+
+
 _recorder: _Recorder | None = None
 
 
@@ -97,6 +134,8 @@ def _on_init(environment, **_kwargs) -> None:
         return
     if type(environment.runner).__name__ == "MasterRunner":  # workers make the requests
         return
+    if os.environ.get(MARK_ENV, "1") != "0":
+        mark_requests()
     _recorder = _Recorder(path.replace("{pid}", str(os.getpid())))
     environment.events.request.add_listener(_recorder.on_request)
     environment.events.user_error.add_listener(_recorder.on_user_error)

@@ -11,10 +11,11 @@ Locations: an ``n_plus_one`` is located at its statement's call site in the targ
 (``module:function``, tasks.agents.database.call_sites; the endpoint stays in ``endpoint``), a
 ``slow_query`` at its tables, else its call site, else its first keywords (``COMMIT``).
 
-Endpoints: statements carry the route template (or the raw path with ids templated); they are
-named after the Locust request whose spec path or name has the same template, else after the
-Locust name whose samples enclose the template's requests in time (a locustfile's ``name=``),
-else reported as the template itself.
+Endpoints: statements carry the Locust name their request was sent with (exact; the load
+generator marks every named request), else the route template (or the raw path with ids
+templated), named after the Locust request whose spec path or name has the same template, else
+after the Locust name whose samples enclose the template's requests in time, else reported as
+the template itself.
 """
 
 from __future__ import annotations
@@ -117,13 +118,13 @@ class DatabaseAgent:
 
 
 def endpoint_names(ctx: AgentContext, observed: dict[str, Any], samples: pl.DataFrame) -> dict[str, str]:
-    """Endpoint template -> Locust name: by path template first, then by time correlation."""
+    """Endpoint template -> Locust name: a name the requests carried is itself; then by path
+    template; then by time correlation."""
     templates = _templates(observed)
-    names = map_endpoints(
-        templates,
-        [(e.name, e.path) for e in ctx.spec.load.endpoints],
-        samples["endpoint"].unique().to_list() if "endpoint" in samples.columns else [],
-    )
+    sample_names = samples["endpoint"].unique().to_list() if "endpoint" in samples.columns else []
+    names = {t: t for t in templates if t in set(sample_names)}
+    names |= {t: n for t, n in map_endpoints(templates, [(e.name, e.path) for e in ctx.spec.load.endpoints],
+                                             sample_names).items() if t not in names}
     since, until = observed.get("window", [None, None])
     if templates - names.keys() and {"ts", "latency_ms"} <= set(samples.columns):
         statements = read_statements(sql_log_dir(ctx.workdir), since, until)

@@ -1,8 +1,8 @@
 """Which Locust request a captured statement served, and which request a finding slows down.
 
 Works on the capture's frame (tasks.agents.database.sqlcapture.read_statements) whatever the backend:
-``name_statements`` gives each statement the Locust name of its HTTP request — by path template
-when exactly one spec endpoint (or path-like Locust name) has it, else by the sample that
+``name_statements`` gives each statement the Locust name of its HTTP request — the name the
+request carried (the load generator's header: exact), else by path template when exactly one spec endpoint (or path-like Locust name) has it, else by the sample that
 encloses the request in time (tasks.agents.database.sql.stats.correlate_requests), else by the
 template's majority vote (``consistent_votes``: a request only takes a name whose requests
 mostly hit its own path template); statements outside any request stay unnamed. ``attribute_time``
@@ -102,9 +102,13 @@ def name_statements(frame: pl.DataFrame, spec_endpoints: Iterable[tuple[str, str
     (``ts``, ``endpoint`` = Locust name, ``latency_ms``, optionally ``method``).
     """
     sample_names = samples["endpoint"].drop_nulls().unique().to_list() if "endpoint" in samples.columns else []
+    carried = (frame["request_name"] if "request_name" in frame.columns
+               else pl.Series([None] * frame.height, dtype=pl.String)).to_list()
     templates = frame["endpoint"].drop_nulls().unique().to_list()
     direct = _unambiguous_names(templates, spec_endpoints, sample_names)
     rest = frame.filter(pl.col("endpoint").is_not_null() & ~pl.col("endpoint").is_in(list(direct)))
+    if "request_name" in rest.columns:
+        rest = rest.filter(pl.col("request_name").is_null())  # named by the request itself
     by_request: dict[str, str] = {}
     voted: dict[str, str] = {}
     if not rest.is_empty():
@@ -113,8 +117,8 @@ def name_statements(frame: pl.DataFrame, spec_endpoints: Iterable[tuple[str, str
         by_request = dict(zip(own["request_id"].to_list(), own["name"].to_list(), strict=True))
         voted = vote_endpoints(votes)
     names = [
-        None if template is None else direct.get(template) or by_request.get(rid) or voted.get(template)
-        for template, rid in zip(frame["endpoint"].to_list(), frame["request_id"].to_list(), strict=True)
+        exact or (None if template is None else direct.get(template) or by_request.get(rid) or voted.get(template))
+        for exact, template, rid in zip(carried, frame["endpoint"].to_list(), frame["request_id"].to_list(), strict=True)
     ]
     return frame.with_columns(pl.Series("name", names, dtype=pl.String))
 

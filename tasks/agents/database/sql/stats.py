@@ -1,10 +1,12 @@
 """Aggregate captured statements: per normalized statement, per endpoint, and N+1 patterns.
 
-Input is the frame of tasks.agents.database.sqlcapture.read_statements. Endpoints are path templates:
-the framework's route template when the capture saw one (Starlette: ``/users/{uid}``), else the
-raw path with numeric / hex-id segments replaced by ``{n}``. ``map_endpoints`` then names them
-after the Locust requests when a Locust name or a spec endpoint path has the same template, and
-``correlate_endpoints`` by time when names are not paths (a locustfile's ``name=``);
+Input is the frame of tasks.agents.database.sqlcapture.read_statements. Endpoints are the Locust
+request name the request carried (the load generator's ``X-Perfagents-Request`` header: exact),
+else path templates: the framework's route template when the capture saw one (Starlette:
+``/users/{uid}``), else the raw path with numeric / hex-id segments replaced by ``{n}``.
+``map_endpoints`` then names templates after the Locust requests when a Locust name or a spec
+endpoint path has the same template, and ``correlate_endpoints`` by time when names are not
+paths (a locustfile's ``name=``) and the requests carried none;
 ``correlate_requests`` names each request on its own (tasks.agents.database.sql.attribution uses it).
 """
 
@@ -57,11 +59,12 @@ def add_statement_columns(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def add_endpoint_column(frame: pl.DataFrame) -> pl.DataFrame:
-    """Add ``endpoint``: the route template, else the raw path with id segments templated."""
-    paths = frame.select("path", "route").unique().rows()
-    templates = {(p, r): r or path_template(p) for p, r in paths}
-    endpoint = [templates[(p, r)] for p, r in zip(frame["path"].to_list(), frame["route"].to_list(), strict=True)]
-    return frame.with_columns(pl.Series("endpoint", endpoint, dtype=pl.String))
+    """Add ``endpoint``: the Locust name the request carried (exact), else the route template,
+    else the raw path with id segments templated."""
+    names = frame["request_name"] if "request_name" in frame.columns else pl.Series([None] * frame.height, dtype=pl.String)
+    keys = list(zip(frame["path"].to_list(), frame["route"].to_list(), names.to_list(), strict=True))
+    templates = {key: key[2] or key[1] or path_template(key[0]) for key in set(keys)}
+    return frame.with_columns(pl.Series("endpoint", [templates[key] for key in keys], dtype=pl.String))
 
 
 def attribute_requests(frame: pl.DataFrame, gap_ms: float = FALLBACK_GAP_MS) -> pl.DataFrame:

@@ -33,7 +33,7 @@ STATEMENT_SCHEMA: dict[str, pl.DataType] = {
     "sql": pl.String(),
     "pid": pl.Int64(),
     "thread": pl.Int64(),
-    "request_id": pl.String(),  # null when no ASGI request was in context
+    "request_id": pl.String(),  # null when no request (ASGI or WSGI) was in context
     "method": pl.String(),
     "path": pl.String(),  # the raw request path
     "route": pl.String(),  # the route's path template when the framework exposes it (Starlette)
@@ -41,6 +41,8 @@ STATEMENT_SCHEMA: dict[str, pl.DataType] = {
     "params": pl.String(),  # JSON of the bound parameters, kept for a few executions per SQL text
     # the target's own frames, innermost first, "module:qualname:line", kept with the parameters
     "stack": pl.List(pl.String()),
+    # the Locust request name the request carried (X-Perfagents-Request), null without one
+    "request_name": pl.String(),
 }
 BASE_WIDTH = 11  # records written before ``stack`` was added end at params
 POOL_LOG_GLOB = "pool-*.jsonl"
@@ -57,7 +59,9 @@ POOL_WAIT_SCHEMA: dict[str, pl.DataType] = {
     "path": pl.String(),
     "route": pl.String(),
     "ok": pl.Boolean(),  # False when getconn raised (PoolTimeout, TooManyRequests, closed pool)
+    "request_name": pl.String(),
 }
+POOL_BASE_WIDTH = 12  # records written before ``request_name`` was added end at ok
 
 
 def sql_log_dir(workdir: Path) -> Path:
@@ -154,6 +158,6 @@ def read_statements(log_dir: Path, since: float | None = None, until: float | No
 def read_pool_waits(log_dir: Path, since: float | None = None, until: float | None = None) -> pl.DataFrame:
     """Captured connection-pool acquisitions in ``log_dir`` with ``since <= ts <= until``, by ts."""
     width = len(POOL_WAIT_SCHEMA)
-    rows = [rec for rec in _batches(Path(log_dir), POOL_LOG_GLOB, since, width, width)
+    rows = [rec for rec in _batches(Path(log_dir), POOL_LOG_GLOB, since, width, POOL_BASE_WIDTH)
             if (since is None or rec[0] >= since) and (until is None or rec[0] <= until)]
     return pl.DataFrame(rows, schema=POOL_WAIT_SCHEMA, orient="row").sort("ts")

@@ -1,7 +1,8 @@
 """Files injected into the target through PYTHONPATH (never imported by perfagents itself).
 
 sitecustomize.py            installs the capture when PERFAGENTS_SQL_LOG is set, then chains
-perfagents_sqlcapture.py    install(), import hooks, sqlite3 timing, uvicorn request context
+perfagents_sqlcapture.py    install(), import hooks, sqlite3 timing
+perfagents_requestctx.py    the request a statement belongs to (ASGI/WSGI servers, frameworks, thread pools)
 perfagents_capturelog.py    the record buffer and its JSONL writer thread (file and row format)
 perfagents_callstack.py     the target's own call stack at a statement
 perfagents_pgcapture.py     psycopg 3 statements and psycopg_pool waits (loaded only with psycopg)

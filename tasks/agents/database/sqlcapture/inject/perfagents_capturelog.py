@@ -12,11 +12,13 @@ FLUSH_INTERVAL_S and appends each batch as one JSON array per line, encoded in o
 
 - ``<folder>/sql-<pid>-<ms>.jsonl``: statements, written one interval late so that fetches
   are included; row: ts, duration_ms, sql, pid, thread, request_id, method, path, route, rows,
-  params, stack. Statement text longer than MAX_SQL_CHARS is cut; a non-str statement (bytes,
-  a psycopg ``sql.Composable``) is rendered here, off the hot path. (``stack`` was added last:
-  readers accept rows without it.)
+  params, stack, request_name (the Locust name the request carried). Statement text longer
+  than MAX_SQL_CHARS is cut; a non-str statement (bytes, a psycopg ``sql.Composable``) is
+  rendered here, off the hot path. (``stack`` and ``request_name`` were added last: readers
+  accept rows without them.)
 - ``<folder>/pool-<pid>-<ms>.jsonl``: pool waits; row: ts, wait_ms, pool name, pool class,
-  max_size, pid, thread, request_id, method, path, route, ok (false when getconn raised).
+  max_size, pid, thread, request_id, method, path, route, ok (false when getconn raised),
+  request_name.
 
 ``flush()`` (``final=True``) writes everything buffered: the capture calls it at exit and at
 uvicorn's shutdown. ``after_fork()`` gives a forked child (gunicorn workers) its own buffers,
@@ -116,17 +118,18 @@ class CaptureLog:
 
 
 def _request_fields(holder):
-    """(request_id, method, path, route) of a request holder, all None outside a request."""
+    """(request_id, method, path, route, name) of a request holder (perfagents_requestctx), all
+    None outside a request."""
     if holder is None:
-        return None, None, None, None
-    request_id, method, path, scope = holder
+        return None, None, None, None, None
+    request_id, method, path, scope, name = holder
     route = getattr(scope.get("route"), "path", None) if scope else None
-    return request_id, method, path, route
+    return request_id, method, path, route, name
 
 
 def _row(rec, pid):
     ts, duration_ms, sql, thread, holder, params, rowcount, fetched, stack = rec
-    request_id, method, path, route = _request_fields(holder)
+    request_id, method, path, route, name = _request_fields(holder)
     if not isinstance(sql, str):
         sql = _sql_text(sql)
     if len(sql) > MAX_SQL_CHARS:
@@ -134,13 +137,13 @@ def _row(rec, pid):
     rows = rowcount if rowcount is not None and rowcount >= 0 else fetched
     if params is not None:
         params = _encode_params(params)
-    return [ts, duration_ms, sql, pid, thread, request_id, method, path, route, rows, params, stack]
+    return [ts, duration_ms, sql, pid, thread, request_id, method, path, route, rows, params, stack, name]
 
 
 def _wait_row(rec, pid):
     ts, wait_ms, pool, pool_class, max_size, thread, holder, ok = rec
-    request_id, method, path, route = _request_fields(holder)
-    return [ts, wait_ms, pool, pool_class, max_size, pid, thread, request_id, method, path, route, ok]
+    request_id, method, path, route, name = _request_fields(holder)
+    return [ts, wait_ms, pool, pool_class, max_size, pid, thread, request_id, method, path, route, ok, name]
 
 
 def _sql_text(sql):

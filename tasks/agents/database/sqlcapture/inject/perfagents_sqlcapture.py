@@ -5,7 +5,8 @@ Standard library only and Python 3.8+ syntax: this runs inside the target's own 
 which may be another virtualenv or another Python version than the toolkit's. Importing this
 module does nothing and needs nothing beside it; ``install`` loads the capture's other parts:
 perfagents_capturelog (the record buffer and its writer thread: files and record format are
-described there) and perfagents_callstack (the call stack of the target's own code).
+described there), perfagents_callstack (the call stack of the target's own code) and
+perfagents_requestctx (which request a statement belongs to).
 
 ``install``:
 - hooks the target's imports (a meta-path finder answering only for the module names in
@@ -17,9 +18,10 @@ described there) and perfagents_callstack (the call stack of the target's own co
   bypasses Python-level cursor hooks, which is why OpenTelemetry's instrumentation misses it.
 - psycopg 3 cursors and psycopg_pool ``getconn``: perfagents_pgcapture, loaded only when the
   target imports ``psycopg.cursor`` / ``psycopg.cursor_async`` / ``psycopg_pool``.
-- ``uvicorn.config.Config.load`` wraps the loaded ASGI app in a tiny middleware that sets a
-  ContextVar per HTTP request (id, method, path, and the scope, whose Starlette route gives the
-  path template); contextvars follow requests into Starlette's thread pool. Uvicorn's
+- the request each statement belongs to: perfagents_requestctx sets a ContextVar per HTTP
+  request under uvicorn, gunicorn, waitress, werkzeug, Flask and Django (id, method, path, the
+  ASGI scope whose Starlette route gives the path template, and the Locust name the load
+  generator sent) and carries it into thread pools. Uvicorn's
   ``Server.shutdown`` flushes the buffer (uvicorn re-raises SIGTERM after it, skipping atexit);
   so do atexit and multiprocessing's finalizers. A forked child (gunicorn workers) gets its
   own buffer, file and thread, and counts first executions afresh.
@@ -32,7 +34,6 @@ walk the stack.
 
 import atexit
 import contextvars
-import itertools
 import os
 import sys
 import threading
@@ -45,8 +46,7 @@ MAX_TRACKED_SQL = 10000
 _perf = time.perf_counter
 _now = time.time
 _get_ident = threading.get_ident
-_request = contextvars.ContextVar("perfagents_request", default=None)
-_request_ids = itertools.count(1)
+_request = contextvars.ContextVar("perfagents_request", default=None)  # install() takes perfagents_requestctx's
 _param_counts = {}  # type: dict
 _warned = []  # type: list
 _LOG = None  # the CaptureLog (perfagents_capturelog), set by install()
@@ -229,40 +229,6 @@ def _patch_sqlite3(module):
     dbapi2.connect = connect
 
 
-class RequestContext:
-    """ASGI middleware: one ContextVar value per HTTP request, nothing else."""
-
-    _perfagents = True
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope.get("type") != "http":
-            return await self.app(scope, receive, send)
-        holder = (f"{_LOG.pid}-{next(_request_ids)}", scope.get("method"), scope.get("path"), scope)
-        token = _request.set(holder)
-        try:
-            return await self.app(scope, receive, send)
-        finally:
-            _request.reset(token)
-
-
-def _patch_uvicorn_config(module):
-    config_cls = module.Config
-    original = config_cls.load
-    if getattr(original, "_perfagents", False):
-        return
-
-    def load(self):
-        original(self)
-        if not getattr(self.loaded_app, "_perfagents", False):
-            self.loaded_app = RequestContext(self.loaded_app)
-
-    load._perfagents = True
-    config_cls.load = load
-
-
 def _patch_uvicorn_server(module):
     """Flush when uvicorn has shut down: it then re-raises SIGTERM/SIGINT, so atexit never runs."""
     server_cls = module.Server
@@ -310,9 +276,8 @@ _HOOKS = {
     "psycopg.cursor_async": _patch_psycopg_cursor_async,
     "psycopg_pool.pool": _patch_psycopg_pool,
     "psycopg_pool.pool_async": _patch_psycopg_pool_async,
-    "uvicorn.config": _patch_uvicorn_config,
     "uvicorn.server": _patch_uvicorn_server,
-}
+}  # install() adds perfagents_requestctx.HOOKS (the request context for ASGI and WSGI servers)
 
 
 class _HookedLoader:
@@ -365,11 +330,15 @@ def _after_fork():
 
 def install(folder):
     """Start capturing into ``folder``; patch modules already imported, hook the others."""
-    global _LOG, _collect_stack
+    global _LOG, _collect_stack, _request
     if _LOG is not None:
         return
     import perfagents_callstack
     import perfagents_capturelog
+    import perfagents_requestctx
+
+    _request = perfagents_requestctx.request
+    _HOOKS.update(perfagents_requestctx.HOOKS)
 
     os.makedirs(folder, exist_ok=True)
     _collect_stack = perfagents_callstack.collect_stack

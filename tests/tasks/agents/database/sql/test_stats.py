@@ -78,3 +78,21 @@ def test_correlation_by_time_ignores_an_always_in_flight_name():
     samples.append({"ts": 100.0, "latency_ms": 5000.0, "endpoint": "post_only", "method": "POST"})
     names = correlate_endpoints(pl.DataFrame(spans), pl.DataFrame(samples))
     assert names == {"/a": "a_name", "/b": "b_name"}
+
+
+def test_a_carried_request_name_is_the_endpoint_before_any_template():
+    rows = [dict(stmt(1, "select 1", rid="r1", path="/users/7/orders"), request_name="user orders"),
+            dict(stmt(2, "select 2", rid="r2", path="/users/8/orders"), route="/users/{uid}/orders"),
+            stmt(3, "select 3", rid="r3", path="/users/9/orders")]
+    assert frame(rows)["endpoint"].to_list() == ["user orders", "/users/{uid}/orders", "/users/{n}/orders"]
+
+
+def test_a_guessed_n_plus_one_is_never_high():
+    from tasks.agents.database.findings import n_plus_one_finding
+
+    rows = [stmt(k * 0.0001, f"select * from t where id = {k}", ms=0.5) for k in range(60)]  # one burst, no ids
+    (found,) = find_n_plus_one(attribute_requests(frame(rows)))
+    guessed = n_plus_one_finding(found, {})
+    assert guessed.severity == "medium" and guessed.evidence["attribution"] == "thread+time (approximate)"
+    exact = n_plus_one_finding({**found, "attributed": True}, {})
+    assert exact.severity == "high"
