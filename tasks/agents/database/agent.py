@@ -4,7 +4,9 @@ SQLite targets: the target is started with ``target_env(workdir)`` (tasks.agents
 so every statement it runs is captured with its duration and request; ``profile`` waits for
 the window to end and analyses it (tasks.agents.database.sqlite.analysis); ``findings`` reports
 ``missing_index`` (with a measured what-if and, when the spec allows DDL, a ``create_index``
-candidate), ``slow_query``, ``n_plus_one`` and ``unused_index``. PostgreSQL targets go to
+candidate), ``slow_query``, ``n_plus_one``, ``unused_index`` and ``framework_overhead`` (the
+stack's introspection and settings statements, set apart from the app's own: never a slow query
+or an N+1). PostgreSQL targets go to
 tasks.agents.database.postgres.agent (pg_stat_statements deltas, generic plans, HypoPG what-if).
 
 Locations: an ``n_plus_one`` is located at its statement's call site in the target's code
@@ -28,7 +30,12 @@ import polars as pl
 
 from tasks.agents.base import AgentContext
 from tasks.agents.database.call_sites import statement_location
-from tasks.agents.database.findings import CALL_SITE_KEYS, n_plus_one_finding, severity_for_share
+from tasks.agents.database.findings import (
+    CALL_SITE_KEYS,
+    framework_overhead_finding,
+    n_plus_one_finding,
+    severity_for_share,
+)
 from tasks.agents.database.postgres.agent import findings_postgres, profile_postgres
 from tasks.agents.database.sql.stats import (
     add_endpoint_column,
@@ -114,6 +121,8 @@ class DatabaseAgent:
         out += [_unused_index(row, observed) for row in observed.get("unused_indexes", [])]
         if contention := lock_contention(observed):
             out.append(contention)
+        if overhead := framework_overhead_finding(observed.get("housekeeping")):
+            out.append(overhead)
         return out
 
 

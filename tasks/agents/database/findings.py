@@ -1,7 +1,8 @@
 """Finding builders both paths of the database agent share (SQLite: agent.py, PostgreSQL: postgres/agent.py).
 
-A severity from a share of the window's database time, and the ``n_plus_one`` finding from a
-row of tasks.agents.database.sql.stats.find_n_plus_one (plus its call_sites fields).
+A severity from a share of the window's database time, the ``n_plus_one`` finding from a
+row of tasks.agents.database.sql.stats.find_n_plus_one (plus its call_sites fields), and the
+``framework_overhead`` finding from tasks.agents.database.sql.housekeeping.summarize.
 """
 
 from __future__ import annotations
@@ -56,4 +57,23 @@ def n_plus_one_finding(row: dict[str, Any], names: dict[str, str]) -> Finding:
         estimated_gain={"statements_per_request_before": median, "statements_per_request_after": 1,
                         "estimated_ms_per_request_saved": round(max(ms - row["mean_ms"], 0.0), 4),
                         "basis": "estimate: one batched statement costing one call"},
+    )
+
+
+OVERHEAD_MIN_SHARE = 0.02  # housekeeping below this share of the database time is not worth a finding
+
+
+def framework_overhead_finding(summary: dict[str, Any] | None) -> Finding | None:
+    """One ``framework_overhead`` finding for the stack's housekeeping statements
+    (tasks.agents.database.sql.housekeeping.summarize), at most medium: no index fixes it, and
+    it is never ranked as a slow query or an N+1."""
+    if not summary or summary["share"] < OVERHEAD_MIN_SHARE:
+        return None
+    severity: Severity = "medium" if severity_for_share(summary["share"]) != "low" else "low"
+    return Finding(
+        agent="database", kind="framework_overhead", location="schema introspection and session settings",
+        severity=severity, evidence={**summary, "note": "statements the framework or driver runs for itself "
+                                     "(catalog reads, PRAGMA/SET/SHOW, version probes): cache the metadata or "
+                                     "reuse connections to cut them"},
+        estimated_gain={"db_time_share": summary["share"], "total_ms": summary["total_ms"]},
     )

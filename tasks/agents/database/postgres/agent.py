@@ -33,7 +33,12 @@ import psycopg
 
 from tasks.agents.base import AgentContext
 from tasks.agents.database.call_sites import call_site_of, read_call_sites, statement_location
-from tasks.agents.database.findings import CALL_SITE_KEYS, n_plus_one_finding, severity_for_share
+from tasks.agents.database.findings import (
+    CALL_SITE_KEYS,
+    framework_overhead_finding,
+    n_plus_one_finding,
+    severity_for_share,
+)
 from tasks.agents.database.postgres.activity import sample_activity
 from tasks.agents.database.postgres.analysis import ANALYSIS_BUDGET_S, analyze_window
 from tasks.agents.database.postgres.pool_waits import pool_saturation_finding, summarize_pools
@@ -46,6 +51,7 @@ from tasks.agents.database.sql.attribution import (
     statements_using_index,
     template_names,
 )
+from tasks.agents.database.sql.housekeeping import housekeeping_mask
 from tasks.agents.database.sql.stats import find_n_plus_one
 from tasks.agents.database.sqlcapture import POOL_WAIT_SCHEMA, read_pool_waits, sql_log_dir
 from tasks.db.postgres import connect, describe_error, strip_password
@@ -131,6 +137,8 @@ def findings_postgres(ctx: AgentContext, observed: dict[str, Any], samples: pl.D
     out += _slow_queries(observed, endpoints, captured, sites)
     out += _n_plus_one(captured, sites, names)
     out += [_unused_index(row) for row in observed.get("unused_indexes", [])]
+    if overhead := framework_overhead_finding(observed.get("housekeeping")):
+        out.append(overhead)
     pools = summarize_pools(waits, samples, names=names, since=since, until=until)
     if saturated := pool_saturation_finding(pools, observed.get("activity", {})):
         out.append(saturated)
@@ -141,8 +149,9 @@ def _n_plus_one(captured: pl.DataFrame, sites: dict[str, dict[str, Any]], names:
     """``n_plus_one`` from the captured statements of the window (as on SQLite)."""
     if captured.is_empty():
         return []
+    own_work = captured.filter(~housekeeping_mask(captured))  # the app's statements, not its stack's
     return [n_plus_one_finding(row | call_site_of(sites, row["statement"]), names)
-            for row in find_n_plus_one(captured)]
+            for row in find_n_plus_one(own_work)]
 
 
 def _words(text: str) -> str:

@@ -30,6 +30,7 @@ from tasks.agents.database.postgres.stats import (
     statement_deltas,
     table_deltas,
 )
+from tasks.agents.database.sql.housekeeping import is_housekeeping, summarize
 from tasks.agents.database.sql.naming import index_name
 from tasks.agents.database.sql.text import table_refs, tokenize
 from tasks.db.postgres import describe_error
@@ -109,7 +110,8 @@ def analyze_window(con: psycopg.Connection, before: Snapshot, after: Snapshot, *
     info = TableInfo(con, tables, indexes)
     candidates: dict[tuple[str, str, tuple[str, ...]], dict[str, Any]] = {}
     top = []
-    for s in statements[:TOP_STATEMENTS]:
+    observed["housekeeping"] = summarize(statements, db_time)
+    for s in [s for s in statements if not is_housekeeping(s["statement"])][:TOP_STATEMENTS]:
         entry = {k: _round(v) for k, v in s.items()}
         entry["share"] = round(s["total_ms"] / db_time, 4) if db_time else 0.0
         entry.update(plan=[], full_scans=[], plan_kind="generic",

@@ -1,7 +1,8 @@
 """Analyse one window of captured SQLite statements: the database agent's observations.
 
 Statements -> normalized aggregates (per statement, per endpoint, with their call sites:
-tasks.agents.database.call_sites) -> EXPLAIN QUERY PLAN of every
+tasks.agents.database.call_sites; the stack's own housekeeping set apart:
+tasks.agents.database.sql.housekeeping) -> EXPLAIN QUERY PLAN of every
 distinct statement (read-only connection) -> full scans of the top statements -> candidate
 indexes -> measured what-if on a copy of the database -> unused indexes. Returns plain,
 JSON-serialisable dicts; tasks.agents.database.agent turns them into findings.
@@ -17,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from tasks.agents.database.call_sites import call_site_of, find_call_sites
+from tasks.agents.database.sql.housekeeping import housekeeping_mask, summarize
 from tasks.agents.database.sql.stats import (
     add_statement_columns,
     aggregate_endpoints,
@@ -95,10 +97,12 @@ def analyze_sqlite(db_path: Path, log_dir: Path, *, since: float | None, until: 
     pool = pl.concat([with_values, window.select(with_values.columns)]) if not with_values.is_empty() else window
     stats = aggregate_statements(window)
     observed["db_time_ms"] = _round(float(window["duration_ms"].sum()), 3)
+    observed["housekeeping"] = summarize(list(stats.iter_rows(named=True)), float(window["duration_ms"].sum()))
     observed["endpoints"] = [{k: _round(v) for k, v in row.items()}
                              for row in aggregate_endpoints(window).iter_rows(named=True)]
+    own_work = window.filter(~housekeeping_mask(window))  # the app's statements, not its stack's
     observed["n_plus_one"] = [{k: _round(v) for k, v in row.items()} | call_site_of(sites, row["statement"])
-                              for row in find_n_plus_one(window)]
+                              for row in find_n_plus_one(own_work)]
     by_endpoint = statement_endpoints(window)
 
     con = connect_readonly(db_path)
@@ -107,7 +111,7 @@ def analyze_sqlite(db_path: Path, log_dir: Path, *, since: float | None, until: 
         statements = []
         candidates: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
         indexes = list_indexes(con)
-        for rank, row in enumerate(stats.iter_rows(named=True)):
+        for rank, row in enumerate(stats.filter(~housekeeping_mask(stats)).iter_rows(named=True)):
             if rank >= TOP_STATEMENTS:
                 break
             text = row["statement"]
