@@ -98,6 +98,7 @@ def _collect(futures: dict[str, Any], started: float, deadline: float) -> dict[s
 
 def _findings(agents: list[Agent], outcomes: dict[str, AgentOutcome], ctx: AgentContext, samples: pl.DataFrame) -> list[Finding]:
     found: list[Finding] = []
+    ctx.peers = {name: outcome.observed for name, outcome in outcomes.items() if outcome.status == "ok"}
     for agent in agents:
         outcome = outcomes[agent.name]
         if outcome.status != "ok":

@@ -31,6 +31,10 @@ class AgentContext:
     pids: Callable[[], list[int]] = lambda: []  # the target's process tree, now
     stop: threading.Event = field(default_factory=threading.Event)  # set when the window ends
     config: dict[str, Any] = field(default_factory=dict)  # the knob values in effect
+    # the other agents' observations of this window, set before ``findings`` (an agent may use
+    # another's: the database agent reads SQL from the application agent's profile when nothing
+    # was captured)
+    peers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @runtime_checkable

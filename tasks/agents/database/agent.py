@@ -8,6 +8,9 @@ candidate), ``slow_query``, ``n_plus_one``, ``unused_index`` and ``framework_ove
 stack's introspection and settings statements, set apart from the app's own: never a slow query
 or an N+1). PostgreSQL targets go to
 tasks.agents.database.postgres.agent (pg_stat_statements deltas, generic plans, HypoPG what-if).
+A SQLite target that ran without the capture (attached, not started by the toolkit) still gets
+its ``missing_index`` findings from the SQL literals where the application agent's profiler saw
+time (tasks.agents.database.sqlite.from_profile); each finding's ``sources`` says which.
 
 Locations: an ``n_plus_one`` is located at its statement's call site in the target's code
 (``module:function``, tasks.agents.database.call_sites; the endpoint stays in ``endpoint``), a
@@ -45,6 +48,8 @@ from tasks.agents.database.sql.stats import (
 )
 from tasks.agents.database.sqlcapture import capture_env, read_statements, sql_log_dir
 from tasks.agents.database.sqlite.analysis import ANALYSIS_BUDGET_S, analyze_sqlite
+from tasks.agents.database.sqlite.from_profile import SOURCE as FROM_PROFILE_SOURCE
+from tasks.agents.database.sqlite.from_profile import analyze_profiled, profiled_statements
 from tasks.agents.database.sqlite.locks import lock_contention
 from tasks.agents.database.sqlite.util import sqlite_path
 from tasks.findings import Candidate, Finding, Severity
@@ -60,6 +65,8 @@ WHATIF_MIN_RATIO = 2.0  # propose an index only when the copy ran this much fast
 WHATIF_MIN_SAVED_MS = 0.02  # ... and saved at least this per call
 SLOW_QUERY_P95_MS = 10.0
 SLOW_QUERY_MIN_SHARE = 0.05  # or a statement taking this share of all DB time with p95 >= 1 ms
+CAPTURE_SOURCE = "captured statements (injected capture), EXPLAIN QUERY PLAN, what-if on a copy"
+PROFILE_SOURCE = FROM_PROFILE_SOURCE
 
 
 def index_severity(share: float, ratio: float) -> Severity:
@@ -111,10 +118,12 @@ class DatabaseAgent:
     def findings(self, ctx: AgentContext, observed: dict[str, Any], samples: pl.DataFrame) -> list[Finding]:
         if observed.get("backend") == "postgresql":
             return findings_postgres(ctx, observed, samples)
-        if "skipped" in observed or not observed.get("statements_captured"):
+        if "skipped" in observed:
             return []
-        names = endpoint_names(ctx, observed, samples)
         allow_ddl = bool(ctx.spec.database and ctx.spec.database.allow_ddl)
+        if not observed.get("statements_captured"):
+            return self._from_profile(ctx, observed, allow_ddl)
+        names = endpoint_names(ctx, observed, samples)
         out = [f for c in observed.get("index_candidates", []) if (f := _missing_index(c, names, allow_ddl))]
         out += _slow_queries(observed, names)
         out += [n_plus_one_finding(row, names) for row in observed.get("n_plus_one", [])]
@@ -124,6 +133,17 @@ class DatabaseAgent:
         if overhead := framework_overhead_finding(observed.get("housekeeping")):
             out.append(overhead)
         return out
+
+
+    def _from_profile(self, ctx: AgentContext, observed: dict[str, Any], allow_ddl: bool) -> list[Finding]:
+        """No statement captured (an attached target): the SQL the profiler saw time in, if any."""
+        statements = profiled_statements((ctx.peers.get("application") or {}).get("cpu_profile"))
+        if not statements or not observed.get("database"):
+            return []
+        profiled = analyze_profiled(Path(observed["database"]), statements, workdir=ctx.workdir,
+                                    budget_s=ANALYSIS_BUDGET_S)
+        observed["from_profile"] = profiled
+        return [f for c in profiled["index_candidates"] if (f := _missing_index(c, {}, allow_ddl, PROFILE_SOURCE))]
 
 
 def endpoint_names(ctx: AgentContext, observed: dict[str, Any], samples: pl.DataFrame) -> dict[str, str]:
@@ -162,7 +182,8 @@ def _named(endpoints: list[dict], names: dict[str, str]) -> list[dict]:
     return [dict(e, endpoint=names.get(e["endpoint"], e["endpoint"])) for e in endpoints]
 
 
-def _missing_index(cand: dict[str, Any], names: dict[str, str], allow_ddl: bool) -> Finding | None:
+def _missing_index(cand: dict[str, Any], names: dict[str, str], allow_ddl: bool,
+                   sources: str = CAPTURE_SOURCE) -> Finding | None:
     w = cand.get("whatif")
     if not w or not w["index_used"] or w["ratio"] < WHATIF_MIN_RATIO:
         return None
@@ -184,7 +205,8 @@ def _missing_index(cand: dict[str, Any], names: dict[str, str], allow_ddl: bool)
         "statements": cand["statements"], "calls": cand["calls"], "mean_ms": cand["mean_ms"],
         "p95_ms": cand["p95_ms"], "db_time_share": cand["share"], "plan": cand["plans_before"],
         "plans_with_index": w["plans_after"], "whatif": {k: v for k, v in w.items() if k != "plans_after"},
-        "endpoints": _named(cand["endpoints"], names), "index": cand["name"],
+        "endpoints": _named(cand["endpoints"], names), "index": cand["name"], "sources": sources,
+        **({"share_basis": cand["share_basis"]} if "share_basis" in cand else {}),
     }
     return Finding(
         agent="database", kind="missing_index", location=_index_location(table, columns),
