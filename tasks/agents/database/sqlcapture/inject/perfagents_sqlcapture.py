@@ -17,7 +17,8 @@ perfagents_requestctx (which request a statement belongs to).
   with ``time.perf_counter``. ``Connection.execute`` is covered too: CPython's C shortcut
   bypasses Python-level cursor hooks, which is why OpenTelemetry's instrumentation misses it.
 - psycopg 3 cursors and psycopg_pool ``getconn``: perfagents_pgcapture, loaded only when the
-  target imports ``psycopg.cursor`` / ``psycopg.cursor_async`` / ``psycopg_pool``.
+  target imports ``psycopg.cursor`` / ``psycopg.cursor_async`` / ``psycopg_pool``; psycopg2 and
+  asyncpg: perfagents_pgdrivers, loaded only when the target imports ``psycopg2`` / ``asyncpg``.
 - the request each statement belongs to: perfagents_requestctx sets a ContextVar per HTTP
   request under uvicorn, gunicorn, waitress, werkzeug, Flask and Django (id, method, path, the
   ASGI scope whose Starlette route gives the path template, and the Locust name the load
@@ -277,6 +278,9 @@ _HOOKS = {
     "psycopg_pool.pool": _patch_psycopg_pool,
     "psycopg_pool.pool_async": _patch_psycopg_pool_async,
     "uvicorn.server": _patch_uvicorn_server,
+    "psycopg2": lambda module: __import__("perfagents_pgdrivers").patch_psycopg2(module),
+    "asyncpg.connection": lambda module: __import__("perfagents_pgdrivers").patch_asyncpg_connection(module),
+    "asyncpg.prepared_stmt": lambda module: __import__("perfagents_pgdrivers").patch_asyncpg_prepared(module),
 }  # install() adds perfagents_requestctx.HOOKS (the request context for ASGI and WSGI servers)
 
 
