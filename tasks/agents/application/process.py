@@ -33,6 +33,8 @@ MEMORY_MAX_P = 0.01  # the slope must be this significant ...
 MEMORY_MIN_R2 = 0.6  # ... steady ...
 MEMORY_MIN_GROWTH_MB = 5.0  # ... and large: at least this many MB over the window ...
 MEMORY_MIN_GROWTH_SHARE = 0.05  # ... and this share of the starting RSS
+MEMORY_LATE_PACE = 0.5  # ... and still rising in the window's second half at half the pace or more
+MEMORY_LATE_MAX_P = 0.05
 MEMORY_MEDIUM_SHARE = 0.10  # severity by the window's growth as a share of the starting RSS
 MEMORY_HIGH_SHARE = 0.25
 SERIES_COLUMNS = [c for c in RESOURCE_SCHEMA if c != "role"]
@@ -174,7 +176,8 @@ def find_cpu_saturation(spec: TargetSpec, config: dict[str, Any], observed: dict
 
 
 def find_memory_growth(spec: TargetSpec, observed: dict[str, Any], samples: pl.DataFrame) -> Finding | None:
-    """RSS that grows steadily over the window (a significant, steady, large linear trend)."""
+    """RSS that grows steadily over the window (a significant, steady, large linear trend that
+    keeps its pace in the second half: warm-up growth flattens, a leak does not)."""
     part = measured_part(series_frame(observed.get("resources")), samples).drop_nulls("rss_bytes")
     if part.height < MIN_SERIES_POINTS:
         return None
@@ -188,6 +191,11 @@ def find_memory_growth(spec: TargetSpec, observed: dict[str, Any], samples: pl.D
     if (fit.slope <= 0 or fit.pvalue >= MEMORY_MAX_P or r2 < MEMORY_MIN_R2
             or growth_mb < max(MEMORY_MIN_GROWTH_MB, MEMORY_MIN_GROWTH_SHARE * rss_mb[0])):
         return None
+    late = t >= float(np.ptp(t)) / 2  # a leak keeps its pace; a warming cache or pool slows down
+    if late.sum() >= MIN_SERIES_POINTS // 2 and np.ptp(t[late]) > 0:
+        late_fit = stats.linregress(t[late], rss_mb[late])
+        if late_fit.slope < MEMORY_LATE_PACE * fit.slope or late_fit.pvalue >= MEMORY_LATE_MAX_P:
+            return None
     per_min = fit.slope * 60
     evidence = {"slope_mb_per_min": round(per_min, 2), "r2": round(r2, 3), "p_value": float(f"{fit.pvalue:.3g}"),
                 "rss_start_mb": round(float(rss_mb[0]), 1), "rss_end_mb": round(float(rss_mb[-1]), 1),

@@ -160,14 +160,20 @@ class ScanCandidate:
     basis: str  # filter | sort | filter+sort
 
 
+FILTERED_SCAN_TYPES = frozenset({"Index Scan", "Index Only Scan"})
+
+
 def find_seq_scans(root: dict[str, Any], table_info: Callable[[str, str], dict[str, Any] | None]) -> list[ScanCandidate]:
-    """Sequential scans of large tables and the index each would want.
+    """Sequential scans of large tables and the index each would want; also index scans of large
+    tables that filter rows on columns their index does not hold (the planner walks the primary
+    key for an ``ORDER BY id LIMIT n`` and tests every row): an index on the filter's columns.
 
     ``table_info(schema, table)`` -> {"rows": float, "columns": [...], "primary_key": [...]} or None.
     """
     out = []
     for node, ancestors in walk(root):
-        if node["Node Type"] != "Seq Scan":
+        filtered_index_scan = node["Node Type"] in FILTERED_SCAN_TYPES and bool(node.get("Filter"))
+        if node["Node Type"] != "Seq Scan" and not filtered_index_scan:
             continue
         schema, table = node.get("Schema", "public"), node["Relation Name"]
         info = table_info(schema, table)
@@ -175,6 +181,15 @@ def find_seq_scans(root: dict[str, Any], table_info: Callable[[str, str], dict[s
             continue
         alias, columns = node.get("Alias", table), set(info["columns"])
         eq, rng = filter_columns(node.get("Filter", ""), alias, columns)
+        if filtered_index_scan:  # an index walked for its order (ORDER BY id LIMIT n), filtering every row
+            if eq or rng:
+                # walking the primary key in order: the new index keeps that order after the filter
+                walked = list(info.get("primary_key") or []) if not node.get("Index Cond") else []
+                chosen = list(eq) + ([c for c in walked if c not in eq] if walked else rng[:1])
+                line = plan_lines({k: v for k, v in node.items() if k != "Plans"})[0].strip()
+                out.append(ScanCandidate(schema, table, tuple(chosen[:INDEX_MAX_COLUMNS]), line,
+                                         "filter on an index scan"))
+            continue
         sort = sort_columns(node, ancestors, alias, columns)
         pk = info.get("primary_key") or []
         if pk and len(sort) > len(pk) and sort[-len(pk):] == pk:

@@ -202,9 +202,22 @@ _default_cursor = [None]
 
 
 def _cursor_class(factory):
-    if factory is None:
-        return _default_cursor[0]
-    return _subclass(CursorMixin, factory)
+    """The timed cursor class for ``factory``: the timing sits just above sqlite3.Cursor, below the
+    factory's own methods, so a wrapper that rewrites the SQL (Django's ``%s`` -> ``?``) is
+    recorded with the SQL sqlite3 ran; None for a factory that is not a class."""
+    timed = _default_cursor[0]
+    if factory is None or timed is None or factory is timed.__mro__[2]:  # sqlite3.Cursor itself
+        return timed
+    if not isinstance(factory, type) or issubclass(factory, CursorMixin):
+        return factory if isinstance(factory, type) else None
+    cls = _classes.get((timed, factory))
+    if cls is None:
+        try:
+            cls = type("Captured" + factory.__name__, (factory, timed), {})
+        except TypeError:  # not a sqlite3.Cursor subclass: time it from the outside
+            cls = _subclass(CursorMixin, factory)
+        _classes[(timed, factory)] = cls
+    return cls
 
 
 def _patch_sqlite3(module):
