@@ -122,7 +122,47 @@ def index_columns(con: sqlite3.Connection, sql: str, scan: FullScan) -> list[str
             (eq if use.op == "eq" else rng).append(use.column)
     chosen = list(dict.fromkeys(eq))
     chosen += [c for c in dict.fromkeys(rng) if c not in chosen][:1]
+    if not chosen and len({r.table for r in refs}) == 1 and _sorts(con, sql):  # an index can serve ORDER BY
+        chosen = [c for c in order_by_columns(sql) if c in columns]
     return chosen[:INDEX_MAX_COLUMNS]
+
+
+def _sorts(con: sqlite3.Connection, sql: str) -> bool:
+    """Whether the plan sorts the rows itself for ORDER BY (a temp B-tree): no index gives the order."""
+    try:
+        return any("TEMP B-TREE FOR ORDER BY" in line for line in explain_plan(con, sql, null_params(sql)))
+    except sqlite3.Error:
+        return False
+
+
+def order_by_columns(sql: str) -> list[str]:
+    """The plain columns of the statement's top-level ORDER BY, in order (``ORDER BY t.a DESC, b``
+    -> ``[a, b]``); [] when it orders by anything else (an expression, a position)."""
+    tokens = tokenize(sql)
+    depth, start = 0, None
+    for i, tok in enumerate(tokens):
+        depth += tok.text == "("
+        depth -= tok.text == ")"
+        if depth == 0 and tok.word == "order" and i + 1 < len(tokens) and tokens[i + 1].word == "by":
+            start = i + 2
+    if start is None:
+        return []
+    columns: list[str] = []
+    i = start
+    while i < len(tokens) and tokens[i].word not in ("limit", "offset") and tokens[i].text != ")":
+        if i + 2 < len(tokens) and tokens[i + 1].text == ".":
+            i += 2  # a qualified column: keep its name
+        if not tokens[i].name or tokens[i].kind not in ("word", "qident"):
+            return []
+        columns.append(tokens[i].name)
+        i += 1
+        if i < len(tokens) and tokens[i].word in ("asc", "desc"):
+            i += 1
+        if i < len(tokens) and tokens[i].text == ",":
+            i += 1
+        elif i < len(tokens) and tokens[i].word not in ("limit", "offset") and tokens[i].text != ")":
+            return []
+    return columns
 
 
 def existing_index_covers(indexes: list[IndexInfo], table: str, columns: list[str]) -> str | None:
