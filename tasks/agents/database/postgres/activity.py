@@ -8,6 +8,9 @@ the agent's own connections, named ``APPLICATION_NAME``, are left out) and
 ``pool_saturation`` turns the samples into a finding when all connections were busy in at
 least SATURATED_SHARE of the samples (after the warm-up).
 
+Each sample with busy connections also reads the running queries' texts: their sqlcommenter
+tags (tasks.agents.database.postgres.sqlcommenter) say which request each query id served.
+
 The finding names no knob: tasks.search.optimizer maps the ``pool_saturation`` kind to the spec's
 knobs whose name or description mentions a pool or connections.
 """
@@ -22,6 +25,7 @@ from typing import Any
 
 import psycopg
 
+from tasks.agents.database.postgres.sqlcommenter import TagVotes
 from tasks.db.postgres import APPLICATION_NAME
 from tasks.findings import Finding
 
@@ -39,12 +43,20 @@ ACTIVITY_SQL = """
 """
 
 
+TAGGED_SQL = """
+    SELECT query_id, query FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_type = 'client backend' AND state = 'active'
+      AND pid <> pg_backend_pid() AND coalesce(application_name, '') <> %(own)s AND query LIKE '%%*/%%'
+"""
+
+
 @dataclass
 class ActivitySamples:
-    """(ts, connections, busy, lock_waits) per sample."""
+    """(ts, connections, busy, lock_waits) per sample; the running queries' sqlcommenter tags."""
 
     rows: list[tuple[float, int, int, int]] = field(default_factory=list)
     errors: int = 0
+    tags: TagVotes = field(default_factory=TagVotes)
 
     def summary(self, since: float = 0.0) -> dict[str, Any]:
         rows = [r for r in self.rows if r[0] >= since] or self.rows
@@ -79,6 +91,11 @@ def sample_activity(con: psycopg.Connection, stop: threading.Event, timeout_s: f
         else:
             if row is not None:
                 out.rows.append((time.time(), int(row[0]), int(row[1]), int(row[2])))
+                if row[1]:  # something runs: which request does it say it serves (sqlcommenter)?
+                    try:
+                        out.tags.add(con.execute(TAGGED_SQL, {"own": APPLICATION_NAME}).fetchall())
+                    except psycopg.Error:
+                        out.errors += 1
         stop.wait(timeout=SAMPLE_INTERVAL_S)
     return out
 

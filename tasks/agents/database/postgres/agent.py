@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -42,6 +44,7 @@ from tasks.agents.database.findings import (
 from tasks.agents.database.postgres.activity import sample_activity
 from tasks.agents.database.postgres.analysis import ANALYSIS_BUDGET_S, analyze_window
 from tasks.agents.database.postgres.pool_waits import pool_saturation_finding, summarize_pools
+from tasks.agents.database.postgres.sqlcommenter import endpoint_of as sqlcommenter_endpoint
 from tasks.agents.database.postgres.stats import Snapshot, quiet_session, take_snapshot
 from tasks.agents.database.sql.attribution import (
     MAJORITY_SHARE,
@@ -101,6 +104,7 @@ def profile_postgres(ctx: AgentContext, url: str) -> dict[str, Any]:
             raise TransientError(f"PostgreSQL analysis failed at {strip_password(url)}: {describe_error(exc, url)}") from exc
     observed["database"] = strip_password(url)
     observed["activity"] = activity.summary(since=started + warmup)
+    observed["sqlcommenter"] = activity.tags.to_dict()
     observed["warmup_excluded"] = before is not first
     return observed
 
@@ -132,9 +136,17 @@ def findings_postgres(ctx: AgentContext, observed: dict[str, Any], samples: pl.D
     except OSError:
         sites, waits = {}, pl.DataFrame(schema=POOL_WAIT_SCHEMA)
     names = template_names(captured)
+    query_ids = {e["statement"]: e.get("queryid") for e in observed.get("statements", [])}
+    spec_endpoints = [(e.name, e.path) for e in ctx.spec.load.endpoints]
+    sample_names = samples["endpoint"].drop_nulls().unique().to_list() if "endpoint" in samples.columns else []
+
+    def tagged(statements: list[str]) -> tuple[str | None, dict[str, Any]]:
+        return sqlcommenter_endpoint(observed.get("sqlcommenter") or {}, [query_ids.get(t) for t in statements],
+                                     spec_endpoints, sample_names)
+
     out = [f for c in observed.get("index_candidates", [])
-           if (f := _missing_index(c, endpoints, allow_ddl, captured))]
-    out += _slow_queries(observed, endpoints, captured, sites)
+           if (f := _missing_index(c, endpoints, allow_ddl, captured, tagged))]
+    out += _slow_queries(observed, endpoints, captured, sites, tagged)
     out += _n_plus_one(captured, sites, names)
     out += [_unused_index(row) for row in observed.get("unused_indexes", [])]
     if overhead := framework_overhead_finding(observed.get("housekeeping")):
@@ -168,14 +180,19 @@ def attribute_endpoint(tables: list[str], endpoints: list[tuple[str, str]]) -> s
     return hits.pop() if len(hits) == 1 else None
 
 
-def _attribute(captured: pl.DataFrame, match, tables: list[str],
-               endpoints: list[tuple[str, str]]) -> tuple[str | None, dict[str, Any]]:
-    """The endpoint, and evidence of how: captured statements (``match(frame)`` -> mask), else table names."""
+def _attribute(captured: pl.DataFrame, match, tables: list[str], endpoints: list[tuple[str, str]],
+               tagged: Callable[[], tuple[str | None, dict[str, Any]]] | None = None) -> tuple[str | None, dict[str, Any]]:
+    """The endpoint, and evidence of how: captured statements (``match(frame)`` -> mask), else the
+    sqlcommenter tags of the running queries (``tagged()``), else table names."""
     if not captured.is_empty():
         found = attribute_time(captured, match(captured), MAJORITY_SHARE)
         if found is not None:
             return found.endpoint, {"endpoint_attribution": found.describe(MAJORITY_SHARE),
                                     "endpoint_time": found.evidence()}
+    if tagged is not None:
+        endpoint, evidence = tagged()
+        if endpoint is not None:
+            return endpoint, evidence
     endpoint = attribute_endpoint(tables, endpoints)
     how = "table name" if endpoint else "none (no single endpoint names the table)"
     if not captured.is_empty():
@@ -188,14 +205,14 @@ def index_location(table: str, columns: list[str]) -> str:
 
 
 def _missing_index(cand: dict[str, Any], endpoints: list[tuple[str, str]], allow_ddl: bool,
-                   captured: pl.DataFrame) -> Finding | None:
+                   captured: pl.DataFrame, tagged: Callable[[list[str]], tuple[str | None, dict[str, Any]]]) -> Finding | None:
     w = cand.get("whatif")
     if not w or w["index_used"] is False or not w["ratio"] or w["ratio"] < WHATIF_MIN_COST_RATIO:
         return None
     table, columns = cand["table"], list(cand["columns"])
     endpoint, attribution = _attribute(
         captured, lambda f: statements_using_index(f, table, columns) | statements_like(f, cand["statements"]),
-        [table], endpoints)
+        [table], endpoints, lambda: tagged(cand["statements"]))
     # the plan gets this much cheaper, on the statements' share of the window's database time
     gain = round((1 - w["cost_after"] / w["cost_before"]) * cand["share"], 4)
     candidate = None
@@ -226,7 +243,8 @@ def _missing_index(cand: dict[str, Any], endpoints: list[tuple[str, str]], allow
 
 
 def _slow_queries(observed: dict[str, Any], endpoints: list[tuple[str, str]], captured: pl.DataFrame,
-                  sites: dict[str, dict[str, Any]]) -> list[Finding]:
+                  sites: dict[str, dict[str, Any]],
+                  tagged: Callable[[list[str]], tuple[str | None, dict[str, Any]]]) -> list[Finding]:
     out = []
     for s in observed.get("statements", []):
         if not (s["mean_ms"] >= SLOW_QUERY_MEAN_MS or (s["share"] >= SLOW_QUERY_MIN_SHARE and s["mean_ms"] >= 1.0)):
@@ -235,8 +253,9 @@ def _slow_queries(observed: dict[str, Any], endpoints: list[tuple[str, str]], ca
                                           "rows_mean", "share", "plan", "plan_kind", "full_scans", "explain_error",
                                           "shared_blks_hit", "shared_blks_read", "hit_ratio", "temp_blks_written")}
         evidence["timing_source"] = "pg_stat_statements (server execution time; no per-call percentiles)"
-        endpoint, attribution = _attribute(captured, lambda f, text=s["statement"]: statements_like(f, [text]),
-                                           s["tables"], endpoints)
+        text = s["statement"]
+        endpoint, attribution = _attribute(captured, lambda f, text=text: statements_like(f, [text]),
+                                           s["tables"], endpoints, partial(tagged, [text]))
         evidence |= attribution
         site = call_site_of(sites, s["statement"])
         evidence |= {k: site[k] for k in CALL_SITE_KEYS}
