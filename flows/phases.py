@@ -15,9 +15,10 @@ from tasks.analysis.cost import cost_tracking
 from tasks.capacity_run import measure_capacity
 from tasks.errors import PerfagentsError
 from tasks.refine import refine_with_search
+from tasks.request import Request
 from tasks.results.history import drift, run_history
 from tasks.results.report import build_result, write_reports
-from tasks.run import Request, Run, open_run
+from tasks.run import Run, open_run
 from tasks.store import Store
 from tasks.trial import add_before, can_look_again, look, start_trial, switchable, trial_load_s
 
@@ -64,7 +65,7 @@ def step_once(run: Run) -> tuple[str | None, str | None]:
     return None, None
 
 
-def finish_run(run: Run, json_path: str | Path | None) -> dict[str, Any]:
+def finish_run(run: Run) -> dict[str, Any]:
     goals = loop.goals_met(run) if run.baseline else []
     result = build_result(run, goals)
     costs = result["costs"]
@@ -73,7 +74,7 @@ def finish_run(run: Run, json_path: str | Path | None) -> dict[str, Any]:
         ("tokens", costs["tokens"], "tokens"), ("usd", costs["usd"], "USD")])
     if run.baseline is not None:
         run.store.save_kept_state(run.spec.name, run.rt.config, loop.kept_changes(run, run.restored), run.run_id)
-    write_reports(result, run.store.path.parent / "reports", Path(json_path) if json_path else None)
+    write_reports(result, run.store.path.parent / "reports", run.request.json_path)
     steps.publish_report(result)
     return result
 
@@ -138,12 +139,11 @@ Report = Callable[[Run], tuple[str, Any]]
 
 
 def run_workflow(
-    request: Request, store: str | Path, *, flow_name: str, json_path: str | None,
-    optimize: Sequence[Phase], report: Sequence[Report], start_from_kept: bool = True,
+    request: Request, *, flow_name: str, optimize: Sequence[Phase], report: Sequence[Report] = (),
 ) -> dict[str, Any]:
     """Run the optimizing phases (a failure ends them, reverting what is unsettled), then the
     reporting phases on whatever was measured, then write the result."""
-    with open_run(request, store, flow=flow_name, start_from_kept=start_from_kept) as run:
+    with open_run(request, flow=flow_name) as run:
         try:
             for phase in optimize:
                 phase(run)
@@ -158,4 +158,4 @@ def run_workflow(
                     run.extra[key] = value
                 except PerfagentsError as exc:
                     run.extra.setdefault("phase_errors", []).append(str(exc))
-        return finish_run(run, json_path)
+        return finish_run(run)

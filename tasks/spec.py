@@ -263,7 +263,7 @@ def resolve_spec_path(target: str | Path) -> Path:
     return path.resolve()
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
     msg = err["msg"].removeprefix("Value error, ")
@@ -291,7 +291,7 @@ def load_spec(target: str | Path, *, allow_remote: bool = False, database_url: s
     try:
         spec = TargetSpec(**raw, spec_dir=path.parent)
     except ValidationError as exc:
-        raise SpecError(f"{path}: {_first_error(exc)}") from exc
+        raise SpecError(f"{path}: {first_error(exc)}") from exc
     except SpecError:
         raise
     except Exception as exc:  # an ExpressionError / BudgetError raised inside a validator
