@@ -53,6 +53,12 @@ def apply_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
     return {"database_url": f"sqlite:///{path}", "index": name}
 
 
+def provisional_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
+    """The undo journaled before the index is built: the database and the index's name."""
+    return {"database_url": rt.database_url or "", "index": params["name"],
+            **({"schema": params["schema"]} if "schema" in params else {})}
+
+
 def revert_create_index(rt: Runtime | None, undo: dict[str, Any]) -> str:
     path = sqlite_file(undo["database_url"])
     if not path.is_file():

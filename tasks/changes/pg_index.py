@@ -111,6 +111,12 @@ def apply_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
     return {"database_url": strip_password(url), "index": name, "schema": schema}
 
 
+def provisional_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
+    """The undo journaled before the index is built: the database (without its password) and the index."""
+    return {"database_url": strip_password(rt.database_url or ""), "index": params["name"],
+            **({"schema": params["schema"]} if "schema" in params else {})}
+
+
 def _drop_leftover(con: psycopg.Connection, schema: str, name: str) -> bool:
     """Drop the INVALID index a failed concurrent build leaves; whether nothing is left."""
     try:

@@ -27,7 +27,7 @@ N_ROWS = 50_000
 PASSWORD = "pa:ss@w0rd/x"  # trust auth ignores it; it must never show up in undo rows or errors
 ODD_COLUMN = 'odd "col"; x'
 INDEX = "perfagents_orders_customer_id"
-apply_create_index, revert_create_index = CHANGE_KINDS["create_index"]
+apply_create_index, revert_create_index = CHANGE_KINDS["create_index"].apply, CHANGE_KINDS["create_index"].revert
 
 
 def with_db(dsn: str, name: str, password: str | None = None) -> str:
