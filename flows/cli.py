@@ -27,7 +27,7 @@ StoreOpt = Annotated[Path, typer.Option("--store", help="DuckDB store file")]
 
 
 def fail(message: str, code: int = 2) -> None:
-    from tasks.spec import redact_url
+    from tasks.db.redact import redact_url
 
     console.print(f"[red]error:[/red] {escape(redact_url(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

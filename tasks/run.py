@@ -14,9 +14,10 @@ from typing import Any
 from tasks.agents.registry import agents_for, capture_env_for
 from tasks.budget import Ledger
 from tasks.changes.runtime import Runtime
+from tasks.db.redact import redact
 from tasks.findings import Finding
 from tasks.request import Request
-from tasks.spec import TargetSpec, redact
+from tasks.spec import TargetSpec
 from tasks.store import Store, now
 from tasks.target import attach_target, database_url, run_setup, start_target, stop_target
 from tasks.window import Window

@@ -14,7 +14,7 @@ from typing import Any
 
 from tasks.changes import index, knob, pg_index
 from tasks.changes.runtime import Runtime
-from tasks.db.postgres import is_postgres_url
+from tasks.db.url import is_postgres_url
 
 Apply = Callable[[Runtime, dict[str, Any]], dict[str, Any]]
 Revert = Callable[[Runtime | None, dict[str, Any]], str]

@@ -22,7 +22,8 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from tasks.changes.runtime import Runtime
-from tasks.db.postgres import connect, describe_error, strip_password
+from tasks.db.postgres import connect, describe_error
+from tasks.db.redact import strip_password
 from tasks.errors import RefusedError, TransientError
 
 LOCK_TIMEOUT = "5s"  # the build gives up rather than queue behind the target's transactions

@@ -16,7 +16,7 @@ from psycopg import sql
 from tasks.changes import CHANGE_KINDS, pg_index
 from tasks.changes.journal import apply_candidate, open_changes, plan_change, revert_pending
 from tasks.changes.runtime import Runtime
-from tasks.db.postgres import strip_password
+from tasks.db.redact import strip_password
 from tasks.errors import RefusedError, TransientError
 from tasks.findings import Candidate
 from tasks.spec import TargetSpec
