@@ -94,7 +94,7 @@ def shop_floor(folder: Path, n: int) -> dict[str, Any]:
     with open_run(request, flow="decisions-benchmark") as run:
         run.agents = []  # the floor only: no profiling window
         loop.measure_baseline(run)
-        noise = run.extra["noise"]
+        noise = run.noise.measured
     return {"p95_rel": noise.get("p95_rel"), "windows": noise.get("windows"), "p95_ms": noise.get("p95_ms"),
             "warmup_s": noise.get("warmup_s"), "foreign_cores": noise.get("foreign_cores")}
 

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -80,7 +81,7 @@ class LiveProgress:
             console.print(f"{t}   [{color}]{data['status']}[/{color}] {escape(data['description'])}: {escape(data['reason'])}")
 
 
-def print_summary(result: dict[str, Any]) -> None:
+def print_summary(result: Mapping[str, Any]) -> None:
     from tasks.results.report import before_after_rows
 
     table = Table(title=f"{result['target']}: {result['status']}  (run {result['run_id']})")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from flows import phases
 from tasks.request import RunRequest, resolve_request
+from tasks.result import RunResult
 
 TARGET = "ecommerce"
 initial_performance_profiling = phases.profile_baseline.with_options(name="initial-performance-profiling")
@@ -17,7 +16,7 @@ continuous_improvement_cycle = phases.check_drift.with_options(name="continuous-
 
 
 @flow(name="ecommerce-optimization", log_prints=True)
-def ecommerce_optimization(request: RunRequest = RunRequest(target=TARGET)) -> dict[str, Any]:
+def ecommerce_optimization(request: RunRequest = RunRequest(target=TARGET)) -> RunResult:
     """Profile the e-commerce reference shop, optimize it, track cost, and watch for drift.
 
     Phase 4 (continuous improvement) is why a run starts from the last kept state stored
@@ -33,6 +32,6 @@ def ecommerce_optimization(request: RunRequest = RunRequest(target=TARGET)) -> d
     return phases.run_workflow(
         resolved, flow_name="ecommerce-optimization",
         optimize=[initial_performance_profiling, agent_based_optimization, phases.refine_knobs],
-        report=[lambda run: ("cost_tracking", cost_and_performance_tracking(run)),
-                lambda run: ("drift", continuous_improvement_cycle(run, earlier))],
+        report=[lambda run: {"cost_tracking": cost_and_performance_tracking(run)},
+                lambda run: {"drift": continuous_improvement_cycle(run, earlier)}],
     )

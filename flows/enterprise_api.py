@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from flows import phases
 from tasks.request import RunRequest, resolve_request
+from tasks.result import RunResult
 
 TARGET = "enterprise-api"
 comprehensive_system_analysis = phases.profile_baseline.with_options(name="comprehensive-system-analysis")
@@ -17,7 +16,7 @@ cost_efficient_scaling_strategy = phases.scaling_strategy.with_options(name="cos
 
 
 @flow(name="enterprise-api-optimization", log_prints=True)
-def enterprise_api_optimization(request: RunRequest = RunRequest(target=TARGET)) -> dict[str, Any]:
+def enterprise_api_optimization(request: RunRequest = RunRequest(target=TARGET)) -> RunResult:
     """Analyse the enterprise API on every layer, optimize it, refine, and size the fleet.
 
     Args:
@@ -31,5 +30,5 @@ def enterprise_api_optimization(request: RunRequest = RunRequest(target=TARGET))
     return phases.run_workflow(
         resolved, flow_name="enterprise-api-optimization",
         optimize=[comprehensive_system_analysis, multi_layered_agent_optimization, iterative_performance_refinement],
-        report=[lambda run: ("capacity", cost_efficient_scaling_strategy(run))],
+        report=[lambda run: {"capacity": cost_efficient_scaling_strategy(run)}],
     )

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from flows import phases
 from tasks.request import REFERENCE_TARGET, RunRequest, resolve_request
+from tasks.result import RunResult
 
 
 @flow(name="optimize-target", log_prints=True)
-def optimize_target(request: RunRequest = RunRequest(target=REFERENCE_TARGET)) -> dict[str, Any]:
+def optimize_target(request: RunRequest = RunRequest(target=REFERENCE_TARGET)) -> RunResult:
     """Optimize one target: baseline, findings, one reversible change at a time, report.
 
     Args:

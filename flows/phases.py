@@ -16,6 +16,7 @@ from tasks.capacity_run import measure_capacity
 from tasks.errors import PerfagentsError
 from tasks.refine import refine_with_search
 from tasks.request import Request
+from tasks.result import RunResult, RunSections
 from tasks.results.history import drift, run_history
 from tasks.results.report import build_result, write_reports
 from tasks.run import Run, open_run
@@ -65,7 +66,7 @@ def step_once(run: Run) -> tuple[str | None, str | None]:
     return None, None
 
 
-def finish_run(run: Run) -> dict[str, Any]:
+def finish_run(run: Run) -> RunResult:
     goals = loop.goals_met(run) if run.baseline else []
     result = build_result(run, goals)
     costs = result["costs"]
@@ -118,7 +119,7 @@ def track_costs(run: Run) -> dict[str, Any]:
 def check_drift(run: Run, earlier: list[dict[str, Any]]) -> dict[str, Any]:
     """Compare this run's starting point (the last kept state) with earlier runs."""
     assert run.baseline is not None
-    return drift(run.baseline.stats, earlier, run.noise_rel)
+    return drift(run.baseline.stats, earlier, run.noise.p95_rel)
 
 
 @task(name="scaling-strategy", **PHASE)
@@ -135,12 +136,12 @@ def earlier_runs(store: str | Path, target: str) -> list[dict[str, Any]]:
 
 
 Phase = Callable[[Run], None]
-Report = Callable[[Run], tuple[str, Any]]
+Report = Callable[[Run], RunSections]  # a reporting phase: the result sections it measured
 
 
 def run_workflow(
     request: Request, *, flow_name: str, optimize: Sequence[Phase], report: Sequence[Report] = (),
-) -> dict[str, Any]:
+) -> RunResult:
     """Run the optimizing phases (a failure ends them, reverting what is unsettled), then the
     reporting phases on whatever was measured, then write the result."""
     with open_run(request, flow=flow_name) as run:
@@ -154,8 +155,7 @@ def run_workflow(
         if run.baseline is not None and run.current is not None:
             for report_phase in report:
                 try:
-                    key, value = report_phase(run)
-                    run.extra[key] = value
+                    run.sections.update(report_phase(run))
                 except PerfagentsError as exc:
-                    run.extra.setdefault("phase_errors", []).append(str(exc))
+                    run.sections.setdefault("phase_errors", []).append(str(exc))
         return finish_run(run)

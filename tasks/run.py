@@ -17,6 +17,7 @@ from tasks.changes.runtime import Runtime
 from tasks.db.redact import redact
 from tasks.findings import Finding
 from tasks.request import Request
+from tasks.result import RunSections
 from tasks.spec import TargetSpec
 from tasks.store import Store, now
 from tasks.target import attach_target, database_url, run_setup, start_target, stop_target
@@ -35,6 +36,21 @@ def code_version() -> str | None:
 
 
 @dataclass
+class Noise:
+    """The run's noise floor, and the agent-free (A/A) windows trials compare against."""
+
+    p95_rel: float = 0.0  # the baseline's p95 floor: decisions, drift, the result's noise_floor.p95_rel
+    measured: dict[str, Any] = field(default_factory=dict)  # how it was measured (the rest of noise_floor)
+    baseline_aa: list[Window] = field(default_factory=list)  # the baseline's valid A/A windows
+    kept_aa: list[Window] = field(default_factory=list)  # the kept state's agent-free windows (tasks/trial.py)
+    kept_state: dict[str, Any] | None = None  # the knob search's own floor of the kept state (tasks/refine.py)
+
+    def floor(self) -> dict[str, Any]:
+        """The result's ``noise_floor``."""
+        return {**{k: v for k, v in self.measured.items() if k != "p95_rel"}, "p95_rel": round(self.p95_rel, 4)}
+
+
+@dataclass
 class Run:
     run_id: str
     flow: str
@@ -45,18 +61,14 @@ class Run:
     agents: list[Any]
     baseline: Window | None = None
     current: Window | None = None
-    noise_rel: float = 0.0  # p95
-    noise_rps_rel: float = 0.0
-    baseline_aa: list[Window] = field(default_factory=list)  # the baseline's valid A/A windows
-    aa_windows: list[Window] = field(default_factory=list)  # the kept state's agent-free windows (tasks/trial.py)
-    baseline_noise_rel: float = 0.0  # the baseline's p95 floor
+    noise: Noise = field(default_factory=Noise)
     profiled_seq: int = -1  # the change count when the last profiling window ran
     decisions: list[dict[str, Any]] = field(default_factory=list)  # per change: outcome, windows, looks
     findings: list[Finding] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)  # journal rows of this run, as reported
     tried: set[str] = field(default_factory=set)
     restored: list[dict[str, Any]] = field(default_factory=list)  # kept changes re-applied at start
-    extra: dict[str, Any] = field(default_factory=dict)  # workflow-specific result sections
+    sections: RunSections = field(default_factory=lambda: RunSections())  # result parts only some runs have
     responses: Any = None  # a tasks.correctness.ResponseCheck when quality asks responses==baseline
     status: str | None = None
     stop_reason: str | None = None
