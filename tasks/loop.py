@@ -7,6 +7,7 @@ from typing import Any
 from tasks import progress
 from tasks.analysis.compare import check_goals
 from tasks.analysis.noise import AdaptiveNoise, estimate_noise, estimate_rps_noise
+from tasks.changes import KNOB_KINDS
 from tasks.changes.journal import (
     apply_candidate,
     mark_change,
@@ -132,7 +133,7 @@ def next_candidate(run: Run) -> Candidate | None:
     assert run.current is not None
     candidates = candidates_from_findings(run.findings)
     if run.request.scope == "comprehensive":  # the knobs are left to the search (tasks/refine.py)
-        candidates = [c for c in candidates if c.kind not in ("set_knob", "set_config")]
+        candidates = [c for c in candidates if c.kind not in KNOB_KINDS]
     else:
         candidates += knob_candidates(run.spec, run.rt.config, run.findings)
     kept = [c for c in run.changes if c["status"] == "kept"]
@@ -216,7 +217,7 @@ def _row(candidate: Candidate, status: str, reason: str, effect: dict[str, Any] 
 def restore_kept(run: Run, kept_changes: list[dict[str, Any]]) -> None:
     """Re-apply the last kept schema changes (knob values arrive through the start config)."""
     for kept in kept_changes:
-        if kept["kind"] in ("set_knob", "set_config"):
+        if kept["kind"] in KNOB_KINDS:
             continue
         candidate = Candidate(kind=kept["kind"], params=kept["params"], description=kept["description"],
                               endpoint=kept.get("endpoint"))

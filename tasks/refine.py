@@ -47,6 +47,7 @@ from tasks.analysis.compare import check_quality
 from tasks.analysis.cost import usd_per_hour
 from tasks.analysis.noise import AdaptiveNoise
 from tasks.analysis.stats import window_stats
+from tasks.changes import KNOB_KINDS  # part of a window's config; every other kept change is state
 from tasks.changes.journal import mark_change
 from tasks.decisions.effect import between_tau
 from tasks.decisions.effect import window_stats as effect_window_stats
@@ -73,7 +74,6 @@ CONFIRM_WINDOWS = 2  # extra windows of the chosen point (each with a kept-state
 MIN_TRIALS = 3  # a budget with room for fewer trials besides the confirmation reserve keeps no reserve
 KEPT_AA_LABEL = "aa-kept-"  # not "search-...": history must not take them for search trials
 STATE_KEY_HEX = 8  # hex digits of the state key in search window labels
-KNOB_KINDS = ("set_knob", "set_config")  # part of a window's config; every other kept change is state
 
 
 def state_key(kept: Iterable[Mapping[str, Any]], load: LoadSpec) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from tasks.agents.registry import agents_for, capture_env_for
 from tasks.budget import Ledger
 from tasks.changes.runtime import Runtime
+from tasks.correctness import ResponseCheck
 from tasks.db.redact import redact
 from tasks.findings import Finding
 from tasks.request import Request
@@ -69,7 +70,7 @@ class Run:
     tried: set[str] = field(default_factory=set)
     restored: list[dict[str, Any]] = field(default_factory=list)  # kept changes re-applied at start
     sections: RunSections = field(default_factory=lambda: RunSections())  # result parts only some runs have
-    responses: Any = None  # a tasks.correctness.ResponseCheck when quality asks responses==baseline
+    responses: ResponseCheck | None = None  # when quality asks responses==baseline
     status: str | None = None
     stop_reason: str | None = None
     seq: int = 0

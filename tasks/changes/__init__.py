@@ -25,6 +25,7 @@ class ChangeKind:
     apply: Apply  # (rt, params) -> the exact undo
     revert: Revert  # (rt, undo) -> a note; must work with rt None (no live target, after a crash)
     provisional_undo: Apply  # (rt, params) -> what revert needs if the process dies while applying
+    sets_knobs: bool = False  # part of the target's config (a restart or a start config brings it back)
 
 
 def apply_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
@@ -42,8 +43,10 @@ def provisional_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, A
 
 CHANGE_KINDS: dict[str, ChangeKind] = {
     "create_index": ChangeKind(apply_create_index, revert_create_index, provisional_create_index),
-    "set_knob": ChangeKind(knob.apply_set_knob, knob.revert_set_knob, knob.provisional_set_knob),
-    "set_config": ChangeKind(knob.apply_set_config, knob.revert_set_config, knob.provisional_set_config),
+    "set_knob": ChangeKind(knob.apply_set_knob, knob.revert_set_knob, knob.provisional_set_knob, sets_knobs=True),
+    "set_config": ChangeKind(knob.apply_set_config, knob.revert_set_config, knob.provisional_set_config,
+                             sets_knobs=True),
 }
+KNOB_KINDS = tuple(name for name, kind in CHANGE_KINDS.items() if kind.sets_knobs)  # every other kind is state
 
-__all__ = ["CHANGE_KINDS", "ChangeKind", "Runtime"]
+__all__ = ["CHANGE_KINDS", "KNOB_KINDS", "ChangeKind", "Runtime"]
