@@ -41,9 +41,10 @@ from tasks.agents.registry import agents_for, capture_env_for
 from tasks.budget import Budget, Ledger
 from tasks.changes.runtime import Runtime
 from tasks.db.ident import create_index_sql
+from tasks.db.url import sqlite_path
 from tasks.spec import TargetSpec, load_spec
 from tasks.store import Store
-from tasks.target import database_url, run_setup, sqlite_path, start_target, stop_target
+from tasks.target import database_url, run_setup, start_target, stop_target
 from tasks.window import Window, measure_window
 
 REPO = Path(__file__).resolve().parent.parent

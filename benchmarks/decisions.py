@@ -63,11 +63,12 @@ def trial_spec(folder: Path, knob: str) -> Path:
 
 def run_trial(folder: Path, knob: str, n: int) -> dict[str, Any]:
     from flows.optimize import optimize_target
+    from tasks.request import RunRequest
 
     store = folder / f"trial-{n}.duckdb"
     started = time.monotonic()
-    result = optimize_target(target=str(trial_spec(folder, knob)), store=str(store),
-                             budget_constraints="minutes=3,iterations=1")
+    result = optimize_target(RunRequest(target=str(trial_spec(folder, knob)), store=str(store),
+                                        budget_constraints="minutes=3,iterations=1"))
     changes = result.get("changes") or []
     change = changes[0] if changes else {}
     effect = change.get("effect") or {}
@@ -85,13 +86,15 @@ def _windows(result: dict[str, Any]) -> int | None:
 def shop_floor(folder: Path, n: int) -> dict[str, Any]:
     """The reference shop's baseline floor, measured as a run measures it (agent-free A/A windows)."""
     from tasks import loop
-    from tasks.run import open_run, resolve_request
+    from tasks.request import RunRequest, resolve_request
+    from tasks.run import open_run
 
-    request = resolve_request(str(SHOP), budget="minutes=6,iterations=1")
-    with open_run(request, folder / f"shop-{n}.duckdb", flow="decisions-benchmark") as run:
+    request = resolve_request(RunRequest(target=str(SHOP), budget_constraints="minutes=6,iterations=1",
+                                         store=str(folder / f"shop-{n}.duckdb")))
+    with open_run(request, flow="decisions-benchmark") as run:
         run.agents = []  # the floor only: no profiling window
         loop.measure_baseline(run)
-        noise = run.extra["noise"]
+        noise = run.noise.measured
     return {"p95_rel": noise.get("p95_rel"), "windows": noise.get("windows"), "p95_ms": noise.get("p95_ms"),
             "warmup_s": noise.get("warmup_s"), "foreign_cores": noise.get("foreign_cores")}
 

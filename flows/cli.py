@@ -7,8 +7,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypedDict, cast
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,7 +28,7 @@ StoreOpt = Annotated[Path, typer.Option("--store", help="DuckDB store file")]
 
 
 def fail(message: str, code: int = 2) -> None:
-    from tasks.spec import redact_url
+    from tasks.db.redact import redact_url
 
     console.print(f"[red]error:[/red] {escape(redact_url(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -80,7 +81,7 @@ class LiveProgress:
             console.print(f"{t}   [{color}]{data['status']}[/{color}] {escape(data['description'])}: {escape(data['reason'])}")
 
 
-def print_summary(result: dict[str, Any]) -> None:
+def print_summary(result: Mapping[str, Any]) -> None:
     from tasks.results.report import before_after_rows
 
     table = Table(title=f"{result['target']}: {result['status']}  (run {result['run_id']})")
@@ -100,20 +101,6 @@ def print_summary(result: dict[str, Any]) -> None:
     out.print(f"report: {result.get('report_html')}")
 
 
-Scope = Literal["quick-win", "comprehensive"]
-
-
-class FlowParams(TypedDict):
-    """The parameters every workflow's flow takes from `perfagents run`."""
-
-    performance_goals: list[str] | None
-    budget_constraints: str | None
-    quality_metrics: list[str] | None
-    store: str
-    json_path: str | None
-    remeasure: bool
-
-
 @app.command()
 def run(
     target: Annotated[str, typer.Argument(help="a target spec file or a reference workflow: ecommerce, enterprise-api")],
@@ -131,39 +118,29 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose")] = False,
 ) -> None:
     """Optimize a target: baseline, findings, one reversible change at a time, report."""
-    from tasks.run import resolve_request
+    from tasks.request import build_request, resolve_request
     from tasks.target import attach_target
 
-    goal_list = _split(goals)
-    quality_list = _split(quality)
     try:
-        request = resolve_request(target, goals=goal_list, scope=scope, budget=budget, quality=quality_list,
-                                  allow_remote=allow_remote, database_url=db, remeasure=remeasure)
+        params = build_request(
+            target=target, performance_goals=_split(goals), optimization_scope=scope, budget_constraints=budget,
+            quality_metrics=_split(quality), database_url=db, allow_remote=allow_remote,
+            start_from_kept=True if from_kept else None,  # without --from-kept: the workflow's default
+            remeasure=remeasure, store=str(store), json_path=str(json_path) if json_path else None)
+        request = resolve_request(params)
         if request.spec.start is None:
             attach_target(request.spec)  # unreachable base_url: one line, before any load
         _check_writable(store, json_path)
     except PerfagentsError as exc:
         fail(str(exc))
     quiet_prefect(verbose)
-    from flows.ecommerce import ecommerce_optimization
-    from flows.enterprise_api import enterprise_api_optimization
-    from flows.optimize import optimize_target
+    from flows.workflows import flow_for
     from tasks import progress
 
     listener = LiveProgress(quiet)
     progress.subscribe(listener)
-    params = FlowParams(performance_goals=goal_list, budget_constraints=budget, quality_metrics=quality_list,
-                        store=str(store), json_path=str(json_path) if json_path else None, remeasure=remeasure)
-    chosen = cast(Scope | None, scope)  # resolve_request accepted it: None or one of SCOPES
     try:
-        # a reference target's spec runs its reference workflow (its phases); any other, optimize-target
-        if request.spec.name == "ecommerce" and db is None:
-            result = ecommerce_optimization(target=target, optimization_scope=chosen, **params)
-        elif request.spec.name == "enterprise-api":
-            result = enterprise_api_optimization(target=target, optimization_scope=chosen, db=db, **params)
-        else:
-            result = optimize_target(target=target, optimization_scope=chosen, allow_remote=allow_remote,
-                                     start_from_kept=from_kept, db=db, **params)
+        result = flow_for(request.spec.name, params)(params)
     except PerfagentsError as exc:
         fail(str(exc))
     except Exception as exc:  # not an expected error: one line here, the traceback with --verbose

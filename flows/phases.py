@@ -15,9 +15,11 @@ from tasks.analysis.cost import cost_tracking
 from tasks.capacity_run import measure_capacity
 from tasks.errors import PerfagentsError
 from tasks.refine import refine_with_search
+from tasks.request import Request
+from tasks.result import RunResult, RunSections
 from tasks.results.history import drift, run_history
 from tasks.results.report import build_result, write_reports
-from tasks.run import Request, Run, open_run
+from tasks.run import Run, open_run
 from tasks.store import Store
 from tasks.trial import add_before, can_look_again, look, start_trial, switchable, trial_load_s
 
@@ -64,7 +66,7 @@ def step_once(run: Run) -> tuple[str | None, str | None]:
     return None, None
 
 
-def finish_run(run: Run, json_path: str | Path | None) -> dict[str, Any]:
+def finish_run(run: Run) -> RunResult:
     goals = loop.goals_met(run) if run.baseline else []
     result = build_result(run, goals)
     costs = result["costs"]
@@ -73,7 +75,7 @@ def finish_run(run: Run, json_path: str | Path | None) -> dict[str, Any]:
         ("tokens", costs["tokens"], "tokens"), ("usd", costs["usd"], "USD")])
     if run.baseline is not None:
         run.store.save_kept_state(run.spec.name, run.rt.config, loop.kept_changes(run, run.restored), run.run_id)
-    write_reports(result, run.store.path.parent / "reports", Path(json_path) if json_path else None)
+    write_reports(result, run.store.path.parent / "reports", run.request.json_path)
     steps.publish_report(result)
     return result
 
@@ -117,7 +119,7 @@ def track_costs(run: Run) -> dict[str, Any]:
 def check_drift(run: Run, earlier: list[dict[str, Any]]) -> dict[str, Any]:
     """Compare this run's starting point (the last kept state) with earlier runs."""
     assert run.baseline is not None
-    return drift(run.baseline.stats, earlier, run.noise_rel)
+    return drift(run.baseline.stats, earlier, run.noise.p95_rel)
 
 
 @task(name="scaling-strategy", **PHASE)
@@ -134,16 +136,15 @@ def earlier_runs(store: str | Path, target: str) -> list[dict[str, Any]]:
 
 
 Phase = Callable[[Run], None]
-Report = Callable[[Run], tuple[str, Any]]
+Report = Callable[[Run], RunSections]  # a reporting phase: the result sections it measured
 
 
 def run_workflow(
-    request: Request, store: str | Path, *, flow_name: str, json_path: str | None,
-    optimize: Sequence[Phase], report: Sequence[Report], start_from_kept: bool = True,
-) -> dict[str, Any]:
+    request: Request, *, flow_name: str, optimize: Sequence[Phase], report: Sequence[Report] = (),
+) -> RunResult:
     """Run the optimizing phases (a failure ends them, reverting what is unsettled), then the
     reporting phases on whatever was measured, then write the result."""
-    with open_run(request, store, flow=flow_name, start_from_kept=start_from_kept) as run:
+    with open_run(request, flow=flow_name) as run:
         try:
             for phase in optimize:
                 phase(run)
@@ -154,8 +155,7 @@ def run_workflow(
         if run.baseline is not None and run.current is not None:
             for report_phase in report:
                 try:
-                    key, value = report_phase(run)
-                    run.extra[key] = value
+                    run.sections.update(report_phase(run))
                 except PerfagentsError as exc:
-                    run.extra.setdefault("phase_errors", []).append(str(exc))
-        return finish_run(run, json_path)
+                    run.sections.setdefault("phase_errors", []).append(str(exc))
+        return finish_run(run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from prefect import task
@@ -74,7 +75,7 @@ def restore_kept(run: Run, kept: list[dict[str, Any]]) -> None:
 
 
 @task(name="publish-report", **STEP)
-def publish_report(result: dict[str, Any]) -> None:
+def publish_report(result: Mapping[str, Any]) -> None:
     """Prefect artifacts keyed by target: a markdown report, a before/after table and the Pareto front."""
     key = result["target"].replace("_", "-")
     create_markdown_artifact(markdown=render_markdown(result), key=f"{key}-report",

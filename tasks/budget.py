@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tasks.errors import BudgetError
+from tasks.result import Costs
 
 # name in the user's vocabulary -> field of Budget
 BUDGET_KEYS = {
@@ -101,7 +102,7 @@ class Ledger:
             return "usd"
         return None
 
-    def as_costs(self) -> dict[str, float]:
+    def as_costs(self) -> Costs:
         return {
             "wall_s": round(self.wall_s, 3),
             "load_s": round(self.load_s, 3),

@@ -7,6 +7,7 @@ from typing import Any
 from tasks import progress
 from tasks.analysis.compare import check_goals
 from tasks.analysis.noise import AdaptiveNoise, estimate_noise, estimate_rps_noise
+from tasks.changes import KNOB_KINDS
 from tasks.changes.journal import (
     apply_candidate,
     mark_change,
@@ -108,23 +109,21 @@ def measure_baseline(run: Run) -> Window:
     if not valid:
         raise PerfagentsError(f"no valid baseline window: {'; '.join(windows[-1].reasons)}")
     run.baseline = run.current = valid[-1]
-    run.baseline_aa = run.aa_windows = valid
+    run.noise.baseline_aa = run.noise.kept_aa = valid
     kind, share = state_regime(run, valid)
     if len(valid) >= 2:
         estimate = noise.estimate()
-        run.noise_rel = max(NOISE_FLOOR_MIN, estimate.noise_rel)
-        run.noise_rps_rel = max(NOISE_FLOOR_MIN, estimate_rps_noise(noise.windows))
+        run.noise.p95_rel = max(NOISE_FLOOR_MIN, estimate.noise_rel)
         # the floor of the statistic decisions judge (the median), beside the p95 one
         median_rel = estimate_noise(noise.windows, q=0.5).noise_rel
-        run.extra["noise"] = {**estimate.to_dict(), "p50_rel": median_rel, "rps_rel": run.noise_rps_rel,
-                              "reason": noise.reason}
+        measured = {**estimate.to_dict(), "p50_rel": median_rel,
+                    "rps_rel": max(NOISE_FLOOR_MIN, estimate_rps_noise(noise.windows)), "reason": noise.reason}
     else:
-        run.noise_rel = run.noise_rps_rel = NOISE_FLOOR_ASSUMED
-        run.extra["noise"] = {"note": "one valid baseline window: noise floor assumed, not measured"}
-    run.extra["noise"].update(regime=kind, busy_share=share, warmup_s=[w.warmup_s for w in windows],
-                              foreign_cores=[w.foreign_cores for w in windows])
-    run.baseline_noise_rel = run.noise_rel
-    progress.emit("noise", scope="baseline", p95_rel=run.noise_rel, p50_rel=run.extra["noise"].get("p50_rel"),
+        run.noise.p95_rel = NOISE_FLOOR_ASSUMED
+        measured = {"note": "one valid baseline window: noise floor assumed, not measured"}
+    run.noise.measured = {**measured, "regime": kind, "busy_share": share, "warmup_s": [w.warmup_s for w in windows],
+                          "foreign_cores": [w.foreign_cores for w in windows]}
+    progress.emit("noise", scope="baseline", p95_rel=run.noise.p95_rel, p50_rel=measured.get("p50_rel"),
                   windows=len(valid), regime=kind)
     return run.baseline
 
@@ -134,7 +133,7 @@ def next_candidate(run: Run) -> Candidate | None:
     assert run.current is not None
     candidates = candidates_from_findings(run.findings)
     if run.request.scope == "comprehensive":  # the knobs are left to the search (tasks/refine.py)
-        candidates = [c for c in candidates if c.kind not in ("set_knob", "set_config")]
+        candidates = [c for c in candidates if c.kind not in KNOB_KINDS]
     else:
         candidates += knob_candidates(run.spec, run.rt.config, run.findings)
     kept = [c for c in run.changes if c["status"] == "kept"]
@@ -173,13 +172,13 @@ def settle_change(run: Run, trial: Trial) -> dict[str, Any]:
         mark_change(run.store, trial.change_id, "kept", reason=verdict.reason, effect=effect)
         # the windows that earned the keep read well by selection (the winner's curse): the next
         # change is compared with them only until its own interleaved A windows come in
-        run.current, run.aa_windows = trial.after[-1], list(trial.after)
+        run.current, run.noise.kept_aa = trial.after[-1], list(trial.after)
     else:
         if trial.on:
             revert_change(run.store, run.rt, trial.change_id, trial.candidate.kind, trial.undo, verdict.reason)
         else:
             mark_change(run.store, trial.change_id, "reverted", reason=verdict.reason)
-        run.aa_windows = [*run.aa_windows, *trial.fresh]  # fresh windows of the kept state
+        run.noise.kept_aa = [*run.noise.kept_aa, *trial.fresh]  # fresh windows of the kept state
         if trial.fresh:
             run.current = trial.fresh[-1]
     row = _row(trial.candidate, "kept" if keep else "reverted", verdict.reason, effect)
@@ -218,7 +217,7 @@ def _row(candidate: Candidate, status: str, reason: str, effect: dict[str, Any] 
 def restore_kept(run: Run, kept_changes: list[dict[str, Any]]) -> None:
     """Re-apply the last kept schema changes (knob values arrive through the start config)."""
     for kept in kept_changes:
-        if kept["kind"] in ("set_knob", "set_config"):
+        if kept["kind"] in KNOB_KINDS:
             continue
         candidate = Candidate(kind=kept["kind"], params=kept["params"], description=kept["description"],
                               endpoint=kept.get("endpoint"))

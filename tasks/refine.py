@@ -47,6 +47,7 @@ from tasks.analysis.compare import check_quality
 from tasks.analysis.cost import usd_per_hour
 from tasks.analysis.noise import AdaptiveNoise
 from tasks.analysis.stats import window_stats
+from tasks.changes import KNOB_KINDS  # part of a window's config; every other kept change is state
 from tasks.changes.journal import mark_change
 from tasks.decisions.effect import between_tau
 from tasks.decisions.effect import window_stats as effect_window_stats
@@ -73,7 +74,6 @@ CONFIRM_WINDOWS = 2  # extra windows of the chosen point (each with a kept-state
 MIN_TRIALS = 3  # a budget with room for fewer trials besides the confirmation reserve keeps no reserve
 KEPT_AA_LABEL = "aa-kept-"  # not "search-...": history must not take them for search trials
 STATE_KEY_HEX = 8  # hex digits of the state key in search window labels
-KNOB_KINDS = ("set_knob", "set_config")  # part of a window's config; every other kept change is state
 
 
 def state_key(kept: Iterable[Mapping[str, Any]], load: LoadSpec) -> str:
@@ -191,9 +191,9 @@ def refine_with_search(run: Run, *, max_trials: int = MAX_TRIALS, seed: int = 0)
         over = _settle_choice(run, search, chosen, evidence, kept_samples, noise_rel, _Labels(prefix, trials),
                               window_s)
         exhausted = exhausted or over
-    run.extra["search_history"] = history
-    run.extra["pareto"] = search.pareto()
-    run.extra["search_points"] = [{"config": dict(p.config), "objectives": {o: p.objectives[o] for o in search.objectives},
+    run.sections["search_history"] = history
+    run.sections["pareto"] = search.pareto()
+    run.sections["search_points"] = [{"config": dict(p.config), "objectives": {o: p.objectives[o] for o in search.objectives},
                                    "feasible": p.feasible, "source": p.source} for p in search.measured()]
     return exhausted
 
@@ -213,7 +213,7 @@ def kept_state_noise(run: Run, window_s: float) -> tuple[float, list[Window]]:
     noise = AdaptiveNoise(min_windows=MIN_KEPT_AA_WINDOWS, max_windows=MAX_KEPT_AA_WINDOWS + 1,
                           can_afford=lambda: run.ledger.exhausted_by(next_load_s=window_s, next_iteration=False) is None)
     windows: list[Window] = []
-    for window in run.aa_windows[-(MAX_KEPT_AA_WINDOWS + 1):]:  # the kept state's agent-free windows so far
+    for window in run.noise.kept_aa[-(MAX_KEPT_AA_WINDOWS + 1):]:  # the kept state's agent-free windows so far
         if window.valid:
             noise.add(window.samples)
             windows.append(window)
@@ -227,11 +227,11 @@ def kept_state_noise(run: Run, window_s: float) -> tuple[float, list[Window]]:
             noise.add(window.samples)
             windows.append(window)
     if not windows:
-        return run.noise_rel, [run.current]
+        return run.noise.p95_rel, [run.current]
     if len(windows) < 2:
-        return run.noise_rel, windows
+        return run.noise.p95_rel, windows
     estimate = noise.estimate()
-    run.extra["noise_kept_state"] = {**estimate.to_dict(), "reason": noise.reason}
+    run.noise.kept_state = {**estimate.to_dict(), "reason": noise.reason}
     progress.emit("noise", scope="kept state", p95_rel=estimate.noise_rel, windows=estimate.windows)
     return max(NOISE_FLOOR_MIN, estimate.noise_rel), windows
 

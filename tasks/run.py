@@ -1,4 +1,4 @@
-"""One optimization run: the user's request, validated, and the live state of the loop."""
+"""One optimization run: the live state of the loop, opened from a resolved Request."""
 
 from __future__ import annotations
 
@@ -11,59 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.agents.registry import agents_for, capture_env_for, selected_agents
-from tasks.budget import Budget, Ledger, parse_budget
+from tasks.agents.registry import agents_for, capture_env_for
+from tasks.budget import Ledger
 from tasks.changes.runtime import Runtime
-from tasks.errors import InputError
-from tasks.expressions import Expression, parse_expressions
+from tasks.correctness import ResponseCheck
+from tasks.db.redact import redact
 from tasks.findings import Finding
-from tasks.spec import TargetSpec, load_spec, redact
+from tasks.request import Request
+from tasks.result import RunSections
+from tasks.spec import TargetSpec
 from tasks.store import Store, now
 from tasks.target import attach_target, database_url, run_setup, start_target, stop_target
 from tasks.window import Window
 
-SCOPES = ("quick-win", "comprehensive")
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Request:
-    """What the user asked for: CLI flags override the spec's goals, quality, budget and scope."""
-
-    spec: TargetSpec
-    goals: list[Expression]
-    quality: list[Expression]
-    budget: Budget
-    scope: str
-    allow_remote: bool = False
-    remeasure: bool = False  # measure search configurations again even if history has them
-
-    @property
-    def max_error_rate(self) -> float | None:
-        limits = [q.value for q in self.quality if q.metric == "error_rate" and not q.relative and q.endpoint is None]
-        return min(limits) if limits else None
-
-
-def resolve_request(
-    target: str, *, goals: list[str] | str | None = None, scope: str | None = None,
-    budget: str | dict | None = None, quality: list[str] | str | None = None, allow_remote: bool = False,
-    database_url: str | None = None, remeasure: bool = False,
-) -> Request:
-    """Parse and check everything the user gave, before anything starts or is written."""
-    spec = load_spec(target, allow_remote=allow_remote, database_url=database_url)
-    selected_agents()  # a bad PERFAGENTS_AGENTS is refused here, before a run exists
-    scope = scope or spec.optimization_scope
-    if scope not in SCOPES:
-        raise InputError(f"unknown scope {scope!r} (quick-win or comprehensive)")
-    return Request(
-        spec=spec,
-        goals=parse_expressions(goals if goals is not None else spec.performance_goals),
-        quality=parse_expressions(quality if quality is not None else spec.quality_metrics),
-        budget=parse_budget(budget) if budget is not None else spec.budget_constraints,
-        scope=scope,
-        allow_remote=allow_remote,
-        remeasure=remeasure,
-    )
 
 
 def code_version() -> str | None:
@@ -73,6 +34,21 @@ def code_version() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.TimeoutExpired):
         return None
+
+
+@dataclass
+class Noise:
+    """The run's noise floor, and the agent-free (A/A) windows trials compare against."""
+
+    p95_rel: float = 0.0  # the baseline's p95 floor: decisions, drift, the result's noise_floor.p95_rel
+    measured: dict[str, Any] = field(default_factory=dict)  # how it was measured (the rest of noise_floor)
+    baseline_aa: list[Window] = field(default_factory=list)  # the baseline's valid A/A windows
+    kept_aa: list[Window] = field(default_factory=list)  # the kept state's agent-free windows (tasks/trial.py)
+    kept_state: dict[str, Any] | None = None  # the knob search's own floor of the kept state (tasks/refine.py)
+
+    def floor(self) -> dict[str, Any]:
+        """The result's ``noise_floor``."""
+        return {**{k: v for k, v in self.measured.items() if k != "p95_rel"}, "p95_rel": round(self.p95_rel, 4)}
 
 
 @dataclass
@@ -86,19 +62,15 @@ class Run:
     agents: list[Any]
     baseline: Window | None = None
     current: Window | None = None
-    noise_rel: float = 0.0  # p95
-    noise_rps_rel: float = 0.0
-    baseline_aa: list[Window] = field(default_factory=list)  # the baseline's valid A/A windows
-    aa_windows: list[Window] = field(default_factory=list)  # the kept state's agent-free windows (tasks/trial.py)
-    baseline_noise_rel: float = 0.0  # the baseline's p95 floor
+    noise: Noise = field(default_factory=Noise)
     profiled_seq: int = -1  # the change count when the last profiling window ran
     decisions: list[dict[str, Any]] = field(default_factory=list)  # per change: outcome, windows, looks
     findings: list[Finding] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)  # journal rows of this run, as reported
     tried: set[str] = field(default_factory=set)
     restored: list[dict[str, Any]] = field(default_factory=list)  # kept changes re-applied at start
-    extra: dict[str, Any] = field(default_factory=dict)  # workflow-specific result sections
-    responses: Any = None  # a tasks.correctness.ResponseCheck when quality asks responses==baseline
+    sections: RunSections = field(default_factory=lambda: RunSections())  # result parts only some runs have
+    responses: ResponseCheck | None = None  # when quality asks responses==baseline
     status: str | None = None
     stop_reason: str | None = None
     seq: int = 0
@@ -109,13 +81,10 @@ class Run:
 
 
 @contextmanager
-def open_run(
-    request: Request, store_path: str | Path, *, flow: str = "optimize-target",
-    start_from_kept: bool = False, keep_workdir: bool = False,
-) -> Iterator[Run]:
-    """Open the store, record the run, set up and start (or attach to) the target; always clean up."""
+def open_run(request: Request, *, flow: str = "optimize-target", keep_workdir: bool = False) -> Iterator[Run]:
+    """Open the request's store, record the run, set up and start (or attach to) the target; always clean up."""
     spec = request.spec
-    store = Store(store_path)
+    store = Store(request.store)
     run_id = f"{now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     workdir = (store.path.parent / "work" / run_id).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +96,7 @@ def open_run(
     try:
         agents = agents_for(spec)
         extra_env = capture_env_for(agents, workdir)
-        kept = store.kept_state(spec.name) if start_from_kept else None
+        kept = store.kept_state(spec.name) if request.start_from_kept else None
         config = {**spec.default_config(), **(kept["config"] if kept else {})}
         config = {k: v for k, v in config.items() if k in spec.knobs}
         if spec.start is not None:

@@ -18,16 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tasks.budget import Budget, parse_budget
 from tasks.correctness import CorrectnessSpec
+from tasks.db.url import DATABASE_SCHEMES, LOOPBACK_NAMES, check_database_url, url_scheme
 from tasks.errors import SpecError, UnsafeTargetError
 from tasks.expressions import parse_expressions
 
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference_workflows"
 REFERENCE_TARGETS = {"ecommerce": "ecommerce", "enterprise-api": "enterprise_api"}
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 COMPLEXITY_SIZES = [10, 100, 1000, 5000]  # a complexity probe's default sizes
 MIN_COMPLEXITY_SIZES = 3  # distinct sizes a complexity fit needs
-_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
 
 
 class _Model(BaseModel):
@@ -50,8 +49,8 @@ class DatabaseSpec(_Model):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
-        scheme = url.split(":", 1)[0]
-        if scheme not in ("sqlite", "postgresql", "postgres"):
+        scheme = url_scheme(url)
+        if scheme not in DATABASE_SCHEMES:
             raise ValueError(f"unsupported database scheme {scheme!r} (sqlite:/// or postgresql://)")
         return url
 
@@ -263,7 +262,7 @@ def resolve_spec_path(target: str | Path) -> Path:
     return path.resolve()
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
     msg = err["msg"].removeprefix("Value error, ")
@@ -291,7 +290,7 @@ def load_spec(target: str | Path, *, allow_remote: bool = False, database_url: s
     try:
         spec = TargetSpec(**raw, spec_dir=path.parent)
     except ValidationError as exc:
-        raise SpecError(f"{path}: {_first_error(exc)}") from exc
+        raise SpecError(f"{path}: {first_error(exc)}") from exc
     except SpecError:
         raise
     except Exception as exc:  # an ExpressionError / BudgetError raised inside a validator
@@ -307,42 +306,6 @@ def _replace_database_url(raw: Any, text: str, url: str, allow_remote: bool) -> 
     if not old:
         raise SpecError("--db given, but the spec has no database.url to replace")
     return text.replace(old, url)
-
-
-def check_database_url(url: str, *, allow_remote: bool = False) -> None:
-    """A DSN the toolkit accepts: sqlite:///path or postgresql://[user[:pw]@]host[:port]/db on loopback."""
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
-            raise SpecError(f"bad database URL {redact_url(url)!r}: expected sqlite:///path")
-        return
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise SpecError(f"bad database URL {redact_url(url)!r}: expected sqlite:/// or postgresql://")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise SpecError(f"bad database URL {redact_url(url)!r}: {exc}") from exc
-    if not parts.hostname or not parts.path.strip("/"):
-        raise SpecError(f"bad database URL {redact_url(url)!r}: expected postgresql://user@host:port/dbname")
-    if not allow_remote and parts.hostname not in LOOPBACK_NAMES:
-        raise UnsafeTargetError(f"database host {parts.hostname!r} is not loopback; pass --allow-remote")
-    del port
-
-
-def redact_url(text: str) -> str:
-    """Hide the password of any URL in ``text``: ``postgresql://u:secret@h`` -> ``postgresql://u:***@h``."""
-    return _PASSWORD.sub(r"\1***@", text)
-
-
-def redact(value: Any) -> Any:
-    """Redact passwords in every string of a nested structure (for logs, the store, reports)."""
-    if isinstance(value, str):
-        return redact_url(value)
-    if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    return value
 
 
 def check_files(spec: TargetSpec, path: Path) -> None:

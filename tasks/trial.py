@@ -68,7 +68,7 @@ def switchable(run: Run, candidate: Candidate) -> bool:
 
 
 def start_trial(run: Run, candidate: Candidate, change_id: str, undo: dict[str, Any]) -> Trial:
-    return Trial(candidate, change_id, undo, before=list(run.aa_windows[-MAX_STATE_WINDOWS:]))
+    return Trial(candidate, change_id, undo, before=list(run.noise.kept_aa[-MAX_STATE_WINDOWS:]))
 
 
 def state_regime(run: Run, windows: list[Window]) -> tuple[str, float]:
@@ -110,7 +110,7 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
         trial.judged_on = (metric, endpoint, kind, share)
     metric, endpoint, kind, share = trial.judged_on
     before, after = [w.samples for w in trial.before], [w.samples for w in trial.after]
-    state = trial.before if len(trial.before) >= 2 else [*run.baseline_aa, *trial.before]
+    state = trial.before if len(trial.before) >= 2 else [*run.noise.baseline_aa, *trial.before]
     tau, df = prior_tau(state, metric, endpoint)  # a one-window kept state borrows the baseline's spread
     verdict = judge(before, after, metric=metric, endpoint=endpoint, prior_tau=tau, prior_df=df, regime=kind,
                     look=trial.looks)
@@ -124,7 +124,7 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
     if verdict.outcome == "better" and metric == PRIMARY:
         verdict = _tail_guard(state, before, after, verdict)
     if verdict.outcome == "better":
-        broken = broken_quality(run.request.quality, after, [w.samples for w in run.baseline_aa],
+        broken = broken_quality(run.request.quality, after, [w.samples for w in run.noise.baseline_aa],
                                 run.baseline.stats if run.baseline else None, prior_tau=tau)
         if run.responses is not None:
             broken += [f"responses==baseline: {line}" for line in run.responses.check(run.rt.handle.base_url)]

@@ -8,15 +8,17 @@ from typing import Any
 
 from tasks.changes.runtime import Runtime
 from tasks.db.ident import create_index_sql, drop_index_sql
+from tasks.db.url import SQLITE_PREFIX, sqlite_path, url_scheme
 from tasks.errors import RefusedError, SpecError
 
 BUSY_TIMEOUT_S = 30.0
 
 
 def sqlite_file(url: str) -> Path:
-    if not url.startswith("sqlite:///"):
-        raise RefusedError(f"index changes support sqlite:/// databases here, not {url.split(':', 1)[0]}")
-    return Path(url.removeprefix("sqlite:///")).resolve()
+    path = sqlite_path(url)
+    if path is None:
+        raise RefusedError(f"index changes support sqlite:/// databases here, not {url_scheme(url)}")
+    return path.resolve()
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -50,7 +52,13 @@ def apply_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
         con.execute(create_index_sql(name, table, columns))
     finally:
         con.close()
-    return {"database_url": f"sqlite:///{path}", "index": name}
+    return {"database_url": f"{SQLITE_PREFIX}{path}", "index": name}
+
+
+def provisional_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
+    """The undo journaled before the index is built: the database and the index's name."""
+    return {"database_url": rt.database_url or "", "index": params["name"],
+            **({"schema": params["schema"]} if "schema" in params else {})}
 
 
 def revert_create_index(rt: Runtime | None, undo: dict[str, Any]) -> str:

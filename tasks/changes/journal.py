@@ -10,8 +10,6 @@ import uuid
 from typing import Any
 
 from tasks.changes import CHANGE_KINDS, Runtime
-from tasks.changes.knob import http_undo
-from tasks.db.postgres import is_postgres_url, strip_password
 from tasks.errors import PerfagentsError, RefusedError
 from tasks.findings import Candidate
 from tasks.store import Store
@@ -35,19 +33,18 @@ def mark_change(
 
 def apply_candidate(store: Store, rt: Runtime, change_id: str, candidate: Candidate) -> dict[str, Any]:
     """Apply a planned change; its undo is journaled the moment it is known."""
-    apply, _ = CHANGE_KINDS[candidate.kind]
+    kind = CHANGE_KINDS[candidate.kind]
     # Record the undo *intent* first, so a crash mid-apply still knows what to undo.
-    provisional = provisional_undo(rt, candidate)
+    provisional = kind.provisional_undo(rt, dict(candidate.params))
     mark_change(store, change_id, "planned", undo=provisional)
     try:
-        undo = apply(rt, dict(candidate.params))
+        undo = kind.apply(rt, dict(candidate.params))
     except RefusedError as exc:  # refused before anything changed: nothing to put back
         mark_change(store, change_id, "failed", reason=str(exc))
         raise
     except PerfagentsError as exc:
-        _, revert = CHANGE_KINDS[candidate.kind]
         try:
-            revert(rt, provisional)  # put back whatever half-applied
+            kind.revert(rt, provisional)  # put back whatever half-applied
         except PerfagentsError:
             pass
         mark_change(store, change_id, "failed", reason=str(exc))
@@ -56,34 +53,8 @@ def apply_candidate(store: Store, rt: Runtime, change_id: str, candidate: Candid
     return undo
 
 
-def provisional_undo(rt: Runtime, candidate: Candidate) -> dict[str, Any]:
-    """What revert would need if the process died while applying the change."""
-    if candidate.kind == "create_index":
-        url = rt.database_url or ""
-        index_undo: dict[str, Any] = {"database_url": strip_password(url) if is_postgres_url(url) else url,
-                "index": candidate.params["name"]}
-        if "schema" in candidate.params:
-            index_undo["schema"] = candidate.params["schema"]
-        return index_undo
-    if candidate.kind == "set_config":
-        names = [n for n in candidate.params["config"] if n in rt.spec.knobs]
-        return {"config": {n: rt.config.get(n, rt.spec.knobs[n].default) for n in names},
-                "http": http_undo(rt, names)}
-    if candidate.kind == "set_knob":
-        name = candidate.params["knob"]
-        knob = rt.spec.knobs.get(name)
-        undo: dict[str, Any] = {"knob": name, "value": rt.config.get(name)}
-        http = getattr(getattr(knob, "apply", None), "http", None)
-        if http is not None:
-            undo["http"] = {"url": rt.handle.base_url.rstrip("/") + http.path,
-                            "method": http.method, "field": http.field}
-        return undo
-    return {}
-
-
 def revert_change(store: Store, rt: Runtime | None, change_id: str, kind: str, undo: dict[str, Any], reason: str) -> str:
-    _, revert = CHANGE_KINDS[kind]
-    note = revert(rt, undo)
+    note = CHANGE_KINDS[kind].revert(rt, undo)
     mark_change(store, change_id, "reverted", reason=reason)
     return note
 

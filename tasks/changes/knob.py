@@ -32,15 +32,29 @@ def apply_set_knob(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
         raise RefusedError(f"unknown knob {name!r}")
     previous = rt.config.get(name, rt.spec.knobs[name].default)
     _set(rt, name, params["value"])
-    knob = rt.spec.knobs[name]
+    return _knob_undo(rt, name, previous)
+
+
+def provisional_set_knob(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
+    """The undo journaled before the knob moves: its value now."""
+    name = params["knob"]
+    return _knob_undo(rt, name, rt.config.get(name))
+
+
+def _knob_undo(rt: Runtime, name: str, previous: Any) -> dict[str, Any]:
     undo: dict[str, Any] = {"knob": name, "value": previous}
-    if isinstance(knob.apply, HttpApply):
-        undo["http"] = {
-            "url": rt.handle.base_url.rstrip("/") + knob.apply.http.path,
-            "method": knob.apply.http.method,
-            "field": knob.apply.http.field,
-        }
+    if (http := _http_target(rt, name)) is not None:
+        undo["http"] = http
     return undo
+
+
+def _http_target(rt: Runtime, name: str) -> dict[str, Any] | None:
+    """Where a live (http) knob is set, so ``perfagents revert`` can set it back without a Runtime."""
+    knob = rt.spec.knobs.get(name)
+    if knob is None or not isinstance(knob.apply, HttpApply):
+        return None
+    return {"url": rt.handle.base_url.rstrip("/") + knob.apply.http.path,
+            "method": knob.apply.http.method, "field": knob.apply.http.field}
 
 
 def revert_set_knob(rt: Runtime | None, undo: dict[str, Any]) -> str:
@@ -60,14 +74,8 @@ def revert_set_knob(rt: Runtime | None, undo: dict[str, Any]) -> str:
     return f"knob {name} back to {value!r}"
 
 
-def http_undo(rt: Runtime, names: list[str]) -> dict[str, Any]:
-    out = {}
-    for name in names:
-        knob = rt.spec.knobs[name]
-        if isinstance(knob.apply, HttpApply):
-            out[name] = {"url": rt.handle.base_url.rstrip("/") + knob.apply.http.path,
-                         "method": knob.apply.http.method, "field": knob.apply.http.field}
-    return out
+def _http_targets(rt: Runtime, names: list[str]) -> dict[str, Any]:
+    return {name: http for name in names if (http := _http_target(rt, name)) is not None}
 
 
 def _set_many(rt: Runtime, config: dict[str, Any]) -> None:
@@ -89,9 +97,19 @@ def _set_many(rt: Runtime, config: dict[str, Any]) -> None:
 
 def apply_set_config(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
     config = dict(params["config"])
-    previous = {n: rt.config.get(n, rt.spec.knobs[n].default) for n in config if n in rt.spec.knobs}
+    previous = _previous_config(rt, config)
     _set_many(rt, config)
-    return {"config": previous, "http": http_undo(rt, list(previous))}
+    return {"config": previous, "http": _http_targets(rt, list(previous))}
+
+
+def provisional_set_config(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
+    """The undo journaled before the knobs move: their values now."""
+    previous = _previous_config(rt, params["config"])
+    return {"config": previous, "http": _http_targets(rt, list(previous))}
+
+
+def _previous_config(rt: Runtime, config: dict[str, Any]) -> dict[str, Any]:
+    return {n: rt.config.get(n, rt.spec.knobs[n].default) for n in config if n in rt.spec.knobs}
 
 
 def revert_set_config(rt: Runtime | None, undo: dict[str, Any]) -> str:

@@ -22,7 +22,8 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from tasks.changes.runtime import Runtime
-from tasks.db.postgres import connect, describe_error, strip_password
+from tasks.db.postgres import connect, describe_error
+from tasks.db.redact import strip_password
 from tasks.errors import RefusedError, TransientError
 
 LOCK_TIMEOUT = "5s"  # the build gives up rather than queue behind the target's transactions
@@ -109,6 +110,12 @@ def apply_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
     except psycopg.Error as exc:
         raise TransientError(f"index change on {strip_password(url)} failed: {describe_error(exc, url)}") from exc
     return {"database_url": strip_password(url), "index": name, "schema": schema}
+
+
+def provisional_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
+    """The undo journaled before the index is built: the database (without its password) and the index."""
+    return {"database_url": strip_password(rt.database_url or ""), "index": params["name"],
+            **({"schema": params["schema"]} if "schema" in params else {})}
 
 
 def _drop_leftover(con: psycopg.Connection, schema: str, name: str) -> bool:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tasks.findings import SEVERITY_RANK, impact
+from tasks.result import ChangeEntry, RunResult
 from tasks.run import Run
 from tasks.search.choice import COST_OBJECTIVE
 
@@ -15,11 +17,11 @@ CHART_WIDTH = 720
 BAR_HEIGHT = 14
 
 
-def build_result(run: Run, goals: list[dict[str, Any]]) -> dict[str, Any]:
+def build_result(run: Run, goals: list[dict[str, Any]]) -> RunResult:
     """The machine-readable result; keys fixed by DESIGN.md."""
     baseline = run.baseline.stats if run.baseline else {"endpoints": {}, "total": {}}
     final = run.current.stats if run.current else baseline
-    out: dict[str, Any] = {
+    out: RunResult = {
         "run_id": run.run_id,
         "target": run.spec.name,
         "scope": run.request.scope,
@@ -31,18 +33,19 @@ def build_result(run: Run, goals: list[dict[str, Any]]) -> dict[str, Any]:
             {k: v for k, v in f.to_dict().items() if k != "candidate"} for f in ranked_findings(run.findings)
         ],
         "changes": [
-            {"kind": c["kind"], "description": c["description"], "status": c["status"],
-             "reason": c["reason"], "params": c["params"], "effect": c["effect"]}
+            ChangeEntry(kind=c["kind"], description=c["description"], status=c["status"],
+                        reason=c["reason"], params=c["params"], effect=c["effect"])
             for c in run.changes
         ],
         "goals": goals,
         "decisions": run.decisions,
         "costs": run.ledger.as_costs(),
-        "noise_floor": {**{k: v for k, v in run.extra.get("noise", {}).items() if k != "p95_rel"},
-                        "p95_rel": round(run.baseline_noise_rel or run.noise_rel, 4)},
+        "noise_floor": run.noise.floor(),
         "config": dict(run.rt.config),
-        **{k: v for k, v in run.extra.items() if k != "noise"},
     }
+    if run.noise.kept_state is not None:
+        out["noise_kept_state"] = run.noise.kept_state
+    out.update(run.sections)
     return out
 
 
@@ -58,7 +61,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def before_after_rows(result: dict[str, Any], metric: str = "p95_ms") -> list[dict[str, Any]]:
+def before_after_rows(result: Mapping[str, Any], metric: str = "p95_ms") -> list[dict[str, Any]]:
     rows = []
     before, after = result["baseline"], result["final"]
     names = sorted(before.get("endpoints", {})) + ["total"]
@@ -75,7 +78,7 @@ def before_after_rows(result: dict[str, Any], metric: str = "p95_ms") -> list[di
     return rows
 
 
-def render_markdown(result: dict[str, Any]) -> str:
+def render_markdown(result: Mapping[str, Any]) -> str:
     lines = [f"# perfagents run `{result['run_id']}` on `{result['target']}`", "",
              f"Status: **{result['status']}**" + (f" ({result['stop_reason']})" if result.get("stop_reason") else ""),
              f"Noise floor (p95, relative): {result['noise_floor']['p95_rel']:.1%}", "",
@@ -131,7 +134,7 @@ def _svg_chart(rows: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def _pareto_axes(result: dict[str, Any]) -> tuple[str, str] | None:
+def _pareto_axes(result: Mapping[str, Any]) -> tuple[str, str] | None:
     """(x, y) objective names of the search: cost across, the other objective up; None without two."""
     front = result.get("pareto") or []
     names = list(front[0]["objectives"]) if front else []
@@ -141,7 +144,7 @@ def _pareto_axes(result: dict[str, Any]) -> tuple[str, str] | None:
     return x, next(n for n in names if n != x)
 
 
-def _svg_pareto(result: dict[str, Any]) -> str:
+def _svg_pareto(result: Mapping[str, Any]) -> str:
     """Every configuration the search measured (grey; red when infeasible), the Pareto front (green,
     joined by a line) and the chosen point (ringed), on the search's two objectives."""
     axes = _pareto_axes(result)
@@ -186,12 +189,12 @@ def _svg_pareto(result: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def pareto_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+def pareto_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The Pareto front as table rows (Prefect table artifact, markdown)."""
     return [{**p["config"], **p["objectives"], "chosen": bool(p.get("chosen"))} for p in result.get("pareto") or []]
 
 
-def render_html(result: dict[str, Any]) -> str:
+def render_html(result: Mapping[str, Any]) -> str:
     rows = before_after_rows(result)
     table = "".join(
         f"<tr><td>{html.escape(r['endpoint'])}</td><td>{_fmt(r['before_p95_ms'])}</td><td>{_fmt(r['after_p95_ms'])}</td>"
@@ -226,7 +229,7 @@ noise floor {result['noise_floor']['p95_rel']:.1%} &middot; costs {html.escape(j
 {pareto}<h2>Findings</h2><ul>{findings}</ul></body></html>"""
 
 
-def write_reports(result: dict[str, Any], folder: Path, json_path: Path | None = None) -> dict[str, Path]:
+def write_reports(result: RunResult, folder: Path, json_path: Path | None = None) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"html": folder / f"report-{result['run_id']}.html", "markdown": folder / f"report-{result['run_id']}.md"}
     result["report_html"] = str(paths["html"])

@@ -16,7 +16,6 @@ from tasks.target.lifecycle import (
     restart_target,
     run_setup,
     running_target,
-    sqlite_path,
     start_target,
     stop_target,
 )
@@ -34,7 +33,6 @@ __all__ = [
     "restart_target",
     "run_setup",
     "running_target",
-    "sqlite_path",
     "start_target",
     "stop_target",
 ]

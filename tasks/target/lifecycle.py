@@ -176,14 +176,6 @@ def database_url(spec: TargetSpec, workdir: Path, port: int | None = None) -> st
     return fill(spec.database.url, port=port, workdir=Path(workdir).resolve())
 
 
-def sqlite_path(url: str | None) -> Path | None:
-    """``sqlite:///rel.db`` -> rel.db, ``sqlite:////abs/x.db`` -> /abs/x.db; else None."""
-    if not url or not url.startswith("sqlite:///"):
-        return None
-    path = url.removeprefix("sqlite:///").split("?", 1)[0]
-    return Path(path) if path and path != ":memory:" else None
-
-
 def _start_once(
     spec: TargetSpec, workdir: Path, values: dict[str, Any], extra_env: dict[str, str], port: int
 ) -> TargetHandle:

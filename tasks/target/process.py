@@ -194,14 +194,16 @@ def database_pids(url: str | None, default_port: int = 5432) -> list[int]:
     Prefect API): [] for SQLite, remote hosts, or nothing listening."""
     from urllib.parse import urlsplit
 
-    if not url or "://" not in url or url.startswith("sqlite"):
+    from tasks.db.url import LOOPBACK_NAMES, url_scheme
+
+    if not url or "://" not in url or url_scheme(url) == "sqlite":
         return []
     try:
         parts = urlsplit(url)
         port = parts.port or default_port
     except ValueError:
         return []
-    if (parts.hostname or "localhost") not in ("127.0.0.1", "localhost", "::1"):
+    if (parts.hostname or "localhost") not in LOOPBACK_NAMES:
         return []
     root = listener_pid(port)
     return [p.pid for p in tree(root)] if root is not None else []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -64,18 +65,40 @@ def test_every_deployment_uses_the_process_pool_and_enforces_its_form() -> None:
     assert steps == ["prefect.deployments.steps.set_working_directory"]
 
 
-def test_flow_signatures_give_a_typed_form() -> None:
+FLOW_TARGETS = {"ecommerce_optimization": "ecommerce", "optimize_target": "ecommerce",
+                "enterprise_api_optimization": "enterprise-api"}
+
+
+def assert_one_request_form(schema: dict[str, Any]) -> dict[str, Any]:
+    """The flow's form is one parameter, `request`, typed by the RunRequest model; returns its fields."""
+    assert set(schema["properties"]) == {"request"}
+    assert schema["properties"]["request"]["$ref"] == "#/definitions/RunRequest"
+    model = schema["definitions"]["RunRequest"]
+    assert model["additionalProperties"] is False
+    fields = model["properties"]
+    assert {"enum": ["quick-win", "comprehensive"], "type": "string"} in fields["optimization_scope"]["anyOf"]
+    for listed in ("performance_goals", "quality_metrics"):
+        assert {"items": {"type": "string"}, "type": "array"} in fields[listed]["anyOf"]
+    for flag in ("allow_remote", "remeasure"):
+        assert fields[flag]["type"] == "boolean"
+    assert {"type": "string"} in fields["target"]["anyOf"] and {"type": "string"} in fields["database_url"]["anyOf"]
+    assert {"budget_constraints", "start_from_kept", "store", "json_path"} <= set(fields)
+    return fields
+
+
+def test_flow_signatures_give_one_typed_request_form() -> None:
     from prefect.flows import load_flow_from_entrypoint
     from prefect.utilities.callables import parameter_schema
 
     for dep in load_deployments():
         flow = load_flow_from_entrypoint(str(ROOT / dep["entrypoint"]))
-        props = parameter_schema(flow).model_dump()["properties"]
-        assert set(dep.get("parameters") or {}) <= set(props), dep["name"]
-        scope_types = props["optimization_scope"]["anyOf"]
-        assert {"enum": ["quick-win", "comprehensive"], "type": "string"} in scope_types
-        goal_types = props["performance_goals"]["anyOf"]
-        assert {"items": {"type": "string"}, "type": "array"} in goal_types
+        schema = parameter_schema(flow).model_dump()
+        fields = assert_one_request_form(schema)
+        assert set(dep.get("parameters") or {}) <= {"request"}, dep["name"]
+        assert set((dep.get("parameters") or {}).get("request") or {}) <= set(fields), dep["name"]
+        # a run with no parameters optimizes the flow's reference target
+        flow_name = dep["entrypoint"].split(":")[1]
+        assert schema["properties"]["request"]["default"]["target"] == FLOW_TARGETS[flow_name]
 
 
 # --- a real server, deploy, a process worker --------------------------------------------------
@@ -124,25 +147,27 @@ def test_deploy_all_registers_schedules_forms_and_the_checkout(deployed: dict[st
     assert optimize["enforce_parameter_schema"] is True
     assert optimize["pull_steps"] == [
         {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
-    props = optimize["parameter_openapi_schema"]["properties"]
-    assert {"enum": ["quick-win", "comprehensive"], "type": "string"} in props["optimization_scope"]["anyOf"]
-    assert {"items": {"type": "string"}, "type": "array"} in props["quality_metrics"]["anyOf"]
-    assert props["allow_remote"]["type"] == "boolean"
-    assert props["target"]["type"] == "string"
+    assert_one_request_form(optimize["parameter_openapi_schema"])
+    assert optimize["parameters"] == {"request": {"target": "ecommerce"}}
+    nightly_form = nightly["parameter_openapi_schema"]
+    assert_one_request_form(nightly_form)
+    assert nightly_form["properties"]["request"]["default"]["target"] == "ecommerce"
+    assert nightly["parameters"] == {"request": {"optimization_scope": "quick-win"}}
 
 
 @pytest.mark.deploy
 @pytest.mark.timeout(240)
 def test_an_unknown_scope_is_refused_before_a_run_exists(deployed: dict[str, Any]) -> None:
-    bad = run_cli(["deployment", "run", "optimize-target/on-demand",
-                   "--param", f"target={MINI_SPEC}", "--param", "optimization_scope=fastest"],
+    request = {"target": MINI_SPEC, "optimization_scope": "fastest"}
+    bad = run_cli(["deployment", "run", "optimize-target/on-demand", "--param", f"request={json.dumps(request)}"],
                   deployed["env"])
     assert bad.returncode != 0, bad.stdout
     assert "fastest" in bad.stdout + bad.stderr
     runs = httpx.post(f"{deployed['api_url']}/flow_runs/filter",
                       json={"flow_runs": {"state": {"type": {"any_": ["SCHEDULED", "PENDING"]}}}},
                       timeout=10)
-    assert [r for r in runs.json() if r["parameters"].get("optimization_scope") == "fastest"] == []
+    assert [r for r in runs.json()
+            if (r["parameters"].get("request") or {}).get("optimization_scope") == "fastest"] == []
 
 
 @pytest.mark.deploy
@@ -155,10 +180,10 @@ def test_optimize_target_runs_to_completion_through_a_process_worker(deployed: d
     try:
         t0 = time.monotonic()
         # run from another folder: the deployment's pull step must bring the run to the checkout
+        request = {"target": MINI_SPEC, "optimization_scope": "quick-win", "store": str(store),
+                   "json_path": str(result)}
         started = subprocess.run(
-            [str(PREFECT), "deployment", "run", "optimize-target/on-demand",
-             "--param", f"target={MINI_SPEC}", "--param", "optimization_scope=quick-win",
-             "--param", f"store={store}", "--param", f"json_path={result}"],
+            [str(PREFECT), "deployment", "run", "optimize-target/on-demand", "--param", f"request={json.dumps(request)}"],
             cwd=tmp, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, stdin=subprocess.DEVNULL)
         assert started.returncode == 0, started.stdout + started.stderr
         match = UUID.search(started.stdout)

@@ -68,7 +68,7 @@ def test_fill_placeholders(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_passwords_are_redacted_everywhere() -> None:
-    from tasks.spec import redact
+    from tasks.db.redact import redact
 
     nested = {"url": "postgresql://app:s3cret@127.0.0.1:5432/db", "cmd": ["seed", "--db", "postgresql://a:b@h/d"]}
     assert "s3cret" not in str(redact(nested)) and ":b@" not in str(redact(nested))
@@ -77,8 +77,8 @@ def test_passwords_are_redacted_everywhere() -> None:
 
 @pytest.mark.parametrize("url", ["mysql://x/y", "postgresql://127.0.0.1", "sqlite://", "postgresql://u@10.0.0.9/db"])
 def test_bad_database_urls(url: str) -> None:
+    from tasks.db.url import check_database_url
     from tasks.errors import InputError
-    from tasks.spec import check_database_url
 
     with pytest.raises(InputError):
         check_database_url(url)

@@ -49,7 +49,7 @@ def make_run(state: list[SimpleNamespace], quality: str = "error_rate<=0.01,p99_
              windows_left: int = 10) -> SimpleNamespace:
     spec = SimpleNamespace(load=SimpleNamespace(users=USERS), knobs={})
     request = SimpleNamespace(quality=parse_expressions(quality))
-    return SimpleNamespace(aa_windows=state, baseline_aa=state, baseline=state[-1], spec=spec, request=request,
+    return SimpleNamespace(noise=SimpleNamespace(kept_aa=state, baseline_aa=state), baseline=state[-1], spec=spec, request=request,
                            responses=None, ledger=Ledger(windows_left))
 
 

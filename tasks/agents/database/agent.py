@@ -51,7 +51,8 @@ from tasks.agents.database.sqlite.analysis import ANALYSIS_BUDGET_S, analyze_sql
 from tasks.agents.database.sqlite.from_profile import SOURCE as FROM_PROFILE_SOURCE
 from tasks.agents.database.sqlite.from_profile import analyze_profiled, profiled_statements
 from tasks.agents.database.sqlite.locks import lock_contention
-from tasks.agents.database.sqlite.util import sqlite_path
+from tasks.agents.database.sqlite.util import database_file
+from tasks.db.url import is_postgres_url
 from tasks.findings import Candidate, Finding, Severity
 from tasks.spec import TargetSpec, fill
 
@@ -98,9 +99,9 @@ class DatabaseAgent:
 
     def profile(self, ctx: AgentContext) -> dict[str, Any]:
         url = self._database_url(ctx)
-        if url.split(":", 1)[0] in ("postgresql", "postgres"):
+        if is_postgres_url(url):
             return profile_postgres(ctx, url)
-        db_path = sqlite_path(url, ctx.spec.spec_dir)
+        db_path = database_file(url, ctx.spec.spec_dir)
         started = time.time()
         ctx.stop.wait(timeout=ctx.window_s + STOP_GRACE_S)
         ended = time.time()

@@ -70,3 +70,22 @@ def test_identifiers_are_checked_and_quoted(store, tmp_path: Path) -> None:
     with pytest.raises(RefusedError, match="no column"):
         apply_candidate(store, rt, plan_change(store, "run1", "t", 1, evil), evil)
     assert indexes(tmp_path / "shop.db") == set()
+
+
+def test_each_kind_journals_its_provisional_undo_before_applying(store, tmp_path: Path) -> None:
+    """A crash mid-apply leaves the kind's provisional undo in the journal, and revert works from it."""
+    from tasks.changes import CHANGE_KINDS
+
+    rt = runtime(tmp_path)
+    rt.spec.knobs.update(TargetSpec(name="k", base_url="http://127.0.0.1:1", load={"endpoints": [{"name": "a", "path": "/"}]},
+                                    knobs={"workers": {"type": "int", "low": 1, "high": 4, "default": 1,
+                                                       "apply": {"env": "W"}}}).knobs)
+    rt.config = {"workers": 2}
+    assert CHANGE_KINDS["create_index"].provisional_undo(rt, dict(INDEX.params)) == {
+        "database_url": rt.database_url, "index": "perfagents_orders_customer_id"}
+    assert CHANGE_KINDS["set_knob"].provisional_undo(rt, {"knob": "workers", "value": 3}) == {"knob": "workers", "value": 2}
+    assert CHANGE_KINDS["set_config"].provisional_undo(rt, {"config": {"workers": 3, "gone": 1}}) == {
+        "config": {"workers": 2}, "http": {}}
+    change_id = plan_change(store, "run1", "t", 1, INDEX)
+    store.update_change(change_id, "planned", undo=CHANGE_KINDS["create_index"].provisional_undo(rt, dict(INDEX.params)))
+    assert [note for _, note in revert_pending(store)] == ["dropped index perfagents_orders_customer_id"]

@@ -16,7 +16,7 @@ from psycopg import sql
 from tasks.changes import CHANGE_KINDS, pg_index
 from tasks.changes.journal import apply_candidate, open_changes, plan_change, revert_pending
 from tasks.changes.runtime import Runtime
-from tasks.db.postgres import strip_password
+from tasks.db.redact import strip_password
 from tasks.errors import RefusedError, TransientError
 from tasks.findings import Candidate
 from tasks.spec import TargetSpec
@@ -27,7 +27,7 @@ N_ROWS = 50_000
 PASSWORD = "pa:ss@w0rd/x"  # trust auth ignores it; it must never show up in undo rows or errors
 ODD_COLUMN = 'odd "col"; x'
 INDEX = "perfagents_orders_customer_id"
-apply_create_index, revert_create_index = CHANGE_KINDS["create_index"]
+apply_create_index, revert_create_index = CHANGE_KINDS["create_index"].apply, CHANGE_KINDS["create_index"].revert
 
 
 def with_db(dsn: str, name: str, password: str | None = None) -> str:

@@ -42,3 +42,31 @@ def test_a_run_without_a_search_draws_no_front() -> None:
     result = {**result_with_search(), "pareto": [], "search_points": []}
     assert "Pareto" not in render_html(result) and "Pareto" not in render_markdown(result)
     assert pareto_rows(result) == []
+
+
+def test_the_result_has_the_contract_keys_the_noise_floor_and_the_sections() -> None:
+    from types import SimpleNamespace
+
+    from tasks.budget import Budget, Ledger
+    from tasks.results.report import build_result
+    from tasks.run import Noise
+
+    stats = {"endpoints": {"home": {"requests": 10, "rps": 5.0, "p95_ms": 20.0}}, "total": {"requests": 10}}
+    noise = Noise(p95_rel=0.041234, measured={"p95_rel": 0.03, "windows": 3, "regime": "steady"},
+                  kept_state={"p95_rel": 0.02, "windows": 2})
+    run = SimpleNamespace(
+        run_id="r1", spec=SimpleNamespace(name="shop"), request=SimpleNamespace(scope="quick-win"),
+        status=None, stop_reason="crashed", baseline=SimpleNamespace(stats=stats), current=None, findings=[],
+        changes=[{"kind": "set_knob", "description": "workers 2", "status": "kept", "reason": "faster",
+                  "params": {"knob": "workers", "value": 2}, "effect": None, "seq": 1}],
+        decisions=[], ledger=Ledger(Budget()), noise=noise, rt=SimpleNamespace(config={"workers": 2}),
+        sections={"drift": {"flag": False}})
+    result = build_result(run, [])  # type: ignore[arg-type]
+    assert {"run_id", "target", "scope", "status", "baseline", "final", "findings", "changes", "goals", "costs",
+            "noise_floor"} <= set(result)
+    assert result["status"] == "failed" and result["final"] == stats
+    assert result["noise_floor"] == {"windows": 3, "regime": "steady", "p95_rel": 0.0412}
+    assert result["noise_kept_state"] == {"p95_rel": 0.02, "windows": 2} and result["drift"] == {"flag": False}
+    assert result["changes"] == [{"kind": "set_knob", "description": "workers 2", "status": "kept", "reason": "faster",
+                                  "params": {"knob": "workers", "value": 2}, "effect": None}]
+    assert set(result["costs"]) == {"wall_s", "load_s", "cpu_s", "tokens", "usd"}

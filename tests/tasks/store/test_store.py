@@ -12,7 +12,8 @@ import pytest
 
 from tasks.budget import parse_budget
 from tasks.expressions import parse_expressions
-from tasks.run import Request, open_run
+from tasks.request import Request
+from tasks.run import open_run
 from tasks.spec import TargetSpec
 from tasks.store import MIGRATIONS, Store, now
 
@@ -54,9 +55,9 @@ def _count(store: Store, table: str) -> int:
 def test_runs_row_complete_after_open_run_and_finish(tmp_path: Path, http_target: str) -> None:
     spec = TargetSpec(name="attached", base_url=http_target, load={"endpoints": [{"name": "home", "path": "/"}]})
     request = Request(spec=spec, goals=parse_expressions(["p95_ms<=30"]), quality=parse_expressions(["error_rate<=0.01"]),
-                      budget=parse_budget("minutes=5,iterations=3"), scope="quick-win")
-    path = tmp_path / "store.duckdb"
-    with open_run(request, path) as run:
+                      budget=parse_budget("minutes=5,iterations=3"), scope="quick-win", store=tmp_path / "store.duckdb")
+    path = request.store
+    with open_run(request) as run:
         run.store.finish_run(run.run_id, "goals_met", {"status": "goals_met", "kept": 1},
                              [("wall", 12.5, "s"), ("tokens", 0, "tokens")])
         run_id = run.run_id

@@ -17,6 +17,7 @@ import httpx
 import psutil
 import pytest
 
+from tasks.db.url import sqlite_path
 from tasks.errors import (
     PortBusyError,
     RefusedError,
@@ -37,7 +38,6 @@ from tasks.target import (
     restart_target,
     run_setup,
     running_target,
-    sqlite_path,
     start_target,
     stop_target,
 )

@@ -19,7 +19,7 @@ GROUP BY clause (or are one of its statements), and a ``slow_query`` by its norm
 (tasks.agents.database.sql.attribution); without captured matches, only when exactly one endpoint (the
 spec's names and paths, the window's Locust names) mentions one of its tables (``invoices`` /
 ``invoice``). Otherwise ``endpoint`` is None; ``evidence.endpoint_attribution`` says which rule applied.
-The database URL's password never reaches observations, findings or errors (tasks.db.postgres.strip_password).
+The database URL's password never reaches observations, findings or errors (tasks.db.redact.strip_password).
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ from tasks.agents.database.sql.attribution import (
 from tasks.agents.database.sql.housekeeping import housekeeping_mask
 from tasks.agents.database.sql.stats import find_n_plus_one
 from tasks.agents.database.sqlcapture import POOL_WAIT_SCHEMA, read_pool_waits, sql_log_dir
-from tasks.db.postgres import connect, describe_error, strip_password
+from tasks.db.postgres import connect, describe_error
+from tasks.db.redact import strip_password
 from tasks.errors import TransientError
 from tasks.findings import Candidate, Finding
 

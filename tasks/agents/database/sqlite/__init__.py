@@ -11,6 +11,6 @@ from __future__ import annotations
 from tasks.agents.database.sqlite.analysis import analyze_sqlite
 from tasks.agents.database.sqlite.locks import lock_contention
 from tasks.agents.database.sqlite.plan import explain_plan, whatif_index
-from tasks.agents.database.sqlite.util import connect_readonly, sqlite_path
+from tasks.agents.database.sqlite.util import connect_readonly, database_file
 
-__all__ = ["analyze_sqlite", "connect_readonly", "explain_plan", "lock_contention", "sqlite_path", "whatif_index"]
+__all__ = ["analyze_sqlite", "connect_readonly", "database_file", "explain_plan", "lock_contention", "whatif_index"]

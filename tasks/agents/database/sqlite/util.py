@@ -11,17 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.db.ident import ident
+from tasks.db.url import sqlite_path, url_scheme
 from tasks.errors import RefusedError, SpecError
 
 BUSY_TIMEOUT_S = 5.0
 
 
-def sqlite_path(url: str, base_dir: Path | None = None) -> Path:
+def database_file(url: str, base_dir: Path | None = None) -> Path:
     """``sqlite:///rel.db`` / ``sqlite:////abs.db`` -> the database file (relative to ``base_dir``)."""
-    if not url.startswith("sqlite:///"):
-        raise SpecError(f"not a sqlite:/// database URL: {url.split(':', 1)[0]}://...")
-    raw = url.removeprefix("sqlite:///").split("?", 1)[0]
-    path = Path(raw)
+    path = sqlite_path(url)
+    if path is None:
+        raise SpecError(f"not a sqlite:/// database file URL: {url_scheme(url)}://...")
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
     return path.resolve()

@@ -21,7 +21,8 @@ import pytest
 from tasks.agents.base import AgentContext
 from tasks.agents.database.agent import DatabaseAgent
 from tasks.agents.database.postgres.plan import filter_columns, find_seq_scans, sort_columns
-from tasks.db.postgres import describe_error, strip_password, url_password
+from tasks.db.postgres import describe_error
+from tasks.db.redact import strip_password, url_password
 from tasks.errors import TransientError
 from tasks.findings import Finding
 from tasks.spec import TargetSpec

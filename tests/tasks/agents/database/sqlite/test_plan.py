@@ -19,8 +19,8 @@ from tasks.agents.database.sqlite.plan import (
 from tasks.agents.database.sqlite.util import (
     checked_table,
     connect_readonly,
+    database_file,
     quote_ident,
-    sqlite_path,
 )
 from tasks.errors import RefusedError
 
@@ -101,6 +101,6 @@ def test_identifiers_are_quoted_after_checking(db):
         checked_table(con, "nope; DROP TABLE users", [])
 
 
-def test_sqlite_path_forms(tmp_path):
-    assert str(sqlite_path("sqlite:////abs/x.db")) == "/abs/x.db"
-    assert sqlite_path("sqlite:///rel.db", tmp_path) == (tmp_path / "rel.db").resolve()
+def test_database_file_forms(tmp_path):
+    assert str(database_file("sqlite:////abs/x.db")) == "/abs/x.db"
+    assert database_file("sqlite:///rel.db", tmp_path) == (tmp_path / "rel.db").resolve()

@@ -1,0 +1,55 @@
+"""Database URLs, in one place: which database a URL names, its SQLite file, and the check every
+user-given URL passes (``sqlite:///path`` or ``postgresql://[user[:pw]@]host[:port]/db`` on loopback).
+
+Passwords in URLs are handled by tasks.db.redact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tasks.db.redact import redact_url
+from tasks.errors import SpecError, UnsafeTargetError
+
+SQLITE_PREFIX = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+DATABASE_SCHEMES = ("sqlite", *POSTGRES_SCHEMES)
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def url_scheme(url: str) -> str:
+    """``postgresql://u@h/db`` -> ``postgresql`` (no parsing: works on any string)."""
+    return url.split(":", 1)[0]
+
+
+def is_postgres_url(url: str | None) -> bool:
+    return url is not None and url_scheme(url) in POSTGRES_SCHEMES
+
+
+def sqlite_path(url: str | None) -> Path | None:
+    """``sqlite:///rel.db`` -> rel.db, ``sqlite:////abs/x.db`` -> /abs/x.db (query dropped); None
+    for any other URL or an in-memory database."""
+    if not url or not url.startswith(SQLITE_PREFIX):
+        return None
+    path = url.removeprefix(SQLITE_PREFIX).split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def check_database_url(url: str, *, allow_remote: bool = False) -> None:
+    """A URL the toolkit accepts: sqlite:///path or postgresql://[user[:pw]@]host[:port]/db on loopback."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        if not url.startswith(SQLITE_PREFIX) or len(url) <= len(SQLITE_PREFIX):
+            raise SpecError(f"bad database URL {redact_url(url)!r}: expected sqlite:///path")
+        return
+    if parts.scheme not in POSTGRES_SCHEMES:
+        raise SpecError(f"bad database URL {redact_url(url)!r}: expected sqlite:/// or postgresql://")
+    try:
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError as exc:
+        raise SpecError(f"bad database URL {redact_url(url)!r}: {exc}") from exc
+    if not parts.hostname or not parts.path.strip("/"):
+        raise SpecError(f"bad database URL {redact_url(url)!r}: expected postgresql://user@host:port/dbname")
+    if not allow_remote and parts.hostname not in LOOPBACK_NAMES:
+        raise UnsafeTargetError(f"database host {parts.hostname!r} is not loopback; pass --allow-remote")
