@@ -27,8 +27,9 @@ run: install
 	$(BIN)/perfagents run ecommerce --json .perfagents/ecommerce-result.json
 
 # Two sessions, both always run; any nonzero exit fails the target (5, no tests collected,
-# included). First, on 2 xdist workers (whole modules per worker: their module-scoped apps and
-# clusters start once), the unit and integration tests and the end-to-end runs whose assertions
+# included). First, on 2 xdist workers (whole modules per worker, so their module-scoped apps and
+# clusters start once, but each e2e test on its own, the longest first: tests/conftest.py), the
+# unit and integration tests and the end-to-end runs whose assertions
 # hold beside other work (reverts for errors or stale data, budgets, journaling, memoization of
 # a 5 ms cache, deployments): these disturb each other's windows by design, so the gate's
 # outside-load rule is loosened there (its own unit test checks it). Then, one at a time with the
@@ -39,7 +40,7 @@ SERIAL := alone or chromium
 PYTEST := $(BIN)/pytest -q --timeout=600 --durations=15
 test: install system-deps lint
 	rc=0; \
-	PERFAGENTS_MAX_FOREIGN_CORES=2 $(PYTEST) -n 2 --dist loadfile -m "not ($(SERIAL))" || rc=$$?; \
+	PERFAGENTS_MAX_FOREIGN_CORES=2 $(PYTEST) -n 2 --dist loadgroup --no-loadscope-reorder -m "not ($(SERIAL))" || rc=$$?; \
 	$(PYTEST) -m "$(SERIAL)" || rc=$$?; \
 	exit $$rc
 

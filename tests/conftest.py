@@ -12,6 +12,29 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The modules of the longest tests, longest first (CI: a 140 s comprehensive run with memoization,
+# a SIGKILLed run, a deployment run through a worker, decisions): on the xdist workers they start
+# first, and short tests fill the session's end instead of one long test running alone there.
+LONGEST_FIRST = ("tests/flows/test_memoization.py", "tests/flows/test_kill_and_revert.py",
+                 "tests/flows/test_decisions.py", "tests/flows/test_deployments.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The LONGEST_FIRST modules first. For ``--dist loadgroup``, every module is one xdist group
+    (its module-scoped apps and clusters start once), except that each e2e test is a group of its
+    own (they share no module-scoped fixture), so one module's long runs spread over the workers.
+    The order within a module is kept."""
+    def rank(item: pytest.Item) -> int:
+        path = item.path.relative_to(ROOT).as_posix()
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    for item in items:
+        if not item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(ROOT).as_posix()))
+    items.sort(key=rank)  # stable: collection order otherwise
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Prefect reads these at import: isolate each test session from the user's ~/.prefect
     home = ROOT / ".perfagents" / "test-prefect"

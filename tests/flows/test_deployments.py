@@ -176,7 +176,10 @@ def test_optimize_target_runs_to_completion_through_a_process_worker(deployed: d
     api_url, env, tmp, timings = deployed["api_url"], deployed["env"], deployed["tmp"], deployed["timings"]
     store, result = tmp / "store.duckdb", tmp / "result.json"
     worker_log = tmp / "worker.log"
-    worker = start_process([str(PREFECT), "worker", "start", "--pool", POOL, "--limit", "1"], env, worker_log)
+    # the run profiles nothing (PERFAGENTS_AGENTS=none, inherited by the flow run's process): this
+    # test is about the deployment's plumbing, not about two 13 s profiling windows with every agent
+    worker = start_process([str(PREFECT), "worker", "start", "--pool", POOL, "--limit", "1"],
+                           {**env, "PERFAGENTS_AGENTS": "none"}, worker_log)
     try:
         t0 = time.monotonic()
         # run from another folder: the deployment's pull step must bring the run to the checkout
