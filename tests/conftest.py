@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # a SIGKILLed run, a deployment run through a worker, decisions): on the xdist workers they start
 # first, and short tests fill the session's end instead of one long test running alone there.
 LONGEST_FIRST = ("tests/flows/test_memoization.py", "tests/flows/test_kill_and_revert.py",
-                 "tests/flows/test_decisions.py", "tests/flows/test_deployments.py")
+                 "tests/flows/test_decisions.py", "tests/flows/test_deployments.py",
+                 "tests/flows/test_conformance_loop.py", "tests/conformance/test_matrix.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks

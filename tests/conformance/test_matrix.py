@@ -22,6 +22,7 @@ def _as_dicts(findings) -> list[dict]:
              "candidate": f.candidate} for f in findings]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("stack", matrix.STACKS, ids=[s.name for s in matrix.STACKS])
 def test_each_stack_planted_problems_found_at_their_location_and_endpoint(stack, tmp_path: Path, store,
                                                                           request: pytest.FixtureRequest) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 _spec = importlib.util.spec_from_file_location(
@@ -23,6 +24,7 @@ PERFAGENTS = Path(sys.executable).parent / "perfagents"
 RUN_TIMEOUT_S = 400
 
 
+@pytest.mark.e2e
 def test_the_index_is_judged_on_its_own_endpoint_and_kept(tmp_path: Path, shared_prefect_api) -> None:
     stack = matrix.STACKS[0]
     spec = {**matrix.spec_for(stack), "performance_goals": ["p95_ms[events by city]<=1"],
