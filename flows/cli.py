@@ -189,6 +189,8 @@ def history(
     from tasks.results.history import run_history
     from tasks.store import Store
 
+    if limit < 1:
+        fail(f"--limit must be at least 1, got {limit}")
     if not store.is_file():
         fail(f"no store at {store}")
     try:

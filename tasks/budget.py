@@ -26,7 +26,7 @@ BUDGET_KEYS = {
 class Budget(BaseModel):
     """Hard limits; ``None`` means unlimited."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # minutes=inf is no limit anyone means
 
     minutes: float | None = Field(default=None, gt=0)
     iterations: int | None = Field(default=None, ge=0)

@@ -47,6 +47,10 @@ class CapacityError(InputError):
     """The throughput measurements cannot be fitted (too few points, non-positive, NaN)."""
 
 
+class StoreError(InputError):
+    """The store path is not a perfagents store (another file, another DuckDB database, a newer schema)."""
+
+
 class RefusedError(PerfagentsError):
     """The spec does not allow this change."""
 

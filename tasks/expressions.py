@@ -10,6 +10,7 @@ Examples: ``p95_ms<=200``, ``rps>=500``, ``p99_ms<=1.1*baseline``,
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ METRICS = frozenset(
         "lcp_ms", "fcp_ms", "ttfb_ms", "cls", "tbt_ms", "responses", "usd_per_hour",
     }
 )
+FRACTIONS = frozenset({"error_rate"})  # metrics that are shares: a threshold above 1 is a typo
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq,
 }
@@ -77,10 +79,18 @@ def parse_expression(text: str) -> Expression:
     if v["base"]:
         if v["star"] and not v["k"]:
             raise ExpressionError(f"bad expression {text!r}: bad value {raw!r}")
-        return Expression(text.strip(), metric, op, float(v["k"] or 1.0), True, m["endpoint"])
+        factor = float(v["k"] or 1.0)
+        if not math.isfinite(factor):
+            raise ExpressionError(f"bad expression {text!r}: {raw!r} is not a finite factor")
+        return Expression(text.strip(), metric, op, factor, True, m["endpoint"])
     if metric == "responses":
         raise ExpressionError(f"bad expression {text!r}: 'responses' can only be compared with baseline")
-    return Expression(text.strip(), metric, op, float(v["num"]), False, m["endpoint"])
+    value = float(v["num"])
+    if not math.isfinite(value) or value < 0:
+        raise ExpressionError(f"bad expression {text!r}: {raw!r} is not a finite number >= 0")
+    if metric in FRACTIONS and value > 1:
+        raise ExpressionError(f"bad expression {text!r}: {metric} is a fraction between 0 and 1, not {raw}")
+    return Expression(text.strip(), metric, op, value, False, m["endpoint"])
 
 
 def parse_expressions(items: str | list[str] | tuple[str, ...] | None) -> list[Expression]:

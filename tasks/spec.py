@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasks.budget import Budget, parse_budget
@@ -21,6 +20,7 @@ from tasks.correctness import CorrectnessSpec
 from tasks.db.url import DATABASE_SCHEMES, LOOPBACK_NAMES, check_database_url, url_scheme
 from tasks.errors import SpecError, UnsafeTargetError
 from tasks.expressions import parse_expressions
+from tasks.spec_file import parse_yaml, read_yaml
 
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference_workflows"
 REFERENCE_TARGETS = {"ecommerce": "ecommerce", "enterprise-api": "enterprise_api"}
@@ -30,7 +30,7 @@ MIN_COMPLEXITY_SIZES = 3  # distinct sizes a complexity fit needs
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every number in a spec is finite
 
 
 class StartSpec(_Model):
@@ -67,6 +67,17 @@ class EndpointSpec(_Model):
     weight: int = Field(default=1, ge=1)
     json_body: dict[str, Any] | None = Field(default=None, alias="json")
 
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, path: str) -> str:
+        if not path.startswith("/") or path.startswith("//") or "\\" in path:
+            raise ValueError(f"{path!r} must be a path on base_url, starting with one '/'")
+        for placeholder in re.findall(r"\{[^}]*\}", path):
+            m = re.fullmatch(r"\{int:(-?\d+):(-?\d+)\}", placeholder)
+            if m is None or int(m[1]) > int(m[2]):
+                raise ValueError(f"{path!r}: bad placeholder {placeholder} (use {{int:LOW:HIGH}}, LOW <= HIGH)")
+        return path
+
 
 class LoadSpec(_Model):
     locustfile: str | None = None
@@ -88,12 +99,12 @@ class LoadSpec(_Model):
 
 
 class EnvApply(_Model):
-    env: str
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class HttpTarget(_Model):
     method: Literal["PUT", "POST", "PATCH"] = "PUT"
-    path: str
+    path: str = Field(pattern=r"^/([^/\\@\s][^\\@\s]*)?$")  # on the target itself: no other host, no userinfo
     field: str
 
 
@@ -120,12 +131,29 @@ class IntKnob(_KnobBase):
     def values(self) -> list[int]:
         return list(range(self.low, self.high + 1, self.step))
 
+    @model_validator(mode="after")
+    def _ordered(self) -> IntKnob:
+        _check_range(self.low, self.high, self.default)
+        return self
+
 
 class FloatKnob(_KnobBase):
     type: Literal["float"]
     low: float
     high: float
     default: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatKnob:
+        _check_range(self.low, self.high, self.default)
+        return self
+
+
+def _check_range(low: float, high: float, default: float) -> None:
+    if low > high:
+        raise ValueError(f"low {low} is above high {high}")
+    if not low <= default <= high:
+        raise ValueError(f"default {default} is outside [{low}, {high}]")
 
 
 class BoolKnob(_KnobBase):
@@ -143,6 +171,12 @@ class ChoiceKnob(_KnobBase):
 
     def values(self) -> list[str]:
         return list(self.choices)
+
+    @model_validator(mode="after")
+    def _default_is_a_choice(self) -> ChoiceKnob:
+        if self.default not in self.choices:
+            raise ValueError(f"default {self.default!r} is not one of the choices {self.choices}")
+        return self
 
 
 Knob = Annotated[IntKnob | FloatKnob | BoolKnob | ChoiceKnob, Field(discriminator="type")]
@@ -278,13 +312,9 @@ def load_spec(target: str | Path, *, allow_remote: bool = False, database_url: s
     repeats it (setup commands, start env), so the target, its seed and the agents agree.
     """
     path = resolve_spec_path(target)
-    try:
-        text = path.read_text()
-        raw = yaml.safe_load(text)
-        if database_url is not None:
-            raw = yaml.safe_load(_replace_database_url(raw, text, database_url, allow_remote))
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    text, raw = read_yaml(path)
+    if database_url is not None:
+        raw = parse_yaml(path, _replace_database_url(raw, text, database_url, allow_remote))
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a target spec is a mapping of keys")
     try:
@@ -297,6 +327,8 @@ def load_spec(target: str | Path, *, allow_remote: bool = False, database_url: s
         raise SpecError(f"{path}: {exc}") from exc
     check_files(spec, path)
     check_loopback(spec.base_url, allow_remote=allow_remote)
+    if spec.database is not None and "{" not in spec.database.url:
+        check_database_url(spec.database.url, allow_remote=allow_remote)  # the spec's own URL, as --db's
     return spec
 
 
@@ -324,6 +356,12 @@ def check_loopback(base_url: str, *, allow_remote: bool = False) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SpecError(f"base_url {base_url!r} is not an http(s) URL")
+    if "\\" in url or "@" in parts.netloc or any(c.isspace() or ord(c) < 32 for c in url):
+        raise SpecError(f"base_url {base_url!r}: no user info, backslash or whitespace (browsers read another host)")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise SpecError(f"base_url {base_url!r}: {exc}") from exc
     host = parts.hostname
     if allow_remote or host in LOOPBACK_NAMES:
         return

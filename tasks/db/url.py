@@ -6,8 +6,9 @@ Passwords in URLs are handled by tasks.db.redact.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from tasks.db.redact import redact_url
 from tasks.errors import SpecError, UnsafeTargetError
@@ -51,5 +52,17 @@ def check_database_url(url: str, *, allow_remote: bool = False) -> None:
         raise SpecError(f"bad database URL {redact_url(url)!r}: {exc}") from exc
     if not parts.hostname or not parts.path.strip("/"):
         raise SpecError(f"bad database URL {redact_url(url)!r}: expected postgresql://user@host:port/dbname")
-    if not allow_remote and parts.hostname not in LOOPBACK_NAMES:
-        raise UnsafeTargetError(f"database host {parts.hostname!r} is not loopback; pass --allow-remote")
+    if any(c in url for c in "\r\n\t\x00"):
+        raise SpecError(f"bad database URL {redact_url(url)!r}: a control character in it")
+    # libpq also connects to hosts named in the query string (host=, hostaddr=)
+    hosts = [parts.hostname] + [h for k, v in parse_qsl(parts.query) if k in ("host", "hostaddr") for h in v.split(",")]
+    for host in hosts if not allow_remote else []:
+        if host not in LOOPBACK_NAMES and not host.startswith("/") and not _loopback_ip(host):  # /: a local socket
+            raise UnsafeTargetError(f"database host {host!r} is not loopback; pass --allow-remote")
+
+
+def _loopback_ip(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -13,7 +13,7 @@ from typing import Any, Self
 import duckdb
 import polars as pl
 
-from tasks.errors import StoreLockedError
+from tasks.errors import StoreError, StoreLockedError
 from tasks.store.migrations import MIGRATIONS
 
 DEFAULT_STORE = Path(".perfagents") / "perfagents.duckdb"
@@ -39,10 +39,29 @@ class Connection:
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreLockedError(f"store {self.path} is in use by another perfagents process") from exc
-            raise
+            raise StoreError(f"store {self.path}: {_first_line(exc)}") from exc
+        except (duckdb.Error, OSError) as exc:
+            raise StoreError(f"store {self.path}: {_first_line(exc)}") from exc
         self._depth = 0
-        if not read_only:
-            self.migrate()
+        try:
+            self._check_ours()
+            if not read_only:
+                self.migrate()
+        except BaseException:
+            self.con.close()
+            raise
+
+    def _check_ours(self) -> None:
+        """Refuse another DuckDB database (never add our tables to it) and a store from a newer schema."""
+        tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if tables and "schema_migrations" not in tables:
+            raise StoreError(f"store {self.path} is a DuckDB database but not a perfagents store "
+                             f"(it holds {', '.join(sorted(tables)[:3])}...)")
+        if "schema_migrations" in tables:
+            newest = self.con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            known = max(version for version, _, _ in MIGRATIONS)
+            if newest and newest[0] is not None and newest[0] > known:
+                raise StoreError(f"store {self.path} was written by a newer perfagents (schema {newest[0]} > {known})")
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
@@ -117,3 +136,7 @@ class Connection:
         cur = self.con.execute(sql, params or [])
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

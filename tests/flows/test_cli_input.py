@@ -52,6 +52,14 @@ def closed_port() -> int:
         ({}, ["--scope", "everything"], "scope"),
         ({}, ["--quality", "latency<=3"], "'latency'"),
         ({"base_url": "http://10.1.2.3:8080", "start": None}, [], "--allow-remote"),
+        ({}, ["--scope", ""], "scope"),
+        ({}, ["--goals", "p95_ms<=1e999"], "finite"),
+        ({}, ["--quality", "error_rate<=5"], "fraction"),
+        ({}, ["--budget", "minutes=inf"], "minutes"),
+        ({"knobs": {"w": {"type": "int", "low": 3, "high": 1, "default": 2, "apply": {"env": "W"}}}}, [], "low 3"),
+        ({"base_url": "http://127.0.0.1:notaport/", "start": None}, [], "base_url"),
+        ({"load": {"endpoints": [{"name": "x", "path": "http://evil.example/"}]}}, [], "path on base_url"),
+        ({"database": {"url": "postgresql://u@127.0.0.1/db?host=db.prod.example.com"}}, [], "not loopback"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, overrides: dict, args: list[str], needle: str) -> None:
@@ -94,3 +102,22 @@ def test_an_unknown_agent_in_the_environment_is_refused_before_a_run(tmp_path: P
     assert proc.returncode == 2, proc.stderr
     assert "PERFAGENTS_AGENTS" in proc.stderr and "profiler" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not store.parent.exists()
+
+
+def test_a_store_that_is_not_ours_is_one_line_and_left_unchanged(tmp_path: Path) -> None:
+    import duckdb
+
+    garbage = tmp_path / "garbage.duckdb"
+    garbage.write_text("not a database")
+    foreign = tmp_path / "foreign.duckdb"
+    with duckdb.connect(str(foreign)) as con:
+        con.execute("CREATE TABLE t (a INT)")
+    for store, needle in ((garbage, "not a valid DuckDB"), (foreign, "not a perfagents store")):
+        for command in (["revert"], ["history"], ["history", "--limit", "5"]):
+            proc = run_cli(*command, "--store", str(store), cwd=tmp_path)
+            assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    with duckdb.connect(str(foreign)) as con:
+        assert con.execute("SELECT table_name FROM information_schema.tables").fetchall() == [("t",)]
+    proc = run_cli("history", "--limit", "-1", "--store", str(foreign), cwd=tmp_path)
+    assert proc.returncode == 2 and "--limit" in proc.stderr
