@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tasks.errors import PerfagentsError
+from tasks.errors import InputError, PerfagentsError
 from tasks.store import DEFAULT_STORE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -32,6 +32,21 @@ def fail(message: str, code: int = 2) -> None:
 
     console.print(f"[red]error:[/red] {escape(redact_url(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def password_to_env(url: str | None) -> str | None:
+    """``--db`` without its password, which goes to PGPASSWORD (libpq and psycopg read it; the target,
+    its setup and the agents inherit it), so Prefect's copy of the flow's parameters holds none."""
+    from tasks.db.redact import strip_password, url_password
+
+    password = url_password(url) if url else None
+    if url is None or password is None:
+        return url
+    current = os.environ.get("PGPASSWORD")
+    if current is not None and current != password:
+        raise InputError("--db carries a password and PGPASSWORD holds another; give one of them")
+    os.environ["PGPASSWORD"] = password
+    return strip_password(url)
 
 
 def quiet_prefect(verbose: bool) -> None:
@@ -122,6 +137,7 @@ def run(
     from tasks.target import attach_target
 
     try:
+        db = password_to_env(db)  # the flow's parameters are stored by Prefect: no password in them
         params = build_request(
             target=target, performance_goals=_split(goals), optimization_scope=scope, budget_constraints=budget,
             quality_metrics=_split(quality), database_url=db, allow_remote=allow_remote,

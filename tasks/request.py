@@ -58,6 +58,16 @@ class RunRequest(BaseModel):
     store: str = Field(default=str(DEFAULT_STORE), description="the DuckDB store file")
     json_path: str | None = Field(default=None, description="where to write the machine-readable result")
 
+    @field_validator("database_url")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        from tasks.db.redact import url_password
+
+        if value is not None and url_password(value) is not None:
+            raise ValueError("a password in database_url would be stored with the flow run's parameters: "
+                             "set PGPASSWORD for the worker instead")
+        return value
+
     @field_validator("optimization_scope", mode="before")
     @classmethod
     def _known_scope(cls, value: Any) -> Any:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,21 @@ def test_bad_expressions_and_budget_are_refused_when_resolved(tmp_path: Path) ->
         resolve_request(RunRequest(target=spec_file(tmp_path), budget_constraints="minutes=soon"))
     with pytest.raises(InputError, match="'latency'"):
         resolve_request(RunRequest(target=spec_file(tmp_path), quality_metrics=["latency<=3"]))
+
+
+def test_a_password_never_reaches_the_flow_parameters(monkeypatch) -> None:
+    from flows.cli import password_to_env
+    from tasks.errors import InputError
+    from tasks.request import build_request
+
+    monkeypatch.setenv("PGPASSWORD", "x")  # recorded, so the value set below is undone too
+    monkeypatch.delenv("PGPASSWORD")
+    url = password_to_env("postgresql://app:s%40cret@127.0.0.1:5432/api?sslmode=disable")
+    assert url == "postgresql://app@127.0.0.1:5432/api?sslmode=disable"
+    assert os.environ["PGPASSWORD"] == "s@cret"
+    assert "cret" not in build_request(database_url=url).model_dump_json()
+    with pytest.raises(InputError, match="PGPASSWORD"):  # the same URL typed into a deployment's form
+        build_request(database_url="postgresql://app:s3cret@127.0.0.1:5432/api")
+    with pytest.raises(InputError, match="another"):
+        password_to_env("postgresql://app:other@127.0.0.1:5432/api")
+    assert password_to_env("postgresql://app@127.0.0.1:5432/api") == "postgresql://app@127.0.0.1:5432/api"
