@@ -16,20 +16,27 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 REDACTED = "***"
-_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+# userinfo passwords (any scheme, any case; a password may hold '@': the last '@' before the host
+# ends it) and password= parameters of URLs and libpq keyword strings
+_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^\s/]*@(?=[^@\s/]*(?:[/?\s]|$))")
+_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('[^']*'|[^&\s;]+)")
+SECRET_KEY = re.compile(r"(?i)(passw|secret|token|api[_-]?key|credential|private[_-]?key)")
 
 
 def redact_url(text: str) -> str:
-    """Hide the password of any URL in ``text``: ``postgresql://u:secret@h`` -> ``postgresql://u:***@h``."""
-    return _PASSWORD.sub(rf"\1{REDACTED}@", text)
+    """Hide passwords in ``text``: ``postgresql://u:secret@h`` -> ``postgresql://u:***@h``,
+    ``...?password=secret`` and ``password=secret`` (libpq keywords) -> ``password=***``."""
+    return _PARAM.sub(rf"\1{REDACTED}", _PASSWORD.sub(rf"\1{REDACTED}@", text))
 
 
 def redact(value: Any) -> Any:
-    """Redact passwords in every string of a nested structure (for logs, the store, reports)."""
+    """Redact passwords in every string of a nested structure (for logs, the store, reports); the
+    value of a key that names a secret (``PGPASSWORD``, ``API_TOKEN`` ...) is hidden whole."""
     if isinstance(value, str):
         return redact_url(value)
     if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
+        return {k: REDACTED if isinstance(k, str) and SECRET_KEY.search(k) and isinstance(v, str) else redact(v)
+                for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     return value

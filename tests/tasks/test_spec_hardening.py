@@ -84,3 +84,17 @@ def test_goals_out_of_range_are_refused(text: str) -> None:
 def test_budgets_that_are_not_finite_are_refused(text: str) -> None:
     with pytest.raises(InputError):
         parse_budget(text)
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("POSTGRESQL://app:s3cret@127.0.0.1/db", "s3cret"),
+    ("postgresql://app:p@ss@127.0.0.1:5432/db", "p@ss"),
+    ("postgresql://app@127.0.0.1/db?sslmode=disable&password=s3cret", "s3cret"),
+    ("host=127.0.0.1 password=s3cret dbname=api", "s3cret"),
+])
+def test_passwords_in_every_form_are_redacted(text: str, secret: str) -> None:
+    from tasks.db.redact import redact, redact_url
+
+    assert secret not in redact_url(text) and "***" in redact_url(text)
+    env = redact({"start": {"env": {"PGPASSWORD": secret, "API_TOKEN": secret, "API_DB": text, "WORKERS": "2"}}})
+    assert secret not in str(env) and env["start"]["env"]["WORKERS"] == "2"
