@@ -34,6 +34,7 @@ from tasks.load.scenario import SCENARIO_FILENAME, write_scenario
 from tasks.load.steady import MAX_WARMUP_SHARE, SteadyState, steady_start
 from tasks.resources import ProcessTreeSampler, process_tree
 from tasks.spec import TargetSpec, check_loopback
+from tasks.target.process import spawn
 
 LISTENER_SOURCE = Path(__file__).with_name("listener.py")
 LISTENER_FILENAME = "perfagents_listener.py"  # a distinct module name inside Locust
@@ -243,9 +244,8 @@ def _run_bounded(command: list[str], cwd: Path, env: dict[str, str], out_path: P
                  bound: float, cpu: int | None) -> tuple[int, pl.DataFrame]:
     """Run Locust in its own process group; kill the group if it overruns ``bound``."""
     with out_path.open("wb") as out, err_path.open("wb") as err:
-        try:
-            proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=err, start_new_session=True)
+        try:  # its own session, and killed with the toolkit (a SIGKILLed run leaves no load behind)
+            proc = spawn(command, cwd=cwd, env=env, stdout=out, stderr=err)
         except OSError as exc:
             raise LoadTestError(f"could not start locust: {exc}") from exc
         if cpu is not None:

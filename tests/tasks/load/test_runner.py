@@ -251,3 +251,43 @@ def test_remote_base_url_is_refused(make_spec, tmp_path):
     spec = make_spec(tmp_path, "http://example.com", endpoints=[{"name": "home", "path": "/"}])
     with pytest.raises(UnsafeTargetError):
         run_load_test(spec, "http://example.com", tmp_path / "work")
+
+
+def test_locust_dies_with_a_sigkilled_run(app_url, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})
+        from pathlib import Path
+        from tasks.load.runner import run_load_test
+        from tasks.spec import TargetSpec
+        spec = TargetSpec(name="tiny", base_url={app_url!r}, spec_dir=Path({str(tmp_path)!r}),
+                          load={{"endpoints": [{{"name": "fast", "path": "/fast"}}], "users": 1, "spawn_rate": 5,
+                                 "duration_s": 30, "warmup_s": 0}})
+        run_load_test(spec, {app_url!r}, Path({str(tmp_path / "work")!r}), label="killed")
+    """))
+    runner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def locusts() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if "locust" in cmdline and str(tmp_path / "work") in cmdline:
+                found.append(proc)
+        return found
+
+    deadline = time.monotonic() + 30
+    while not locusts():
+        assert time.monotonic() < deadline and runner.poll() is None, "locust never started"
+        time.sleep(0.2)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(10)
+    deadline = time.monotonic() + 10
+    while locusts() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not locusts(), "locust kept loading the target after its run was killed"
