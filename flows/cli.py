@@ -178,7 +178,7 @@ def revert(
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Undo every change an interrupted run left applied, from the journal alone."""
-    from tasks.changes.journal import revert_pending
+    from tasks.changes.journal import REVERT_FAILED, revert_pending
     from tasks.store import Store
 
     if not store.is_file():
@@ -192,6 +192,11 @@ def revert(
         out.print("nothing to revert: every journaled change is kept or reverted")
     for row, note in done:
         out.print(f"{row['target']}: {row['description']} -> {note}")
+    failed = [row for row, note in done if note.startswith(REVERT_FAILED)]
+    if failed:
+        console.print(f"[red]error:[/red] {len(failed)} change(s) could not be reverted and stay applied; "
+                      "fix the cause and run `perfagents revert` again", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()

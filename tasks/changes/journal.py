@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from tasks.changes import CHANGE_KINDS, Runtime
+from tasks.db.redact import redact_url
 from tasks.errors import PerfagentsError, RefusedError
 from tasks.findings import Candidate
 from tasks.store import Store
@@ -76,6 +77,11 @@ def revert_pending(store: Store, target: str | None = None) -> list[tuple[dict[s
             note = revert_change(store, None, row["change_id"], row["kind"], row["undo"],
                                  "reverted by `perfagents revert` after an interrupted run")
         except PerfagentsError as exc:
-            note = f"could not revert: {exc}"
+            note = f"{REVERT_FAILED}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a driver's or the target's error: the other changes still get their turn
+            note = f"{REVERT_FAILED}: {type(exc).__name__}: {redact_url(' '.join(str(exc).split()))}"
         done.append((row, note))
     return done
+
+
+REVERT_FAILED = "could not revert"  # the change stays `applied`: the next `perfagents revert` tries again

@@ -89,3 +89,22 @@ def test_each_kind_journals_its_provisional_undo_before_applying(store, tmp_path
     change_id = plan_change(store, "run1", "t", 1, INDEX)
     store.update_change(change_id, "planned", undo=CHANGE_KINDS["create_index"].provisional_undo(rt, dict(INDEX.params)))
     assert [note for _, note in revert_pending(store)] == ["dropped index perfagents_orders_customer_id"]
+
+
+def test_a_revert_that_fails_with_any_error_leaves_the_others_reverted_and_itself_applied(store, tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    rt_first, rt_second = runtime(first), runtime(second)
+    ids = []
+    for rt in (rt_first, rt_second):
+        change_id = plan_change(store, "run1", "t", len(ids) + 1, INDEX)
+        apply_candidate(store, rt, change_id, INDEX)
+        ids.append(change_id)
+    (first / "shop.db").write_bytes(b"garbage" * 1000)  # sqlite3 itself fails ("not a database"), not our code
+    done = revert_pending(store)
+    notes = {row["change_id"]: note for row, note in done}
+    assert notes[ids[0]].startswith("could not revert: ") and "\n" not in notes[ids[0]]
+    assert notes[ids[1]] == "dropped index perfagents_orders_customer_id"
+    status = {r["change_id"]: r["status"] for r in store.rows("SELECT change_id, status FROM changes")}
+    assert status == {ids[0]: "applied", ids[1]: "reverted"}
