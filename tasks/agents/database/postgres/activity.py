@@ -32,6 +32,7 @@ from tasks.findings import Finding
 SAMPLE_INTERVAL_S = 0.2
 SATURATED_SHARE = 0.6  # all connections busy in at least this share of the samples
 MIN_SAMPLES = 10
+STEADY_SHARE = 0.8  # a pool: its connection count stays at its maximum in this share of the samples
 BUSY_STATES = ("active", "idle in transaction", "idle in transaction (aborted)")
 ACTIVITY_SQL = """
     SELECT count(*) AS connections,
@@ -70,6 +71,10 @@ class ActivitySamples:
             "connections_median": median(r[1] for r in connected),
             "busy_mean": round(sum(r[2] for r in connected) / len(connected), 3),
             "all_busy_share": round(sum(1 for r in connected if r[2] >= r[1]) / len(rows), 4),
+            # a pool keeps its connections open, busy or not; connections opened per request come
+            # and go with the requests, so "all busy" holds for them by construction
+            "steady_connections_share": round(
+                sum(1 for r in connected if r[1] == max(x[1] for x in connected)) / len(connected), 4),
             "lock_wait_share": round(sum(1 for r in connected if r[3] > 0) / len(rows), 4),
             "errors": self.errors,
         }
@@ -104,6 +109,8 @@ def pool_saturation(activity: dict[str, Any]) -> Finding | None:
     """A ``pool_saturation`` finding when every client connection was busy most of the window."""
     share = activity.get("all_busy_share", 0.0)
     if activity.get("samples", 0) < MIN_SAMPLES or not activity.get("connections_max") or share < SATURATED_SHARE:
+        return None
+    if activity.get("steady_connections_share", 1.0) < STEADY_SHARE:  # no pool: a connection per request
         return None
     connections = activity["connections_max"]
     return Finding(

@@ -77,3 +77,14 @@ def test_pool_saturation_points_the_optimizer_at_pool_knobs() -> None:
     assert finding is not None
     gains = {c.params["knob"]: c.expected_gain for c in knob_candidates(spec, {}, [finding])}
     assert gains["pool_size"] > gains["gzip"]
+
+
+def test_connections_opened_per_request_are_no_saturated_pool() -> None:
+    from tasks.agents.database.postgres.activity import ActivitySamples
+
+    per_request = ActivitySamples(rows=[(float(i), n, n, 0) for i, n in enumerate([1, 3, 2, 4, 1, 2, 3, 1, 4, 2, 2, 3])])
+    summary = per_request.summary()
+    assert summary["all_busy_share"] == 1.0 and summary["steady_connections_share"] < 0.8
+    assert pool_saturation(summary) is None  # every connection busy, by construction: not a pool
+    pool = ActivitySamples(rows=[(float(i), 2, 2, 0) for i in range(12)])
+    assert pool_saturation(pool.summary()) is not None
