@@ -72,7 +72,7 @@ class EndpointSpec(_Model):
     def _relative_path(cls, path: str) -> str:
         if not path.startswith("/") or path.startswith("//") or "\\" in path:
             raise ValueError(f"{path!r} must be a path on base_url, starting with one '/'")
-        for placeholder in re.findall(r"\{[^}]*\}", path):
+        for placeholder in re.findall(r"\{int:[^}]*\}", path):  # other braces are literal text
             m = re.fullmatch(r"\{int:(-?\d+):(-?\d+)\}", placeholder)
             if m is None or int(m[1]) > int(m[2]):
                 raise ValueError(f"{path!r}: bad placeholder {placeholder} (use {{int:LOW:HIGH}}, LOW <= HIGH)")

@@ -43,7 +43,7 @@ def refused(path: Path, needle: str, error: type[Exception] = SpecError) -> None
     ({"knobs": {"w": {"type": "bool", "apply": {"http": {"path": "//evil.example/x", "field": "f"}}}}}, "knobs.w"),
     ({"load": {"endpoints": [{"name": "x", "path": "http://evil.example/"}]}}, "must be a path on base_url"),
     ({"load": {"endpoints": [{"name": "x", "path": "/p/{int:9:1}"}]}}, "bad placeholder"),
-    ({"load": {"endpoints": [{"name": "x", "path": "/p/{uuid}"}]}}, "bad placeholder"),
+    ({"load": {"endpoints": [{"name": "x", "path": "/p/{int:1}"}]}}, "bad placeholder"),
     ({"load": {"endpoints": [{"name": "x", "path": "/"}], "spawn_rate": float("inf")}}, "spawn_rate"),
     ({"load": {"endpoints": [{"name": "x", "path": "/"}], "think_time_s": [0, float("inf")]}}, "think_time_s"),
     ({"base_url": "http://127.0.0.1:port/"}, "base_url"),
