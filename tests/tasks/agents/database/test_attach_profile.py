@@ -3,17 +3,12 @@ found, from the SQL where the profiler saw time. A real gunicorn Flask app, a re
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
+import importlib.util
 import sqlite3
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tasks.agents.application.agent import ApplicationAgent
@@ -25,9 +20,10 @@ from tasks.changes.runtime import Runtime
 from tasks.spec import TargetSpec
 from tasks.target import attach_target
 
-READY_TIMEOUT_S = 30
-STOP_TIMEOUT_S = 15
 EVENTS = 150_000
+_serving_spec = importlib.util.spec_from_file_location("perfagents_test_serving", Path(__file__).resolve().parents[0] / "serving.py")
+serving = importlib.util.module_from_spec(_serving_spec)
+_serving_spec.loader.exec_module(serving)
 
 APP = textwrap.dedent(
     """
@@ -57,12 +53,6 @@ APP = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def seed(path: Path) -> None:
     con = sqlite3.connect(path)
     con.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, city TEXT, title TEXT)")
@@ -79,30 +69,9 @@ def attached_app(tmp_path: Path):
     (app_dir / "app.py").write_text(APP)
     db = app_dir / "app.db"
     seed(db)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PERFAGENTS_SQL_LOG")}
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "-w", "1", "-b", f"127.0.0.1:{port}",
-                             "app:app"], cwd=app_dir, env={**env, "APP_DB": str(db)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "app did not start"
-            time.sleep(0.1)
+    command = [str(Path(sys.executable).with_name("gunicorn")), "-w", "1", "-b", "127.0.0.1:{port}", "app:app"]
+    with serving.serve_uncaptured(command, app_dir, {"APP_DB": str(db)}) as url:
         yield url, db
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(STOP_TIMEOUT_S)
 
 
 @pytest.mark.skipif(find_pyspy() is None, reason="py-spy is not installed")

@@ -3,16 +3,12 @@ read from pg_stat_activity, name the endpoint of each finding. A real cluster, a
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
+import importlib.util
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tasks.agents.database.agent import DatabaseAgent
@@ -23,7 +19,9 @@ from tasks.spec import TargetSpec
 from tasks.target import attach_target
 
 SEED = Path(__file__).resolve().parents[4] / "conformance" / "apps" / "seed.py"
-READY_TIMEOUT_S = 30
+_serving_spec = importlib.util.spec_from_file_location("perfagents_test_serving", Path(__file__).resolve().parents[1] / "serving.py")
+serving = importlib.util.module_from_spec(_serving_spec)
+_serving_spec.loader.exec_module(serving)
 
 APP = textwrap.dedent(
     """
@@ -66,12 +64,6 @@ def test_tags_are_parsed_and_labelled() -> None:
     assert endpoint_of(votes.to_dict(), [8], [], [])[0] is None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.postgres
 def test_an_untraced_targets_index_finding_carries_the_endpoint_its_tags_name(tmp_path: Path, store,
                                                                               pg_cluster: str) -> None:
@@ -79,21 +71,7 @@ def test_an_untraced_targets_index_finding_carries_the_endpoint_its_tags_name(tm
 
     subprocess.run([sys.executable, str(SEED), "postgres", pg_cluster], check=True, timeout=120)
     (tmp_path / "app.py").write_text(APP)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PERFAGENTS_SQL_LOG")}
-    proc = subprocess.Popen([sys.executable, "app.py", str(port)], cwd=tmp_path, env={**env, "APP_PG_DSN": pg_cluster},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "app did not start"
-            time.sleep(0.1)
+    with serving.serve_uncaptured([sys.executable, "app.py", "{port}"], tmp_path, {"APP_PG_DSN": pg_cluster}) as url:
         spec = TargetSpec(name="tagged", base_url=url, spec_dir=tmp_path,
                           database={"url": pg_cluster, "allow_ddl": True},
                           load={"endpoints": [{"name": "events by city", "path": "/events/by-city?city=c{int:0:199}"}],
@@ -101,9 +79,6 @@ def test_an_untraced_targets_index_finding_carries_the_endpoint_its_tags_name(tm
         rt = Runtime(spec, tmp_path / "work", attach_target(spec), {}, pg_cluster)
         window = window_mod.measure_window(store, "run-1", rt, "profile-1", agents=[DatabaseAgent()],
                                            ledger=Ledger(Budget()), max_attempts=2)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(15)
     assert window.valid and window.stats["total"]["error_rate"] == 0, (window.reasons, window.stats["total"])
     outcome = window.agents[0]
     assert outcome.status == "ok", outcome.error
