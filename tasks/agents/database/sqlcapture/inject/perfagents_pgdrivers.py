@@ -98,18 +98,22 @@ def _timed_asyncpg(original, with_params):
     return method
 
 
-def patch_asyncpg_connection(module):
-    cls = module.Connection
-    for name, with_params in (("execute", True), ("executemany", False), ("fetch", True), ("fetchrow", True),
-                              ("fetchval", True)):
+def _replace(cls, methods, make_wrapper):
+    """Replace each ``(name, with_params)`` method defined on ``cls`` by ``make_wrapper(original, with_params)``, once."""
+    for name, with_params in methods:
         original = cls.__dict__.get(name)
         if original is None or getattr(original, "_perfagents", False):
             continue
-        wrapper = _timed_asyncpg(original, with_params)
+        wrapper = make_wrapper(original, with_params)
         wrapper._perfagents = True
         wrapper.__doc__ = original.__doc__
         wrapper.__wrapped__ = original
         setattr(cls, name, wrapper)
+
+
+def patch_asyncpg_connection(module):
+    _replace(module.Connection, (("execute", True), ("executemany", False), ("fetch", True), ("fetchrow", True),
+                                 ("fetchval", True)), _timed_asyncpg)
 
 
 def _timed_prepared(original, with_params):
@@ -128,13 +132,5 @@ def _timed_prepared(original, with_params):
 
 
 def patch_asyncpg_prepared(module):
-    cls = module.PreparedStatement
-    for name, with_params in (("fetch", True), ("fetchrow", True), ("fetchval", True), ("executemany", False)):
-        original = cls.__dict__.get(name)
-        if original is None or getattr(original, "_perfagents", False):
-            continue
-        wrapper = _timed_prepared(original, with_params)
-        wrapper._perfagents = True
-        wrapper.__doc__ = original.__doc__
-        wrapper.__wrapped__ = original
-        setattr(cls, name, wrapper)
+    _replace(module.PreparedStatement, (("fetch", True), ("fetchrow", True), ("fetchval", True), ("executemany", False)),
+             _timed_prepared)
