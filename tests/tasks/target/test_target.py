@@ -17,7 +17,6 @@ import httpx
 import psutil
 import pytest
 
-from tasks.db.url import sqlite_path
 from tasks.errors import (
     PortBusyError,
     RefusedError,
@@ -30,7 +29,6 @@ from tasks.target import (
     TargetHandle,
     apply_http_knob,
     attach_target,
-    database_url,
     free_port,
     knob_env,
     read_http_knob,
@@ -394,18 +392,3 @@ def test_setup_runs_in_the_start_cwd_and_fails_in_one_line(tmp_path: Path) -> No
         run_setup(make_spec(setup=[slow]), work, timeout_s=1)
     with pytest.raises(SpecError, match="'missing-seeder'"):
         run_setup(make_spec(setup=[["missing-seeder"]]), work)
-
-
-def test_database_url_and_sqlite_path(tmp_path: Path) -> None:
-    spec = make_spec().model_copy(update={"database": None})
-    assert database_url(spec, tmp_path) is None
-    with_db = TargetSpec(
-        name="db", base_url="http://127.0.0.1:1", database={"url": "sqlite:///{workdir}/shop.db"},
-        load={"endpoints": [{"name": "r", "path": "/"}]},
-    )
-    url = database_url(with_db, tmp_path)
-    assert url == f"sqlite:///{tmp_path}/shop.db"
-    assert sqlite_path(url) == tmp_path / "shop.db"
-    assert sqlite_path("sqlite:///rel.db?mode=ro") == Path("rel.db")
-    assert sqlite_path("sqlite:///:memory:") is None
-    assert sqlite_path("postgresql://u@127.0.0.1/db") is None
