@@ -36,6 +36,10 @@ MEMORY_MIN_GROWTH_SHARE = 0.05  # ... and this share of the starting RSS
 MEMORY_LATE_PACE = 0.5  # ... and still rising in the window's second half at half the pace or more
 MEMORY_LATE_MAX_P = 0.05
 MEMORY_MEDIUM_SHARE = 0.10  # severity by the window's growth as a share of the starting RSS
+# a window shorter than this cannot tell a small leak from a cache or pool warming up (the shop's
+# SQLite page caches grew 5 MB, 7.7%, steadily over a 12.6 s window): there, growth must reach
+# MEMORY_MEDIUM_SHARE to count
+MEMORY_SURE_SPAN_S = 60.0
 MEMORY_HIGH_SHARE = 0.25
 SERIES_COLUMNS = [c for c in RESOURCE_SCHEMA if c != "role"]
 MB = 1024 * 1024
@@ -190,6 +194,8 @@ def find_memory_growth(spec: TargetSpec, observed: dict[str, Any], samples: pl.D
     r2 = fit.rvalue ** 2
     if (fit.slope <= 0 or fit.pvalue >= MEMORY_MAX_P or r2 < MEMORY_MIN_R2
             or growth_mb < max(MEMORY_MIN_GROWTH_MB, MEMORY_MIN_GROWTH_SHARE * rss_mb[0])):
+        return None
+    if np.ptp(t) < MEMORY_SURE_SPAN_S and growth_mb < MEMORY_MEDIUM_SHARE * rss_mb[0]:
         return None
     late = t >= float(np.ptp(t)) / 2  # a leak keeps its pace; a warming cache or pool slows down
     if late.sum() >= MIN_SERIES_POINTS // 2 and np.ptp(t[late]) > 0:

@@ -219,6 +219,15 @@ def test_memory_growth_needs_a_steady_significant_rise() -> None:
     assert small is None  # steady but only 1 MB over the window
 
 
+def test_a_small_steady_rise_counts_only_over_a_long_window() -> None:
+    empty = pl.DataFrame(schema=SAMPLE_SCHEMA)
+    short = time.time() + np.arange(0, 12.5, 0.5)  # 7.5 MB on 100 MB in 12 s: could be a cache warming up
+    assert find_memory_growth(spec(), {"resources": series(short, 100 + 0.6 * (short - short[0]))}, empty) is None
+    long = time.time() + np.arange(0, 90, 1.0)  # the same 7.5% over 90 s, still at full pace late on
+    found = find_memory_growth(spec(), {"resources": series(long, 100 + 0.085 * (long - long[0]))}, empty)
+    assert found is not None and found.severity == "low"
+
+
 def test_cpu_saturation_counts_run_queue_wait_and_proposes_a_worker() -> None:
     ts = time.time() + np.arange(0, 10, 0.5)
     empty = pl.DataFrame(schema=SAMPLE_SCHEMA)
