@@ -20,6 +20,7 @@ from tasks.correctness import CorrectnessSpec
 from tasks.db.url import DATABASE_SCHEMES, LOOPBACK_NAMES, check_database_url, url_scheme
 from tasks.errors import SpecError, UnsafeTargetError
 from tasks.expressions import parse_expressions
+from tasks.spec_advisor import CodeSpec, LlmSpec, check_llm_host, check_source_dir
 from tasks.spec_file import parse_yaml, read_yaml
 
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference_workflows"
@@ -237,6 +238,8 @@ class TargetSpec(_Model):
     quality_metrics: list[str] = Field(default_factory=list)
     budget_constraints: Budget = Field(default_factory=Budget)
     optimization_scope: Literal["quick-win", "comprehensive"] = "quick-win"
+    llm: LlmSpec | None = None  # the advisor's model server (tasks/spec_advisor.py); None: no model is called
+    code: CodeSpec | None = None  # where the advisor's patches may apply
     # where the spec file lives; commands and files are relative to it
     spec_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -327,6 +330,12 @@ def load_spec(target: str | Path, *, allow_remote: bool = False, database_url: s
         raise SpecError(f"{path}: {exc}") from exc
     check_files(spec, path)
     check_loopback(spec.base_url, allow_remote=allow_remote)
+    if spec.llm is not None:
+        try:
+            check_loopback(spec.llm.base_url, allow_remote=True)  # its shape: http(s), no user info
+        except SpecError as exc:
+            raise SpecError(f"{path}: llm.{exc}") from exc
+        check_llm_host(spec.llm, allow_remote=allow_remote)
     if spec.database is not None and "{" not in spec.database.url:
         check_database_url(spec.database.url, allow_remote=allow_remote)  # the spec's own URL, as --db's
     return spec
@@ -348,6 +357,8 @@ def check_files(spec: TargetSpec, path: Path) -> None:
         cwd = (spec.spec_dir / spec.start.cwd).resolve()
         if not cwd.is_dir():
             raise SpecError(f"{path}: start.cwd {spec.start.cwd!r} is not a folder ({cwd})")
+    if spec.code is not None:
+        check_source_dir(spec.code, spec.spec_dir, path)
 
 
 def check_loopback(base_url: str, *, allow_remote: bool = False) -> None:

@@ -57,11 +57,14 @@ def check_database_url(url: str, *, allow_remote: bool = False) -> None:
     # libpq also connects to hosts named in the query string (host=, hostaddr=)
     hosts = [parts.hostname] + [h for k, v in parse_qsl(parts.query) if k in ("host", "hostaddr") for h in v.split(",")]
     for host in hosts if not allow_remote else []:
-        if host not in LOOPBACK_NAMES and not host.startswith("/") and not _loopback_ip(host):  # /: a local socket
+        if not is_loopback_host(host) and not host.startswith("/"):  # /: a local socket
             raise UnsafeTargetError(f"database host {host!r} is not loopback; pass --allow-remote")
 
 
-def _loopback_ip(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, ``127.0.0.1``, ``::1`` or any other loopback address."""
+    if host in LOOPBACK_NAMES:
+        return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
