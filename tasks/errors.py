@@ -13,7 +13,8 @@
         ├── TargetUnreachableError  base_url did not answer at all
         ├── PortBusyError           the chosen port was taken before the target bound it
         ├── StoreLockedError        another process holds the DuckDB store
-        └── LoadTestError           the Locust subprocess failed or overran its bound
+        ├── LoadTestError           the Locust subprocess failed or overran its bound
+        └── LlmError                the model server failed the call (after the SDK's retries)
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ class StoreLockedError(TransientError):
 
 class LoadTestError(TransientError):
     """The load generator failed or overran its time bound."""
+
+
+class LlmError(TransientError):
+    """The model server did not answer (timeout, connection, 429/5xx after retries) or refused the call."""
 
 
 def is_transient(exc: BaseException) -> bool:
