@@ -80,13 +80,13 @@ def module_file(module: str, source_dir: Path) -> Path | None:
 
 
 @lru_cache(maxsize=64)
-def _parse(path: Path, mtime_ns: int) -> tuple[ast.Module, tuple[str, ...]]:
-    text = path.read_text(encoding="utf-8")
+def _parse(path: Path, text: str) -> tuple[ast.Module, tuple[str, ...]]:
     return ast.parse(text, filename=str(path)), tuple(text.splitlines())
 
 
 def parse_file(path: Path) -> tuple[ast.Module, tuple[str, ...]]:
-    return _parse(path, path.stat().st_mtime_ns)
+    """The file's tree and lines; cached by content (two writes within one mtime tick differ)."""
+    return _parse(path, path.read_text(encoding="utf-8"))
 
 
 def find_node(tree: ast.AST, qualname: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:

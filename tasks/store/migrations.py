@@ -56,4 +56,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             code_version VARCHAR, updated_at TIMESTAMPTZ);
         """,
     ),
+    (
+        2,
+        "llm answer cache",
+        """
+        CREATE TABLE llm_answers (
+            cache_key VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, location VARCHAR NOT NULL,
+            source_hash VARCHAR NOT NULL, model VARCHAR NOT NULL, prompt_version VARCHAR NOT NULL,
+            answer VARCHAR NOT NULL, prompt_tokens INTEGER, completion_tokens INTEGER, outcome VARCHAR,
+            created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ);
+        """,
+    ),
 ]

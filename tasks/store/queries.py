@@ -211,3 +211,26 @@ class Store(Connection):
                 "INSERT INTO target_state VALUES (?, ?, ?, ?, ?, ?)",
                 [target, dumps(dict(config)), dumps(kept_changes), run_id, code_version, now()],
             )
+
+    # -- the advisor's answer cache (tasks/advisor/spend.py keys it) -------------------------
+    def cached_answer(self, cache_key: str) -> dict[str, Any] | None:
+        """The stored answer for ``cache_key``: answer, model, prompt/completion tokens, outcome; None if none."""
+        found = self.rows("SELECT answer, model, prompt_tokens, completion_tokens, outcome FROM llm_answers "
+                          "WHERE cache_key = ?", [cache_key])
+        return found[0] if found else None
+
+    def save_answer(self, cache_key: str, *, kind: str, location: str, source_hash: str, model: str,
+                    prompt_version: str, answer: str, prompt_tokens: int | None,
+                    completion_tokens: int | None) -> None:
+        """Store (or replace) a model's answer; its outcome is set later by ``set_answer_outcome``."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM llm_answers WHERE cache_key = ?", [cache_key])
+            con.execute("INSERT INTO llm_answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                        [cache_key, kind, location, source_hash, model, prompt_version, answer,
+                         prompt_tokens, completion_tokens, now(), now()])
+
+    def set_answer_outcome(self, cache_key: str, outcome: str | None) -> None:
+        """What became of a cached answer: no_patch, does_not_apply, refused, reverted, kept ..."""
+        with self.transaction() as con:
+            con.execute("UPDATE llm_answers SET outcome = ?, updated_at = ? WHERE cache_key = ?",
+                        [outcome, now(), cache_key])
