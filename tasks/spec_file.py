@@ -44,15 +44,26 @@ def parse_yaml(path: Path, text: str) -> Any:
 
 
 def check_size(raw: Any, path: Path) -> None:
-    """Refuse a spec whose values, aliases expanded, number more than MAX_SPEC_VALUES."""
+    """Refuse a spec whose values, aliases expanded, number more than MAX_SPEC_VALUES, and text no
+    command, environment or terminal takes: a NUL ("\\0") or a lone surrogate ("\\ud800")."""
     seen, stack = 0, [raw]
     while stack:
         value = stack.pop()
         seen += 1
         if seen > MAX_SPEC_VALUES:
             raise SpecError(f"{path}: more than {MAX_SPEC_VALUES} values once YAML aliases are expanded")
+        if isinstance(value, str) and ("\x00" in value or not value.isascii() and _not_utf8(value)):
+            raise SpecError(f"{path}: {ascii(value[:60])} holds a NUL or a lone surrogate character")
         if isinstance(value, dict):
             stack.extend(value.keys())
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
+
+
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
