@@ -254,6 +254,11 @@ def load_spec(target: str | Path, *, allow_remote: bool = False, database_url: s
     text, raw = read_yaml(path)
     if database_url is not None:
         raw = parse_yaml(path, _replace_database_url(raw, text, database_url, allow_remote))
+    return spec_from_raw(raw, path, allow_remote=allow_remote)
+
+
+def spec_from_raw(raw: Any, path: Path, *, allow_remote: bool = False) -> TargetSpec:
+    """A parsed spec file (``path``'s YAML) validated and checked; every problem is one SpecError line."""
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a target spec is a mapping of keys")
     try:
@@ -281,8 +286,9 @@ def check_env_vars(spec: TargetSpec) -> None:
 
 def _replace_database_url(raw: Any, text: str, url: str, allow_remote: bool) -> str:
     check_database_url(url, allow_remote=allow_remote)
-    old = raw.get("database", {}).get("url") if isinstance(raw, dict) else None
-    if not old:
+    database = raw.get("database") if isinstance(raw, dict) else None
+    old = database.get("url") if isinstance(database, dict) else None
+    if not old or not isinstance(old, str):
         raise SpecError("--db given, but the spec has no database.url to replace")
     return text.replace(old, url)
 

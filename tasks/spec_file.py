@@ -40,6 +40,11 @@ def parse_yaml(path: Path, text: str) -> Any:
         raise SpecError(f"{path}: nested too deeply") from exc
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    except SpecError:
+        raise
+    except Exception as exc:  # a tag its value does not fit: `!!int name`, `!!bool maybe`, `!!timestamp 2024-13-01`
+        detail = ascii(" ".join(str(exc).split())[:80])[1:-1]
+        raise SpecError(f"{path}: not valid YAML (a tagged value: {type(exc).__name__} {detail})") from exc
     return raw
 
 
