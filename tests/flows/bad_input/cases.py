@@ -75,6 +75,8 @@ case("spec-only-comments", "mapping of keys", spec="# nothing here\n")
 case("spec-a-list", "mapping of keys", spec="- name: shop\n")
 case("spec-a-scalar", "mapping of keys", spec="shop\n")
 case("spec-two-documents", "not valid YAML", spec="name: shop\n---\nname: other\n")
+case("spec-int-tag-on-text", "not valid YAML", spec="name: !!int shop\n")
+case("spec-bad-timestamp", "not valid YAML", spec="name: shop\nwhen: !!timestamp 2024-13-45\n")
 case("spec-python-tag", "not valid YAML", spec="name: !!python/object/apply:os.system [echo hi]\n")
 case("spec-set-tag-name", "name", spec="name: !!set {shop}\nbase_url: http://127.0.0.1:{port}\n"
      "start: {command: [python, app.py]}\nload: {endpoints: [{name: e, path: /}]}\n")
@@ -178,6 +180,8 @@ for i, (url, needle) in enumerate([
 ]):
     case(f"db-flag-{i:02d}", needle, spec=DB_SPEC, flags=("--db", url))
 case("db-flag-without-spec-database", "no database.url", flags=("--db", LOCAL_PG))
+case("db-flag-spec-database-a-list", "no database.url", spec=spec(database=["sqlite:///x.db"]), flags=("--db", LOCAL_PG))
+case("db-flag-spec-database-url-number", "no database.url", spec=spec(database={"url": 5432}), flags=("--db", LOCAL_PG))
 case("db-flag-password-conflict", "PGPASSWORD", spec=DB_SPEC, env={"PGPASSWORD": "one"},
      flags=("--db", "postgresql://app:two@127.0.0.1:5432/shop"))
 
@@ -264,7 +268,8 @@ for i, (goal, needle) in enumerate([
     ("p95_ms<=fast", "'fast'"), ("p95<=1", "unknown metric"), ("p95_ms=<1", "bad"), ("p95_ms<=-1", "finite number >= 0"),
     ("p95_ms<=1e999", "finite"), ("p95_ms<=nan", "bad value"), ("p95_ms<=inf", "bad value"), ("rps>=", "bad expression"),
     ("p95_ms[]<=1", "bad expression"), ("p95_ms<=1*baseline*2", "bad value"), ("p95_ms<=-1*baseline", "bad value"),
-    ("responses<=5", "only be compared with baseline"), ("p95_ms<=>3", "bad expression"), ("p95_ms" * 20000 + "<=1", "unknown metric"),
+    ("responses<=5", "only be compared with baseline"), ("p95_ms<=>3", "bad expression"), ("p95_ms" * 20000 + "<=1", "characters"),
+    ("p95_ms" + " " * 100_000 + "<=1", "characters"), ("p95_ms<=1" + " " * 100_000 + "x", "characters"),
 ]):
     case(f"goals-{i:02d}", needle, flags=("--goals", goal))
 for i, (quality, needle) in enumerate([
