@@ -30,16 +30,20 @@ StoreOpt = Annotated[Path, typer.Option("--store", help="DuckDB store file")]
 def fail(message: str, code: int = 2) -> None:
     from tasks.db.redact import redact_url
 
-    console.print(f"[red]error:[/red] {escape(redact_url(message))}", highlight=False, soft_wrap=True)
+    line = redact_url(message).replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever it quotes
+    console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def password_to_env(url: str | None) -> str | None:
     """``--db`` without its password, which goes to PGPASSWORD (libpq and psycopg read it; the target,
     its setup and the agents inherit it), so Prefect's copy of the flow's parameters holds none."""
-    from tasks.db.redact import strip_password, url_password
+    from tasks.db.redact import redact_url, strip_password, url_password
 
-    password = url_password(url) if url else None
+    try:
+        password = url_password(url) if url else None
+    except ValueError as exc:  # an unclosed [IPv6 address
+        raise InputError(f"bad database URL {redact_url(url or '')!r}: {exc}") from exc
     if url is None or password is None:
         return url
     current = os.environ.get("PGPASSWORD")
@@ -146,7 +150,7 @@ def run(
         request = resolve_request(params)
         if request.spec.start is None:
             attach_target(request.spec)  # unreachable base_url: one line, before any load
-        _check_writable(store, json_path)
+        check_outputs(store, json_path)
     except PerfagentsError as exc:
         fail(str(exc))
     quiet_prefect(verbose)
@@ -268,26 +272,51 @@ def _split(items: list[str] | None) -> list[str] | None:
     return [part.strip() for item in items for part in item.split(",") if part.strip()]
 
 
-def _check_writable(store: Path, json_path: Path | None) -> None:
-    from tasks.errors import InputError
+def check_outputs(store: Path, json_path: Path | None) -> None:
+    """The store and the JSON file can be created there, and a store that exists is ours; checked
+    before anything starts, leaving nothing behind (the probe is an unnamed O_TMPFILE on Linux)."""
+    import tempfile
+
+    from tasks.store import Store
 
     for path in (store, json_path):
         if path is None:
             continue
-        parent = path.resolve().parent
-        probe = parent
+        if path.is_dir():
+            raise InputError(f"cannot write {path}: it is a folder")
+        probe = path.absolute().parent
         while not probe.exists():
             probe = probe.parent
-        if not os.access(probe, os.W_OK) or (path.exists() and path.is_dir()):
-            raise InputError(f"cannot write {path}")
+        if not probe.is_dir():
+            raise InputError(f"cannot write {path}: {probe} is not a folder")
+        try:
+            with tempfile.TemporaryFile(dir=probe):
+                pass
+        except OSError as exc:
+            raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    if store.exists():
+        Store(store, read_only=True).close()  # StoreError: not DuckDB, another database, a newer schema
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The console script; ``argv`` (default: the command line) lets a test drive it in-process.
+
+    A usage error (an unknown option, a value of the wrong type) is one line as well, not
+    click's boxed usage panel."""
     try:
-        app()
+        code = app(args=argv, prog_name="perfagents", standalone_mode=False)
+    except typer.TyperException as exc:  # click's ClickException family
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help (as typer checks it)
+            message = " ".join(str(getattr(exc, "format_message", exc.__str__)()).split())
+            console.print(f"[red]error:[/red] {escape(message)} (see --help)", highlight=False, soft_wrap=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        console.print("aborted")
+        sys.exit(1)
     except KeyboardInterrupt:
         console.print("interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

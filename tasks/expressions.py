@@ -24,6 +24,7 @@ METRICS = frozenset(
         "lcp_ms", "fcp_ms", "ttfb_ms", "cls", "tbt_ms", "responses", "usd_per_hour",
     }
 )
+MAX_EXPRESSION_CHARS = 500
 FRACTIONS = frozenset({"error_rate"})  # metrics that are shares: a threshold above 1 is a typo
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq,
@@ -65,6 +66,8 @@ def parse_expression(text: str) -> Expression:
     """Parse one expression; a malformed one raises ExpressionError naming the bad token."""
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError(f"empty expression {text!r}")
+    if len(text) > MAX_EXPRESSION_CHARS:  # the grammar's regex is quadratic in runs of spaces
+        raise ExpressionError(f"expression {text[:40]!r}... is {len(text)} characters; at most {MAX_EXPRESSION_CHARS}")
     m = _EXPR.match(text)
     if m is None:
         raise ExpressionError(f"bad expression {text!r}: expected 'metric op value', e.g. 'p95_ms<=200'")

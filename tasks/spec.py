@@ -2,6 +2,7 @@
 
 Placeholders: ``{port}`` (a free port picked when the toolkit starts the target),
 ``{workdir}`` (the run's scratch folder) and ``${ENV_VAR}`` (from the environment).
+The knobs' models live in tasks/spec_knobs.py, the file's safe reading in tasks/spec_file.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tasks.budget import Budget, parse_budget
 from tasks.correctness import CorrectnessSpec
@@ -22,7 +23,21 @@ from tasks.errors import SpecError, UnsafeTargetError
 from tasks.expressions import parse_expressions
 from tasks.spec_advisor import CodeSpec, LlmSpec, check_llm_host, check_source_dir
 from tasks.spec_file import parse_yaml, read_yaml
+from tasks.spec_knobs import (  # re-exported: the knobs are part of the spec
+    KNOB_TYPES,
+    BoolKnob,
+    ChoiceKnob,
+    EnvApply,
+    FloatKnob,
+    HttpApply,
+    HttpTarget,
+    IntKnob,
+    Knob,
+)
+from tasks.spec_knobs import SpecModel as _Model
 
+__all__ = ["KNOB_TYPES", "BoolKnob", "ChoiceKnob", "EnvApply", "FloatKnob", "HttpApply", "HttpTarget", "IntKnob",
+           "Knob", "TargetSpec", "check_loopback", "fill", "load_spec"]
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference_workflows"
 REFERENCE_TARGETS = {"ecommerce": "ecommerce", "enterprise-api": "enterprise_api"}
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -30,17 +45,25 @@ COMPLEXITY_SIZES = [10, 100, 1000, 5000]  # a complexity probe's default sizes
 MIN_COMPLEXITY_SIZES = 3  # distinct sizes a complexity fit needs
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every number in a spec is finite
+def check_path(path: str) -> str:
+    """A path on base_url: one leading '/', no other host, no backslash or control character."""
+    if not path.startswith("/") or path.startswith("//") or "\\" in path or any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise ValueError(f"{path!r} must be a path on base_url, starting with one '/'")
+    return path
 
 
 class StartSpec(_Model):
     command: list[str] = Field(min_length=1)
     cwd: str = "."
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[Annotated[str, Field(pattern=r"^[^=]+$")], str] = Field(default_factory=dict)  # execve: no '=' in a name
     ready_path: str = "/health"
     ready_timeout_s: float = Field(default=60, gt=0, le=600)
     tracing: Literal["opentelemetry"] | None = None
+
+    @field_validator("ready_path")
+    @classmethod
+    def _ready_path(cls, path: str) -> str:
+        return check_path(path)
 
 
 class DatabaseSpec(_Model):
@@ -71,8 +94,7 @@ class EndpointSpec(_Model):
     @field_validator("path")
     @classmethod
     def _relative_path(cls, path: str) -> str:
-        if not path.startswith("/") or path.startswith("//") or "\\" in path:
-            raise ValueError(f"{path!r} must be a path on base_url, starting with one '/'")
+        check_path(path)
         for placeholder in re.findall(r"\{int:[^}]*\}", path):  # other braces are literal text
             m = re.fullmatch(r"\{int:(-?\d+):(-?\d+)\}", placeholder)
             if m is None or int(m[1]) > int(m[2]):
@@ -99,89 +121,6 @@ class LoadSpec(_Model):
         return self
 
 
-class EnvApply(_Model):
-    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class HttpTarget(_Model):
-    method: Literal["PUT", "POST", "PATCH"] = "PUT"
-    path: str = Field(pattern=r"^/([^/\\@\s][^\\@\s]*)?$")  # on the target itself: no other host, no userinfo
-    field: str
-
-
-class HttpApply(_Model):
-    http: HttpTarget
-
-
-class _KnobBase(_Model):
-    apply: EnvApply | HttpApply
-    description: str = ""
-
-    @property
-    def needs_restart(self) -> bool:
-        return isinstance(self.apply, EnvApply)
-
-
-class IntKnob(_KnobBase):
-    type: Literal["int"]
-    low: int
-    high: int
-    default: int
-    step: int = Field(default=1, ge=1)
-
-    def values(self) -> list[int]:
-        return list(range(self.low, self.high + 1, self.step))
-
-    @model_validator(mode="after")
-    def _ordered(self) -> IntKnob:
-        _check_range(self.low, self.high, self.default)
-        return self
-
-
-class FloatKnob(_KnobBase):
-    type: Literal["float"]
-    low: float
-    high: float
-    default: float
-
-    @model_validator(mode="after")
-    def _ordered(self) -> FloatKnob:
-        _check_range(self.low, self.high, self.default)
-        return self
-
-
-def _check_range(low: float, high: float, default: float) -> None:
-    if low > high:
-        raise ValueError(f"low {low} is above high {high}")
-    if not low <= default <= high:
-        raise ValueError(f"default {default} is outside [{low}, {high}]")
-
-
-class BoolKnob(_KnobBase):
-    type: Literal["bool"]
-    default: bool = False
-
-    def values(self) -> list[bool]:
-        return [False, True]
-
-
-class ChoiceKnob(_KnobBase):
-    type: Literal["choice"]
-    choices: list[str] = Field(min_length=1)
-    default: str
-
-    def values(self) -> list[str]:
-        return list(self.choices)
-
-    @model_validator(mode="after")
-    def _default_is_a_choice(self) -> ChoiceKnob:
-        if self.default not in self.choices:
-            raise ValueError(f"default {self.default!r} is not one of the choices {self.choices}")
-        return self
-
-
-Knob = Annotated[IntKnob | FloatKnob | BoolKnob | ChoiceKnob, Field(discriminator="type")]
-KNOB_TYPES = ("int", "float", "bool", "choice")
 
 
 class CapacitySpec(_Model):
@@ -318,6 +257,11 @@ def load_spec(target: str | Path, *, allow_remote: bool = False, database_url: s
     text, raw = read_yaml(path)
     if database_url is not None:
         raw = parse_yaml(path, _replace_database_url(raw, text, database_url, allow_remote))
+    return spec_from_raw(raw, path, allow_remote=allow_remote)
+
+
+def spec_from_raw(raw: Any, path: Path, *, allow_remote: bool = False) -> TargetSpec:
+    """A parsed spec file (``path``'s YAML) validated and checked; every problem is one SpecError line."""
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a target spec is a mapping of keys")
     try:
@@ -336,15 +280,24 @@ def load_spec(target: str | Path, *, allow_remote: bool = False, database_url: s
         except SpecError as exc:
             raise SpecError(f"{path}: llm.{exc}") from exc
         check_llm_host(spec.llm, allow_remote=allow_remote)
-    if spec.database is not None and "{" not in spec.database.url:
-        check_database_url(spec.database.url, allow_remote=allow_remote)  # the spec's own URL, as --db's
+    check_env_vars(spec)
+    if spec.database is not None:  # the spec's own URL, as --db's, once ${ENV} is filled in
+        check_database_url(fill(spec.database.url, port=1, workdir="/workdir"), allow_remote=allow_remote)
     return spec
+
+
+def check_env_vars(spec: TargetSpec) -> None:
+    """Every ``${ENV}`` the target's commands and environment use is set now, not at their start."""
+    start = spec.start
+    for text in [*(start.command if start else []), *(start.env.values() if start else []), *sum(spec.setup, [])]:
+        fill(text)
 
 
 def _replace_database_url(raw: Any, text: str, url: str, allow_remote: bool) -> str:
     check_database_url(url, allow_remote=allow_remote)
-    old = raw.get("database", {}).get("url") if isinstance(raw, dict) else None
-    if not old:
+    database = raw.get("database") if isinstance(raw, dict) else None
+    old = database.get("url") if isinstance(database, dict) else None
+    if not old or not isinstance(old, str):
         raise SpecError("--db given, but the spec has no database.url to replace")
     return text.replace(old, url)
 
@@ -364,7 +317,10 @@ def check_files(spec: TargetSpec, path: Path) -> None:
 def check_loopback(base_url: str, *, allow_remote: bool = False) -> None:
     """Refuse load to anything but loopback unless the user passed --allow-remote."""
     url = fill(base_url, port=1)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed [IPv6 address
+        raise SpecError(f"base_url {base_url!r}: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SpecError(f"base_url {base_url!r} is not an http(s) URL")
     if "\\" in url or "@" in parts.netloc or any(c.isspace() or ord(c) < 32 for c in url):

@@ -39,7 +39,10 @@ def sqlite_path(url: str | None) -> Path | None:
 
 def check_database_url(url: str, *, allow_remote: bool = False) -> None:
     """A URL the toolkit accepts: sqlite:///path or postgresql://[user[:pw]@]host[:port]/db on loopback."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed [IPv6 address
+        raise SpecError(f"bad database URL {redact_url(url)!r}: {exc}") from exc
     if parts.scheme == "sqlite":
         if not url.startswith(SQLITE_PREFIX) or len(url) <= len(SQLITE_PREFIX):
             raise SpecError(f"bad database URL {redact_url(url)!r}: expected sqlite:///path")
