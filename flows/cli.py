@@ -148,9 +148,9 @@ def run(
             start_from_kept=True if from_kept else None,  # without --from-kept: the workflow's default
             remeasure=remeasure, store=str(store), json_path=str(json_path) if json_path else None)
         request = resolve_request(params)
+        check_outputs(store, json_path, request.spec.name)
         if request.spec.start is None:
             attach_target(request.spec)  # unreachable base_url: one line, before any load
-        check_outputs(store, json_path)
     except PerfagentsError as exc:
         fail(str(exc))
     quiet_prefect(verbose)
@@ -272,11 +272,13 @@ def _split(items: list[str] | None) -> list[str] | None:
     return [part.strip() for item in items for part in item.split(",") if part.strip()]
 
 
-def check_outputs(store: Path, json_path: Path | None) -> None:
+def check_outputs(store: Path, json_path: Path | None, target: str) -> None:
     """The store and the JSON file can be created there, and a store that exists is ours; checked
-    before anything starts, leaving nothing behind (the probe is an unnamed O_TMPFILE on Linux)."""
+    before anything starts, leaving nothing behind (the probe is an unnamed O_TMPFILE on Linux);
+    and no earlier run left the target's changes open."""
     import tempfile
 
+    from tasks.changes.journal import refuse_open_changes
     from tasks.store import Store
 
     for path in (store, json_path):
@@ -295,7 +297,8 @@ def check_outputs(store: Path, json_path: Path | None) -> None:
         except OSError as exc:
             raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     if store.exists():
-        Store(store, read_only=True).close()  # StoreError: not DuckDB, another database, a newer schema
+        with Store(store, read_only=True) as st:  # StoreError: not DuckDB, another database, a newer schema
+            refuse_open_changes(st, target, store)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,9 +13,11 @@ from typing import Any
 
 from tasks.agents.registry import agents_for, capture_env_for
 from tasks.budget import Ledger
+from tasks.changes.journal import refuse_open_changes
 from tasks.changes.runtime import Runtime
 from tasks.correctness import ResponseCheck
 from tasks.db.redact import redact
+from tasks.errors import InputError
 from tasks.findings import Finding
 from tasks.request import Request
 from tasks.result import RunSections
@@ -85,6 +87,11 @@ def open_run(request: Request, *, flow: str = "optimize-target", keep_workdir: b
     """Open the request's store, record the run, set up and start (or attach to) the target; always clean up."""
     spec = request.spec
     store = Store(request.store)
+    try:
+        refuse_open_changes(store, spec.name, request.store)
+    except InputError:
+        store.close()
+        raise
     run_id = f"{now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     workdir = (store.path.parent / "work" / run_id).resolve()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from tasks.changes import CHANGE_KINDS, Runtime
 from tasks.db.redact import redact_url
-from tasks.errors import PerfagentsError, RefusedError
+from tasks.errors import InputError, PerfagentsError, RefusedError
 from tasks.findings import Candidate
 from tasks.store import Store
 
@@ -63,6 +63,16 @@ def revert_change(store: Store, rt: Runtime | None, change_id: str, kind: str, u
 def open_changes(store: Store, target: str | None = None) -> list[dict[str, Any]]:
     """Changes a crash left planned or applied, newest first (the order to undo them)."""
     return store.open_changes(target)
+
+
+def refuse_open_changes(store: Store, target: str, store_path: object) -> None:
+    """A run left changes applied (it was killed before it could settle them): a new run on top of
+    them would measure a baseline that is not the target's own, so it does not start."""
+    left = store.open_changes(target)
+    if left:
+        runs = sorted({row["run_id"] for row in left})
+        raise InputError(f"target {target} has {len(left)} change(s) left open by run {', '.join(runs)} "
+                         f"(interrupted): run `perfagents revert --store {store_path}` first")
 
 
 def revert_pending(store: Store, target: str | None = None) -> list[tuple[dict[str, Any], str]]:

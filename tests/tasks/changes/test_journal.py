@@ -108,3 +108,39 @@ def test_a_revert_that_fails_with_any_error_leaves_the_others_reverted_and_itsel
     assert notes[ids[1]] == "dropped index perfagents_orders_customer_id"
     status = {r["change_id"]: r["status"] for r in store.rows("SELECT change_id, status FROM changes")}
     assert status == {ids[0]: "applied", ids[1]: "reverted"}
+
+
+def test_a_new_run_refuses_a_target_with_changes_left_open(tmp_path: Path) -> None:
+    """A killed run's applied index: the CLI refuses a new run of that target in one line, exit 2,
+    the store unchanged; after `perfagents revert` it starts (here: fails later, on the closed port)."""
+    import hashlib
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tasks.store import Store
+
+    rt = runtime(tmp_path)
+    store_path = tmp_path / "store.duckdb"
+    with Store(store_path) as store:
+        change_id = plan_change(store, "r-killed", "t", 1, INDEX)
+        apply_candidate(store, rt, change_id, INDEX)
+    spec = tmp_path / "t.yaml"
+    spec.write_text(yaml.safe_dump({"name": "t", "base_url": "http://127.0.0.1:9",
+                                    "load": {"endpoints": [{"name": "a", "path": "/"}]}}))
+    perfagents = Path(sys.executable).parent / "perfagents"
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(perfagents), "run", str(spec), "--store", str(store_path)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+
+    before = hashlib.sha256(store_path.read_bytes()).hexdigest()
+    proc = run()
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "left open by run r-killed" in proc.stderr and "perfagents revert" in proc.stderr
+    assert hashlib.sha256(store_path.read_bytes()).hexdigest() == before
+    with Store(store_path) as store:
+        revert_pending(store)
+    proc = run()
+    assert proc.returncode == 2 and "unreachable" in proc.stderr, proc.stderr  # past the check
