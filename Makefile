@@ -23,7 +23,9 @@ system-deps:
 
 # The main job: the e-commerce reference workflow with embedded defaults
 # (SQLite target, DuckDB store in .perfagents/, no Prefect server needed).
-run: install
+# system-deps: Chromium for the frontend agent (from apt where it can; otherwise one line says
+# what is missing and the run goes on without page loads).
+run: install system-deps
 	$(BIN)/perfagents run ecommerce --json .perfagents/ecommerce-result.json
 
 # Two sessions, both always run; any nonzero exit fails the target (5, no tests collected,
