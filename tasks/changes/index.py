@@ -56,12 +56,30 @@ def apply_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def provisional_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
-    """The undo journaled before the index is built: the database and the index's name."""
-    return {"database_url": rt.database_url or "", "index": params["name"],
-            **({"schema": params["schema"]} if "schema" in params else {})}
+    """The undo journaled before the index is built: the database (its absolute path: `revert`
+    may run from another folder) and the index's name. An index of that name that exists already
+    (one an earlier run kept) is not this change's to drop: apply refuses it, and a crash before
+    that must not make `revert` drop it."""
+    url = rt.database_url or ""
+    undo: dict[str, Any] = {"database_url": url, "index": params["name"],
+                            **({"schema": params["schema"]} if "schema" in params else {})}
+    if sqlite_path(url) is None:
+        return undo
+    path = sqlite_file(url)
+    undo["database_url"] = f"{SQLITE_PREFIX}{path}"
+    if path.is_file():
+        con = _connect(path)
+        try:
+            if con.execute("SELECT 1 FROM sqlite_master WHERE type='index' AND name=?", [params["name"]]).fetchall():
+                undo["existed"] = True
+        finally:
+            con.close()
+    return undo
 
 
 def revert_create_index(rt: Runtime | None, undo: dict[str, Any]) -> str:
+    if undo.get("existed"):
+        return f"index {undo['index']} existed before the change; left in place"
     path = sqlite_file(undo["database_url"])
     if not path.is_file():
         return f"database {path} is gone; nothing to drop"

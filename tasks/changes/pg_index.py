@@ -24,7 +24,7 @@ from psycopg import sql
 from tasks.changes.runtime import Runtime
 from tasks.db.postgres import connect, describe_error
 from tasks.db.redact import strip_password
-from tasks.errors import RefusedError, TransientError
+from tasks.errors import PerfagentsError, RefusedError, TransientError
 
 LOCK_TIMEOUT = "5s"  # the build gives up rather than queue behind the target's transactions
 DROP_LOCK_TIMEOUT = "30s"  # DROP ... CONCURRENTLY blocks nobody, so it may wait longer
@@ -113,9 +113,22 @@ def apply_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def provisional_create_index(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
-    """The undo journaled before the index is built: the database (without its password) and the index."""
-    return {"database_url": strip_password(rt.database_url or ""), "index": params["name"],
-            **({"schema": params["schema"]} if "schema" in params else {})}
+    """The undo journaled before the index is built: the database (without its password) and the
+    index. A valid index of that name that exists already (one an earlier run kept) is marked, so
+    a crash before apply refuses it does not make `revert` drop it."""
+    undo: dict[str, Any] = {"database_url": strip_password(rt.database_url or ""), "index": params["name"],
+                            **({"schema": params["schema"]} if "schema" in params else {})}
+    if rt.database_url:
+        try:
+            con = _connect(rt.database_url)
+            try:
+                if _index_state(con, str(params.get("schema", DEFAULT_SCHEMA)), str(params["name"])) is True:
+                    undo["existed"] = True
+            finally:
+                con.close()
+        except (psycopg.Error, PerfagentsError):
+            pass  # apply will meet the same error and say so; nothing is built
+    return undo
 
 
 def _drop_leftover(con: psycopg.Connection, schema: str, name: str) -> bool:
@@ -129,6 +142,8 @@ def _drop_leftover(con: psycopg.Connection, schema: str, name: str) -> bool:
 
 
 def revert_create_index(rt: Runtime | None, undo: dict[str, Any]) -> str:
+    if undo.get("existed"):
+        return f"index {undo['index']} existed before the change; left in place"
     stored = undo["database_url"]
     url = rt.database_url if rt is not None and rt.database_url and strip_password(rt.database_url) == stored else stored
     schema, name = undo.get("schema", DEFAULT_SCHEMA), undo["index"]

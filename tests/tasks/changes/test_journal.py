@@ -144,3 +144,32 @@ def test_a_new_run_refuses_a_target_with_changes_left_open(tmp_path: Path) -> No
         revert_pending(store)
     proc = run()
     assert proc.returncode == 2 and "unreachable" in proc.stderr, proc.stderr  # past the check
+
+
+def test_a_crash_between_journal_and_apply_is_undone_right_from_any_folder(tmp_path: Path, store, monkeypatch) -> None:
+    """The provisional undo holds the database's absolute path (revert runs from elsewhere), and
+    an index of the same name that existed before (an earlier run kept it) is left in place."""
+    from tasks.changes import CHANGE_KINDS
+
+    db = tmp_path / "shop.db"
+    make_db(db)
+    monkeypatch.chdir(tmp_path)
+    spec = TargetSpec(name="t", base_url="http://127.0.0.1:1", load={"endpoints": [{"name": "a", "path": "/"}]},
+                      database={"url": "sqlite:///shop.db", "allow_ddl": True})
+    rt = Runtime(spec=spec, workdir=tmp_path, handle=None, config={}, database_url="sqlite:///shop.db")  # type: ignore[arg-type]
+    kind = CHANGE_KINDS["create_index"]
+    provisional = kind.provisional_undo(rt, dict(INDEX.params))
+    assert provisional["database_url"] == f"sqlite:///{db}" and "existed" not in provisional
+    kind.apply(rt, dict(INDEX.params))  # applied; the process dies before the journal says so
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert kind.revert(None, provisional) == f"dropped index {INDEX.params['name']}"
+    assert INDEX.params["name"] not in indexes(db)
+
+    monkeypatch.chdir(tmp_path)
+    kind.apply(rt, dict(INDEX.params))  # an earlier run kept it
+    again = kind.provisional_undo(rt, dict(INDEX.params))
+    assert again.get("existed") is True
+    assert "left in place" in kind.revert(None, again)
+    assert INDEX.params["name"] in indexes(db)

@@ -125,6 +125,22 @@ def test_existing_index_is_refused(db, tmp_path):
 
 
 @pytest.mark.postgres
+def test_a_crash_before_apply_does_not_drop_an_index_that_existed(db, tmp_path):
+    """Journaled, then killed before apply refused the name: revert leaves the earlier index."""
+    rt = runtime(db, tmp_path)
+    params = {"table": "orders", "columns": ["customer_id"], "name": "perfagents_kept_before"}
+    undo = apply_create_index(rt, params)  # an earlier run kept it
+    try:
+        provisional = CHANGE_KINDS["create_index"].provisional_undo(rt, params)
+        assert provisional.get("existed") is True
+        assert "left in place" in CHANGE_KINDS["create_index"].revert(None, provisional)
+        assert index_valid(db, "perfagents_kept_before") is True
+    finally:
+        revert_create_index(None, undo)
+    assert CHANGE_KINDS["create_index"].provisional_undo(rt, params).get("existed") is None
+
+
+@pytest.mark.postgres
 def test_lock_timeout_fails_the_build_and_drops_the_invalid_leftover(db, tmp_path, monkeypatch):
     monkeypatch.setattr(pg_index, "LOCK_TIMEOUT", "300ms")
     blocker = psycopg.connect(strip_password(db))
