@@ -13,6 +13,7 @@ from flows import steps
 from tasks import loop
 from tasks.analysis.cost import cost_tracking
 from tasks.capacity_run import measure_capacity
+from tasks.db.redact import redact_url
 from tasks.errors import PerfagentsError
 from tasks.refine import refine_with_search
 from tasks.request import Request
@@ -145,13 +146,22 @@ def run_workflow(
     """Run the optimizing phases (a failure ends them, reverting what is unsettled), then the
     reporting phases on whatever was measured, then write the result."""
     with open_run(request, flow=flow_name) as run:
+        unexpected: Exception | None = None
         try:
             for phase in optimize:
                 phase(run)
         except PerfagentsError as exc:
             run.status, run.stop_reason = "failed", str(exc)
+        except Exception as exc:  # a driver's or a library's error ("database is locked"): the run
+            # still ends recorded as failed, its unsettled changes reverted, then the error goes up
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            run.status, run.stop_reason = "failed", redact_url(f"unexpected {type(exc).__name__}: {first}")
+            unexpected = exc
         finally:
             loop.revert_unsettled(run)
+        if unexpected is not None:
+            finish_run(run)
+            raise unexpected
         if run.baseline is not None and run.current is not None:
             for report_phase in report:
                 try:
