@@ -39,6 +39,7 @@ ANALYSIS_BUDGET_S = 10.0
 TOP_STATEMENTS = 10  # by total time: explained, reported and searched for missing indexes
 WHATIF_MAX_CANDIDATES = 5
 CREATE_HYPOPG = True  # with database.allow_ddl: CREATE EXTENSION hypopg when the server has it
+HYPOPG_LOCK_TIMEOUT = "2s"  # CREATE EXTENSION waits at most this long for a lock
 HYPOPG_BASIS = "planner cost of the generic plan with a hypothetical index (HypoPG); not a timing"
 ESTIMATE_BASIS = ("estimate from the plan without the index (HypoPG not installed): scan cost scaled to the "
                   "rows it returns, sort under a Limit removed; not a timing")
@@ -142,8 +143,8 @@ def analyze_window(con: psycopg.Connection, before: Snapshot, after: Snapshot, *
         top.append(entry)
     observed["statements"] = top
     observed["explained"] = sum(1 for e in top if e["plan"])
-    hypopg_schema, observed["hypopg"] = setup_hypopg(con, allow_ddl) if candidates else (None, "not needed")
-    observed["index_candidates"] = _measure(con, list(candidates.values()), hypopg_schema, deadline)
+    observed["index_candidates"], observed["hypopg"] = (
+        _whatifs(con, list(candidates.values()), allow_ddl, deadline) if candidates else ([], "not needed"))
     observed["unused_indexes"] = _unused_indexes(indexes, tables)
     observed["analysis_s"] = round(time.monotonic() - started, 3)
     return observed
@@ -155,6 +156,20 @@ def _covering_index(indexes: list[dict[str, Any]], scan: ScanCandidate) -> str |
                 and tuple(idx["columns"][: len(scan.columns)]) == scan.columns:
             return idx["name"]
     return None
+
+
+def _whatifs(con: psycopg.Connection, candidates: list[dict[str, Any]], allow_ddl: bool,
+             deadline: float) -> tuple[list[dict[str, Any]], str]:
+    """The candidates' what-ifs inside one transaction that is always rolled back: a HypoPG
+    extension we create lives only there, so nothing is left in the target's database, even when
+    the process dies (the server rolls back the open transaction of a dropped connection); its
+    lock waits are bounded."""
+    with con.transaction(force_rollback=True):
+        con.execute("SELECT set_config('lock_timeout', %s, true)", [HYPOPG_LOCK_TIMEOUT])
+        hypopg_schema, how = setup_hypopg(con, allow_ddl)
+        if how.startswith("created"):
+            how = "created for the what-if in a transaction rolled back after it (nothing left in the database)"
+        return _measure(con, candidates, hypopg_schema, deadline), how
 
 
 def _measure(con: psycopg.Connection, candidates: list[dict[str, Any]], hypopg_schema: str | None,
@@ -175,15 +190,16 @@ def _measure(con: psycopg.Connection, candidates: list[dict[str, Any]], hypopg_s
                      temp_blks_written=sum(e["temp_blks_written"] for e in entries))
         per_statement = []
         try:
-            for e in entries:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("analysis time budget spent")
-                if hypopg_schema:
-                    w = whatif_hypopg(con, hypopg_schema, e["statement"], cand["schema"], cand["table"],
-                                      tuple(cand["columns"]))
-                else:
-                    w = whatif_estimate(roots[e["statement"]], cand["schema"], cand["table"], cand["table_rows"])
-                per_statement.append(dict(w, statement=e["statement"], calls=e["calls"]))
+            with con.transaction():  # a savepoint: one candidate's error leaves the others their turn
+                for e in entries:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("analysis time budget spent")
+                    if hypopg_schema:
+                        w = whatif_hypopg(con, hypopg_schema, e["statement"], cand["schema"], cand["table"],
+                                          tuple(cand["columns"]))
+                    else:
+                        w = whatif_estimate(roots[e["statement"]], cand["schema"], cand["table"], cand["table_rows"])
+                    per_statement.append(dict(w, statement=e["statement"], calls=e["calls"]))
         except (psycopg.Error, TimeoutError) as exc:
             entry.update(whatif=None, whatif_error=describe_error(exc))
             out.append(entry)

@@ -168,9 +168,11 @@ def test_missing_indexes_with_generic_plans_and_hypopg_whatif(windows):
     assert filt.candidate.params == {"table": "orders", "columns": ["customer_id"], "name": "perfagents_orders_customer_id"}
     assert page.candidate.params["columns"] == ["created_at"]  # the id tie-breaker is the primary key
     assert filt.candidate.kind == "create_index" and 0 < filt.candidate.expected_gain < 1
-    with psycopg.connect(w.url) as con:  # the what-if left no index behind
+    with psycopg.connect(w.url) as con:  # the what-if left no index behind, and no extension
         names = {r[0] for r in con.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'orders'")}
+        extensions = {r[0] for r in con.execute("SELECT extname FROM pg_extension")}
     assert names == {"orders_pkey", "orders_amount_idx"}
+    assert "hypopg" not in extensions and "rolled back" in w.observed["hypopg"]
 
 
 @pytest.mark.postgres
