@@ -176,6 +176,15 @@ def database_url(spec: TargetSpec, workdir: Path, port: int | None = None) -> st
     return fill(spec.database.url, port=port, workdir=Path(workdir).resolve())
 
 
+def _merged_pythonpath(extra_env: dict[str, str], own: dict[str, str]) -> dict[str, str]:
+    """The injected folders (capture, tracing) first, then the target's own PYTHONPATH (its
+    ``start.env`` one included), each folder once: injecting never hides the target's modules."""
+    if "PYTHONPATH" not in extra_env:
+        return {}
+    parts = [*extra_env["PYTHONPATH"].split(os.pathsep), *own.get("PYTHONPATH", "").split(os.pathsep)]
+    return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(p for p in parts if p))}
+
+
 def _start_once(
     spec: TargetSpec, workdir: Path, values: dict[str, Any], extra_env: dict[str, str], port: int
 ) -> TargetHandle:
@@ -190,7 +199,8 @@ def _start_once(
         return fill(text, port=port, workdir=workdir)
 
     command = resolve_command([render(arg) for arg in start.command], cwd)
-    env = {**os.environ, **{k: render(v) for k, v in start.env.items()}, **knob_env(spec, values), **extra_env}
+    own = {**os.environ, **{k: render(v) for k, v in start.env.items()}, **knob_env(spec, values)}
+    env = {**own, **extra_env, **_merged_pythonpath(extra_env, own)}
     if start.tracing == "opentelemetry":
         command = _with_tracing(command)
         env.setdefault("OTEL_SERVICE_NAME", spec.name)
