@@ -180,7 +180,9 @@ def decode_params(params_json: str | None, sql: str) -> Any:
     value = json.loads(params_json)
 
     def one(v: Any) -> Any:
-        return bytes.fromhex(v["$bytes"]) if isinstance(v, dict) and "$bytes" in v else v
+        if isinstance(v, dict) and "$bytes" in v:
+            return bytes.fromhex(v["$bytes"])
+        return None if isinstance(v, dict) and "$bytes_len" in v else v  # a blob the capture kept no bytes of
 
     if isinstance(value, dict):
         return {k: one(v) for k, v in value.items()}

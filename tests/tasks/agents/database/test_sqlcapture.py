@@ -116,6 +116,30 @@ def test_captures_every_statement_kind(tmp_path):
     assert params == ["[0]", "[1]", "[2]"]
 
 
+BIG_PARAMS = textwrap.dedent(
+    """
+    import sqlite3
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE d (body TEXT, blob BLOB)")
+    con.execute("INSERT INTO d VALUES (?, ?)", ("x" * 50000, b"\\x01" * 50000))
+    con.execute("INSERT INTO d VALUES (?, ?)", ("short", b"\\x02\\x03"))
+    """
+)
+
+
+def test_parameters_are_bounded_in_size(tmp_path):
+    """A 50 kB text keeps its first MAX_PARAM_CHARS characters, a 50 kB blob only its length."""
+    from tasks.agents.database.sqlcapture.inject.perfagents_capturelog import MAX_PARAM_CHARS
+
+    log_dir = tmp_path / "log"
+    run_python(sys.executable, ["-c", BIG_PARAMS], clean_env(**capture_env(log_dir, {})), tmp_path)
+    params = read_statements(log_dir).filter(pl.col("sql").str.starts_with("INSERT"))["params"].to_list()
+    big, small = (json.loads(p) for p in params)
+    assert big == ["x" * MAX_PARAM_CHARS, {"$bytes_len": 50000}]
+    assert small == ["short", {"$bytes": "0203"}]
+    assert sum(f.stat().st_size for f in log_dir.glob("sql-*.jsonl")) < 10 * MAX_PARAM_CHARS
+
+
 PAUSABLE = textwrap.dedent(
     """
     import sqlite3, sys, time

@@ -33,6 +33,11 @@ import time
 FLUSH_INTERVAL_S = 0.25
 PAUSE_FILE = "paused"  # while this file is in the log folder nothing is recorded (a window that decides)
 MAX_SQL_CHARS = 20000
+# Bounds on what the capture keeps: a parameter value longer than this is cut (a blob keeps only
+# its length), and a process's files stop growing past MAX_LOG_BYTES (one warning; the agent
+# reads what was written). Parameters are kept for the first executions of a statement only.
+MAX_PARAM_CHARS = 1000
+MAX_LOG_BYTES = 256 * 1024 * 1024
 
 _now = time.time
 
@@ -57,6 +62,7 @@ class CaptureLog:
         self.waits_path = os.path.join(self.folder, f"pool-{self.pid}-{started_ms}.jsonl")
         self.started = False
         self.failed = False
+        self.written = 0
         self.paused = self._pause_requested()
 
     def _pause_requested(self):
@@ -110,8 +116,13 @@ class CaptureLog:
                 continue
         try:
             line = json.dumps(rows, default=str) + "\n"
+            if self.written + len(line) > MAX_LOG_BYTES:
+                self.failed = True
+                self._warn(f"the capture's files reached {MAX_LOG_BYTES} bytes; capture stopped")
+                return
             with open(path, "a", encoding="utf-8") as out:
                 out.write(line)
+            self.written += len(line)
         except (OSError, ValueError) as exc:
             self.failed = True
             self._warn(f"cannot write {path} ({exc}); capture stopped")
@@ -160,11 +171,13 @@ def _sql_text(sql):
 
 
 def _encode_value(value):
-    if value is None or isinstance(value, (int, float, str)):
+    if value is None or isinstance(value, (int, float)):
         return value
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"$bytes": bytes(value).hex()}
-    return str(value)
+        data = bytes(value)
+        return {"$bytes": data.hex()} if len(data) * 2 <= MAX_PARAM_CHARS else {"$bytes_len": len(data)}
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= MAX_PARAM_CHARS else text[:MAX_PARAM_CHARS]
 
 
 def _encode_params(params):
