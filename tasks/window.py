@@ -12,10 +12,11 @@ never used for a decision.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,8 +76,21 @@ class Window:
         return not self.valid and self.failed_rules == [ERROR_RULE]
 
 
-def _run_agent(agent: Agent, ctx: AgentContext) -> dict[str, Any]:
-    return agent.profile(ctx)
+def _start_agent(agent: Agent, ctx: AgentContext) -> Future[dict[str, Any]]:
+    """The agent's profile() on a daemon thread: one that hangs past its grace is abandoned and
+    cannot hold the process open at exit (a ThreadPoolExecutor's workers are joined at exit)."""
+    future: Future[dict[str, Any]] = Future()
+
+    def work() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(agent.profile(ctx))
+        except BaseException as exc:  # noqa: BLE001 - handed to _collect, which records it
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name=f"agent-{agent.name}", daemon=True).start()
+    return future
 
 
 def _collect(futures: dict[str, Any], started: float, deadline: float) -> dict[str, AgentOutcome]:
@@ -156,24 +170,19 @@ def _measure_once(
     progress.emit("window_start", label=label, attempt=attempt, seconds=ctx.window_s, config=dict(rt.config))
     started_at = now()
     t0 = time.monotonic()
-    # not a `with` block: its exit would wait for an agent that overran its bound
-    pool = ThreadPoolExecutor(max_workers=max(1, len(agents)), thread_name_prefix="agent")
+    futures = {agent.name: _start_agent(agent, ctx) for agent in agents}
+    sampler.start()
+    meter = ForeignCpuMeter(lambda: [*rt.handle.pids(), *database_pids(rt.database_url),
+                                     *database_pids(os.environ.get("PREFECT_API_URL"), 4200)]).start()
     try:
-        futures = {agent.name: pool.submit(_run_agent, agent, ctx) for agent in agents}
-        sampler.start()
-        meter = ForeignCpuMeter(lambda: [*rt.handle.pids(), *database_pids(rt.database_url),
-                                         *database_pids(os.environ.get("PREFECT_API_URL"), 4200)]).start()
-        try:
-            with pinned(plan_cpus(pin_mode(spec)), rt.handle.pids):
-                result = run_load_test(spec, rt.handle.base_url, workdir, label=label, allow_remote=allow_remote,
-                                       warmup_s=warmup_s, duration_s=duration_s, detect_warmup=detect_warmup)
-        finally:
-            foreign = meter.stop()
-            sampler.stop()
-            ctx.stop.set()
-        outcomes = _collect(futures, t0, time.monotonic() + AGENT_GRACE_S)
+        with pinned(plan_cpus(pin_mode(spec)), rt.handle.pids):
+            result = run_load_test(spec, rt.handle.base_url, workdir, label=label, allow_remote=allow_remote,
+                                   warmup_s=warmup_s, duration_s=duration_s, detect_warmup=detect_warmup)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        foreign = meter.stop()
+        sampler.stop()
+        ctx.stop.set()  # the agents' cue to finish; one that overruns its grace is abandoned
+    outcomes = _collect(futures, t0, time.monotonic() + AGENT_GRACE_S)
     ledger.load_s += result.duration_s + (result.measure_start - result.started_at)
     samples = result.samples
     gate = validate_window(samples, window_start=result.measure_start, window_end=result.ended_at,

@@ -79,3 +79,8 @@ def test_failing_and_stuck_agents_are_recorded_and_the_window_completes(store, m
     rows = dict(store.con.execute("SELECT agent, status FROM agent_runs").fetchall())
     assert rows == {"crashing": "failed", "stuck": "timeout", "counting": "ok"}
     assert store.con.execute("SELECT count(*) FROM samples").fetchall()[0][0] == w.samples.height
+    # the abandoned agent still sleeps, on a daemon thread: it cannot hold the process open at exit
+    import threading
+
+    stuck = [t for t in threading.enumerate() if t.name == "agent-stuck"]
+    assert stuck and all(t.daemon for t in stuck)
