@@ -65,6 +65,11 @@ def parse_budget(value: str | dict | Budget | None) -> Budget:
         raise BudgetError(f"bad budget {err['loc'][0]}={err.get('input')!r}: {err['msg']}") from exc
 
 
+# A run given no `minutes` still ends: after this long it stops as if that were its budget
+# (every load window is bounded too; this bounds how many of them a run without one may take).
+DEFAULT_MAX_MINUTES = 240.0
+
+
 @dataclass
 class Ledger:
     """What a run has spent so far, checked against its Budget before each step."""
@@ -90,7 +95,8 @@ class Ledger:
         b = self.budget
         if b.iterations is not None and next_iteration and self.iterations + 1 + reserve > b.iterations:
             return "iterations"
-        if b.minutes is not None and self.wall_s + next_load_s > b.minutes * 60:
+        minutes = b.minutes if b.minutes is not None else DEFAULT_MAX_MINUTES
+        if self.wall_s + next_load_s > minutes * 60:
             return "minutes"
         if b.load_s is not None and self.load_s + next_load_s > b.load_s:
             return "load_s"

@@ -33,3 +33,17 @@ def test_a_reserve_keeps_iterations_back_for_later_steps() -> None:
     ledger.iterations = 3
     assert ledger.exhausted_by(reserve=2) == "iterations"
     assert ledger.exhausted_by() is None
+
+
+def test_a_run_without_a_minutes_budget_still_has_a_wall_clock_bound() -> None:
+    import time
+
+    from tasks.budget import DEFAULT_MAX_MINUTES
+
+    ledger = Ledger(parse_budget("iterations=100"))
+    assert ledger.exhausted_by(next_load_s=20) is None
+    ledger.started = time.monotonic() - DEFAULT_MAX_MINUTES * 60 + 10  # 10 s before the default bound
+    assert ledger.exhausted_by(next_load_s=5) is None
+    assert ledger.exhausted_by(next_load_s=20) == "minutes"
+    longer = Ledger(parse_budget(f"minutes={DEFAULT_MAX_MINUTES * 2}"), started=ledger.started)
+    assert longer.exhausted_by(next_load_s=20) is None  # a budget the user set wins
