@@ -154,7 +154,10 @@ def run(
     except PerfagentsError as exc:
         fail(str(exc))
     quiet_prefect(verbose)
+    from flows.ephemeral import ephemeral_server_dies_with_us
     from flows.workflows import flow_for
+
+    ephemeral_server_dies_with_us()
     from tasks import progress
 
     listener = LiveProgress(quiet)

@@ -6,6 +6,8 @@ planned/applied; ``revert_pending`` undoes them from their stored ``undo`` alone
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from typing import Any
 
@@ -38,6 +40,7 @@ def apply_candidate(store: Store, rt: Runtime, change_id: str, candidate: Candid
     # Record the undo *intent* first, so a crash mid-apply still knows what to undo.
     provisional = kind.provisional_undo(rt, dict(candidate.params))
     mark_change(store, change_id, "planned", undo=provisional)
+    crash_point("after_journal")
     try:
         undo = kind.apply(rt, dict(candidate.params))
     except RefusedError as exc:  # refused before anything changed: nothing to put back
@@ -50,8 +53,19 @@ def apply_candidate(store: Store, rt: Runtime, change_id: str, candidate: Candid
             pass
         mark_change(store, change_id, "failed", reason=str(exc))
         raise
+    crash_point("after_apply")
     mark_change(store, change_id, "applied", undo=undo)
     return undo
+
+
+CRASH_ENV = "PERFAGENTS_CRASH_AT"  # benchmarks/kill_campaign.py: SIGKILL this process at that point
+
+
+def crash_point(name: str) -> None:
+    """A failpoint: with ``PERFAGENTS_CRASH_AT=<name>`` the run SIGKILLs itself here, so the kill
+    campaign can hit the narrow windows between journaling, applying and marking a change."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def revert_change(store: Store, rt: Runtime | None, change_id: str, kind: str, undo: dict[str, Any], reason: str) -> str:

@@ -100,6 +100,15 @@ def spawn(
         raise
 
 
+def popen_dying_with_us(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
+    """``subprocess.Popen(*args, **kwargs)`` from the spawner thread, with PDEATHSIG: for the
+    children other libraries start for us (Prefect's temporary API server), which would
+    otherwise outlive a killed run."""
+    kwargs["preexec_fn"] = _die_with_parent(os.getpid())
+    popen: Callable[..., subprocess.Popen[Any]] = subprocess.Popen
+    return _SPAWNER.submit(popen, *args, **kwargs).result()
+
+
 def _die_with_parent(parent: int) -> Callable[[], None]:
     def preexec() -> None:  # runs in the child between fork and exec
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
