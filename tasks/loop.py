@@ -82,11 +82,12 @@ def measure_baseline(run: Run) -> Window:
     if wants_responses:
         run.responses = ResponseCheck.from_spec(run.spec, run.spec.correctness)
     profiled = profile(run, "profile-1")
-    # a second profiling window when the budget has room for it and two A/A windows besides: the
-    # agents pool evidence over windows (py-spy samples, blocking-loop samples), and one window of
-    # them leaves the quieter findings (a blocking call, a hot function) below significance
+    # a second profiling window when the budget has room for it, two A/A windows and a change's
+    # first two windows besides (else the findings it adds could not be tried): the agents pool
+    # evidence over windows (py-spy samples, blocking-loop samples), and one window of them
+    # leaves the quieter findings (a blocking call, a hot function) below significance
     profile_s = max(run.spec.load.duration_s, PROFILE_MIN_S) + run.spec.load.warmup_s
-    if profiled is not None and run.ledger.exhausted_by(next_load_s=profile_s + 2 * window_s,
+    if profiled is not None and run.ledger.exhausted_by(next_load_s=profile_s + 4 * window_s,
                                                         next_iteration=False) is None:
         profiled = profile(run, "profile-2") or profiled
     windows: list[Window] = []

@@ -100,9 +100,16 @@ class Request:
     json_path: Path | None = None
 
     @property
-    def max_error_rate(self) -> float | None:
+    def max_error_rate(self) -> float:
+        """The gate's error-rate ceiling: the quality threshold, or DEFAULT_MAX_ERROR_RATE."""
         limits = [q.value for q in self.quality if q.metric == "error_rate" and not q.relative and q.endpoint is None]
-        return min(limits) if limits else None
+        return min(limits) if limits else DEFAULT_MAX_ERROR_RATE
+
+
+# Without an error_rate quality threshold a window where half the requests fail still measures
+# failures, not the target's speed: the gate rejects it (a change that causes it is reverted,
+# a baseline that shows it ends the run with the reason).
+DEFAULT_MAX_ERROR_RATE = 0.5
 
 
 def resolve_request(

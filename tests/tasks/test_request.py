@@ -90,3 +90,10 @@ def test_a_password_never_reaches_the_flow_parameters(monkeypatch) -> None:
     with pytest.raises(InputError, match="another"):
         password_to_env("postgresql://app:other@127.0.0.1:5432/api")
     assert password_to_env("postgresql://app@127.0.0.1:5432/api") == "postgresql://app@127.0.0.1:5432/api"
+
+
+def test_without_an_error_rate_threshold_the_gate_still_rejects_mostly_failing_windows(tmp_path: Path) -> None:
+    from tasks.request import DEFAULT_MAX_ERROR_RATE
+
+    resolved = resolve_request(RunRequest(quality_metrics=["p99_ms<=1.1*baseline"]), target=spec_file(tmp_path))
+    assert resolved.max_error_rate == DEFAULT_MAX_ERROR_RATE == 0.5  # was None: a window of 500s was "valid"
