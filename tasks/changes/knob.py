@@ -45,6 +45,8 @@ def _knob_undo(rt: Runtime, name: str, previous: Any) -> dict[str, Any]:
     undo: dict[str, Any] = {"knob": name, "value": previous}
     if (http := _http_target(rt, name)) is not None:
         undo["http"] = http
+        if rt.spec.start is not None:  # the toolkit started the target: the value lives in its memory
+            undo["started_by_run"] = True
     return undo
 
 
@@ -67,6 +69,10 @@ def revert_set_knob(rt: Runtime | None, undo: dict[str, Any]) -> str:
         return f"knob {name} is set at start; the next start uses {value!r}"
     try:
         resp = httpx.request(http["method"], http["url"], json={http["field"]: value}, timeout=HTTP_TIMEOUT_S)
+    except httpx.ConnectError as exc:
+        if undo.get("started_by_run"):  # the process the run started died with it, and the value with it
+            return f"knob {name}: the target the run started is gone, and the live value with it"
+        raise TargetUnreachableError(f"cannot restore knob {name}: {http['url']} unreachable ({exc})") from exc
     except httpx.HTTPError as exc:
         raise TargetUnreachableError(f"cannot restore knob {name}: {http['url']} unreachable ({exc})") from exc
     if resp.status_code >= 300:

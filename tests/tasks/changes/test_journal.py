@@ -173,3 +173,32 @@ def test_a_crash_between_journal_and_apply_is_undone_right_from_any_folder(tmp_p
     assert again.get("existed") is True
     assert "left in place" in kind.revert(None, again)
     assert INDEX.params["name"] in indexes(db)
+
+
+def test_a_live_knob_of_a_target_the_run_started_and_lost_needs_no_restore(tmp_path: Path) -> None:
+    """The kill campaign's finding: after a SIGKILL the target the run started is gone, and a live
+    (HTTP) knob's value died with it; an attached target's knob still has to be restored."""
+    import types
+
+    from tasks.changes import CHANGE_KINDS
+    from tasks.errors import TargetUnreachableError
+    from tasks.target import free_port
+
+    knob = {"type": "int", "low": 0, "high": 20, "default": 0,
+            "apply": {"http": {"method": "PUT", "path": "/admin/config", "field": "ttl"}}}
+    port = free_port()  # nothing listens there
+
+    def undo_for(start: dict | None) -> dict:
+        spec = TargetSpec(name="t", base_url=f"http://127.0.0.1:{port}", start=start, knobs={"ttl": knob},
+                          load={"endpoints": [{"name": "a", "path": "/"}]})
+        handle = types.SimpleNamespace(base_url=f"http://127.0.0.1:{port}")
+        rt = Runtime(spec=spec, workdir=tmp_path, handle=handle, config={"ttl": 0})  # type: ignore[arg-type]
+        return CHANGE_KINDS["set_knob"].provisional_undo(rt, {"knob": "ttl", "value": 10})
+
+    started = undo_for({"command": ["python", "app.py"]})
+    assert started.get("started_by_run") is True
+    assert "gone" in CHANGE_KINDS["set_knob"].revert(None, started)
+    attached = undo_for(None)
+    assert "started_by_run" not in attached
+    with pytest.raises(TargetUnreachableError):
+        CHANGE_KINDS["set_knob"].revert(None, attached)
