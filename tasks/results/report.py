@@ -34,7 +34,8 @@ def build_result(run: Run, goals: list[dict[str, Any]]) -> RunResult:
         ],
         "changes": [
             ChangeEntry(kind=c["kind"], description=c["description"], status=c["status"],
-                        reason=c["reason"], params=c["params"], effect=c["effect"])
+                        reason=c["reason"], params=c["params"], effect=c["effect"],
+                        **({"patch": c["patch"]} if "patch" in c else {}))  # type: ignore[typeddict-item]
             for c in run.changes
         ],
         "goals": goals,
