@@ -143,8 +143,10 @@ def next_candidate(run: Run) -> Candidate | None:
     # when the budget can still try it (tokens are not spent on a patch no trial would measure)
     cold_s = run.spec.load.duration_s + 2 * run.spec.load.warmup_s
     patch_trial_s = trial_load_s(run, Candidate("code_patch", {}, ""), cold_s)
-    if run.advisor is not None and run.ledger.exhausted_by(next_load_s=patch_trial_s) is None:
-        return next_code_candidate(run.advisor, run.findings, ranked[0] if ranked else None)
+    if run.advisor is not None:
+        if (why := run.ledger.exhausted_by(next_load_s=patch_trial_s)) is None:
+            return next_code_candidate(run.advisor, run.findings, ranked[0] if ranked else None)
+        run.advisor.exhausted = f"the {why} budget (a patch's trial)"
     return ranked[0] if ranked else None
 
 
