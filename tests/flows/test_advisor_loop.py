@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -161,3 +163,45 @@ def test_a_dirty_work_tree_is_refused_with_one_line(tmp_path: Path) -> None:
     proc = perfagents(tmp_path)
     assert proc.returncode == 2 and "uncommitted changes" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_budget_that_runs_out_mid_run_stops_cleanly_with_an_exact_ledger(tmp_path: Path) -> None:
+    server = replay_server.ReplayServer(answers("stale_context", "no_patch")).start()
+    try:
+        src = work_tree(tmp_path, server.url)
+        before = tree_bytes(src)
+        # the small model's call fits (worst case ~1,350 tokens); the large one's would pass 2,000
+        result = run_ok(tmp_path, "--budget", "iterations=1,load_s=28.5,tokens=2000")
+        reported = [r["usage"] for r in server.requests]
+    finally:
+        server.stop()
+    assert result["status"] == "budget_exhausted" and "tokens" in result["stop_reason"]
+    assert len(reported) == 1 and result["changes"] == [] and tree_bytes(src) == before
+    assert result["costs"]["tokens"] == reported[0]["total_tokens"] <= 2000
+    assert result["llm"]["tokens_in"] == reported[0]["prompt_tokens"]
+
+
+def test_sigkill_after_a_patch_then_revert_restores_the_tree(tmp_path: Path, replay) -> None:
+    src = work_tree(tmp_path, replay.url)
+    before = tree_bytes(src)
+    store = tmp_path / ".perfagents" / "store.duckdb"
+    run = subprocess.Popen([str(PERFAGENTS), "run", str(tmp_path / "target.yaml"), "--store", str(store), "--quiet"],
+                           cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while "JOIN customers" not in (src / "app.py").read_text():
+            assert run.poll() is None, run.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "no patch was applied in time"
+            time.sleep(0.2)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        run.wait(10)
+    assert tree_bytes(src) != before  # the patch outlived the killed run
+    proc = subprocess.run([str(PERFAGENTS), "revert", "--store", str(store)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert tree_bytes(src) == before and git(src, "status", "--porcelain") == ""
+    again = subprocess.run([str(PERFAGENTS), "revert", "--store", str(store)], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert "nothing to revert" in again.stdout
