@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks import progress
-from tasks.advisor.candidates import next_code_candidate, settle_patch
+from tasks.advisor.candidates import next_code_candidate, open_questions, settle_patch
 from tasks.analysis.compare import check_goals
 from tasks.analysis.noise import AdaptiveNoise, estimate_noise, estimate_rps_noise
 from tasks.changes import KNOB_KINDS
@@ -146,7 +146,8 @@ def next_candidate(run: Run) -> Candidate | None:
     if run.advisor is not None:
         if (why := run.ledger.exhausted_by(next_load_s=patch_trial_s)) is None:
             return next_code_candidate(run.advisor, run.findings, ranked[0] if ranked else None)
-        run.advisor.exhausted = f"the {why} budget (a patch's trial)"
+        if open_questions(run.advisor, run.findings):
+            run.advisor.exhausted = f"the {why} budget (a patch's trial)"
     return ranked[0] if ranked else None
 
 

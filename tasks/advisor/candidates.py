@@ -54,6 +54,11 @@ def _group_key(group: list[Finding]) -> tuple[str, str]:
     return split_location(group[0].location)
 
 
+def open_questions(adv: Advisor, findings: list[Finding]) -> int:
+    """Functions with code-level findings the advisor has not settled yet."""
+    return sum(1 for g in group_by_function(findings) if _group_key(g) not in adv.done)
+
+
 def next_code_candidate(adv: Advisor, findings: list[Finding], rival: Candidate | None) -> Candidate | None:
     """A patch for the most costly open code-level finding, unless ``rival`` (the best other
     candidate) promises more; ``rival`` when no question yields a patch. Sets ``exhausted``

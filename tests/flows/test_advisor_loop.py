@@ -110,7 +110,8 @@ def test_a_correct_patch_is_kept_with_its_gain_and_a_rerun_is_a_cache_hit(tmp_pa
     assert llm["calls"] == 1 and llm["tokens_in"] == replay.prompt_tokens_reported
     assert result["costs"]["tokens"] == llm["tokens_in"] + llm["tokens_out"] > 0
     assert all(r["usage"]["prompt_tokens"] <= 2000 for r in replay.requests)
-    print(f"kept: ratio {effect['ratio']:.3f} CI {effect['ci95']}, tokens {llm['tokens_in']}+{llm['tokens_out']}")
+    print(f"kept: {effect['metric']} ratio {effect['ratio']:.3f} CI {effect['ci95']}, tail {effect.get('tail')}, "
+          f"tokens {llm['tokens_in']}+{llm['tokens_out']}, status {result['status']}")
 
     # a second run on a fresh copy of the same source, same store: the cached answer, 0 tokens
     shutil.rmtree(src)
