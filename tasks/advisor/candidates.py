@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks import progress
 from tasks.advisor.advise import Advice, advise, record_outcome
 from tasks.advisor.client import ChatClient
 from tasks.advisor.context import build_context, group_by_function
@@ -75,8 +76,10 @@ def next_code_candidate(adv: Advisor, findings: list[Finding], rival: Candidate 
         adv.attempts[key] = adv.attempts.get(key, 0) + 1
         ctx = build_context(group, adv.source_dir, adv.llm.max_context_tokens)
         advice = advise(ctx, adv.llm, adv.client, adv.spend, adv.cache, adv.source_dir)
-        adv.notes.append({"location": group[0].location, "result": advice.result, "model": advice.model,
-                          "prompt_tokens": ctx.tokens, "tries": advice.tries, "detail": advice.detail})
+        note = {"location": group[0].location, "result": advice.result, "model": advice.model,
+                "prompt_tokens": ctx.tokens, "tries": advice.tries, "detail": advice.detail}
+        adv.notes.append(note)
+        progress.emit("advice", **note)
         if advice.result == "budget_exhausted":
             adv.exhausted = advice.detail
             return None
