@@ -51,7 +51,7 @@ def git(cwd: Path, *args: str) -> str:
                           check=True, capture_output=True, text=True).stdout
 
 
-def work_tree(tmp_path: Path, server_url: str, **llm) -> Path:
+def work_tree(tmp_path: Path, server_url: str, quality: list[str] | None = None, **llm) -> Path:
     """tmp_path/src: a git work tree holding the app; tmp_path/target.yaml: its spec with llm:."""
     src = tmp_path / "src"
     src.mkdir()
@@ -64,6 +64,8 @@ def work_tree(tmp_path: Path, server_url: str, **llm) -> Path:
     spec = yaml.safe_load((TARGET / "target.yaml").read_text())
     spec["llm"] = {"base_url": server_url, "api_key_env": "PERFAGENTS_TEST_NO_KEY", "models": MODELS,
                    "max_context_tokens": 2000, "max_output_tokens": 600, **llm}
+    if quality is not None:
+        spec["quality_metrics"] = quality
     (tmp_path / "target.yaml").write_text(yaml.safe_dump(spec))
     return src
 
@@ -96,7 +98,7 @@ def replay():
 
 
 def test_a_correct_patch_is_kept_with_its_gain_and_a_rerun_is_a_cache_hit(tmp_path: Path, replay) -> None:
-    src = work_tree(tmp_path, replay.url)
+    src = work_tree(tmp_path, replay.url, quality=["error_rate<=0.01", "responses==baseline"])  # the JOIN answers the same
     result = run_ok(tmp_path)
     (change,) = [c for c in result["changes"] if c["kind"] == "code_patch"]
     assert change["status"] == "kept", change["reason"]
