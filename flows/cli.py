@@ -95,6 +95,10 @@ class LiveProgress:
             median = f", median {data['p50_rel']:.3g}" if data.get("p50_rel") is not None else ""
             console.print(f"{t} noise floor of the {data['scope']}: p95 {data['p95_rel']:.3g}{median} "
                           f"from {data['windows']} A/A windows")
+        elif event == "advice":
+            tries = ", ".join(f"{x['model']}{' (cached)' if x['cached'] else ''}: {x['outcome']}" for x in data["tries"])
+            console.print(f"{t} advisor on {escape(data['location'])}: {data['result']} "
+                          f"({data['prompt_tokens']} prompt tokens; {escape(tries or data['detail'])})")
         elif event == "change":
             color = "green" if data["status"] == "kept" else "yellow"
             console.print(f"{t}   [{color}]{data['status']}[/{color}] {escape(data['description'])}: {escape(data['reason'])}")

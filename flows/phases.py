@@ -41,6 +41,8 @@ def step_once(run: Run) -> tuple[str | None, str | None]:
     if candidate is None and run.profiled_seq < run.seq and run.ledger.exhausted_by(next_load_s=2 * window_s) is None:
         steps.profile_window(run, f"profile-{run.seq + 1}")
         candidate = steps.next_candidate(run)
+    if candidate is None and run.advisor is not None and run.advisor.exhausted:
+        return "budget_exhausted", f"{run.advisor.exhausted} would be exceeded by the advisor's next call"
     if candidate is None:
         return "no_candidates", "no untried candidate change is left"
     cold_s = run.spec.load.duration_s + 2 * run.spec.load.warmup_s
@@ -69,6 +71,8 @@ def step_once(run: Run) -> tuple[str | None, str | None]:
 
 def finish_run(run: Run) -> RunResult:
     goals = loop.goals_met(run) if run.baseline else []
+    if run.advisor is not None:
+        run.sections["llm"] = run.advisor.spend.summary()
     result = build_result(run, goals)
     costs = result["costs"]
     run.store.finish_run(run.run_id, result["status"], result, [

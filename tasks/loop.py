@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks import progress
+from tasks.advisor.candidates import next_code_candidate, open_questions, settle_patch
 from tasks.analysis.compare import check_goals
 from tasks.analysis.noise import AdaptiveNoise, estimate_noise, estimate_rps_noise
 from tasks.changes import KNOB_KINDS
@@ -25,7 +26,7 @@ from tasks.search.optimizer import (
     knob_candidates,
     rank_candidates,
 )
-from tasks.trial import Trial, state_regime
+from tasks.trial import Trial, state_regime, trial_load_s
 from tasks.window import Window, measure_window
 
 NOISE_FLOOR_MIN = 0.02  # never report a noise floor below 2 %
@@ -139,6 +140,15 @@ def next_candidate(run: Run) -> Candidate | None:
         candidates += knob_candidates(run.spec, run.rt.config, run.findings)
     kept = [c for c in run.changes if c["status"] == "kept"]
     ranked = [c for c in rank_candidates(candidates, run.tried) if not covered_by_kept(c, kept)]
+    # code-level findings: a patch from the model (tasks/advisor/candidates.py), asked for only
+    # when the budget can still try it (tokens are not spent on a patch no trial would measure)
+    cold_s = run.spec.load.duration_s + 2 * run.spec.load.warmup_s
+    patch_trial_s = trial_load_s(run, Candidate("code_patch", {}, ""), cold_s)
+    if run.advisor is not None:
+        if (why := run.ledger.exhausted_by(next_load_s=patch_trial_s)) is None:
+            return next_code_candidate(run.advisor, run.findings, ranked[0] if ranked else None)
+        if open_questions(run.advisor, run.findings):
+            run.advisor.exhausted = f"the {why} budget (a patch's trial)"
     return ranked[0] if ranked else None
 
 
@@ -150,7 +160,10 @@ def apply_change(run: Run, candidate: Candidate) -> tuple[str, dict[str, Any]]:
     try:
         undo = apply_candidate(run.store, run.rt, change_id, candidate)
     except PerfagentsError as exc:
-        run.changes.append(_row(candidate, "failed", str(exc), None))
+        row = _row(candidate, "failed", str(exc), None)
+        if candidate.kind == "code_patch" and run.advisor is not None:
+            settle_patch(run.advisor, run.store, change_id, candidate, row)
+        run.changes.append(row)
         raise
     return change_id, undo
 
@@ -183,6 +196,8 @@ def settle_change(run: Run, trial: Trial) -> dict[str, Any]:
         if trial.fresh:
             run.current = trial.fresh[-1]
     row = _row(trial.candidate, "kept" if keep else "reverted", verdict.reason, effect)
+    if trial.candidate.kind == "code_patch" and run.advisor is not None:
+        settle_patch(run.advisor, run.store, trial.change_id, trial.candidate, row)  # cache outcome, diff file
     progress.emit("change", **row)
     run.changes.append(row)
     run.decisions.append({"change": trial.candidate.description, "outcome": verdict.outcome,
@@ -216,9 +231,10 @@ def _row(candidate: Candidate, status: str, reason: str, effect: dict[str, Any] 
 
 
 def restore_kept(run: Run, kept_changes: list[dict[str, Any]]) -> None:
-    """Re-apply the last kept schema changes (knob values arrive through the start config)."""
+    """Re-apply the last kept schema changes (knob values arrive through the start config; kept
+    code patches stay applied in the work tree)."""
     for kept in kept_changes:
-        if kept["kind"] in KNOB_KINDS:
+        if kept["kind"] in KNOB_KINDS or kept["kind"] == "code_patch":
             continue
         candidate = Candidate(kind=kept["kind"], params=kept["params"], description=kept["description"],
                               endpoint=kept.get("endpoint"))

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tasks.advisor.patch import require_clean_work_tree
 from tasks.agents.registry import selected_agents
 from tasks.budget import Budget, parse_budget
 from tasks.errors import InputError
@@ -121,6 +122,8 @@ def resolve_request(
     """
     spec = load_spec(params.target or target, allow_remote=params.allow_remote, database_url=params.database_url)
     selected_agents()  # a bad PERFAGENTS_AGENTS is refused here, before a run exists
+    if spec.llm is not None and spec.code is not None and spec.code.allow_changes:
+        require_clean_work_tree((spec.spec_dir / spec.code.source_dir).resolve())  # patches must be reversible
     goals = params.performance_goals
     quality = params.quality_metrics
     return Request(

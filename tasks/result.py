@@ -29,6 +29,7 @@ class ChangeEntry(TypedDict):
     reason: str | None
     params: dict[str, Any]
     effect: dict[str, Any] | None  # endpoint, metric, before, after, ratio, ci95
+    patch: NotRequired[str]  # code_patch: the diff under .perfagents/patches/
 
 
 class RunSections(TypedDict, total=False):
@@ -39,6 +40,7 @@ class RunSections(TypedDict, total=False):
     drift: dict[str, Any]  # ecommerce-optimization: this run's start against earlier runs
     capacity: dict[str, Any]  # enterprise-api-optimization: the USL fit and the fleet it recommends
     phase_errors: list[str]  # reporting phases that failed (the result stands without them)
+    llm: dict[str, Any]  # the advisor's calls, cache hits, tokens and USD (tasks.advisor.spend.Spend.summary)
 
 
 class RunResult(RunSections):

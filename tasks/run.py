@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks.advisor.candidates import open_advisor
 from tasks.agents.registry import agents_for, capture_env_for
 from tasks.budget import Ledger
 from tasks.changes.journal import refuse_open_changes
@@ -73,6 +74,7 @@ class Run:
     restored: list[dict[str, Any]] = field(default_factory=list)  # kept changes re-applied at start
     sections: RunSections = field(default_factory=lambda: RunSections())  # result parts only some runs have
     responses: ResponseCheck | None = None  # when quality asks responses==baseline
+    advisor: Any = None  # tasks.advisor.candidates.Advisor when the spec has llm: and code.allow_changes
     status: str | None = None
     stop_reason: str | None = None
     seq: int = 0
@@ -112,8 +114,9 @@ def open_run(request: Request, *, flow: str = "optimize-target", keep_workdir: b
         else:
             handle = attach_target(spec)
         rt = Runtime(spec, workdir, handle, config, database_url(spec, workdir, handle.port), extra_env)
-        yield Run(run_id, flow, request, store, Ledger(request.budget), rt, agents,
-                  restored=kept["kept_changes"] if kept else [])
+        ledger = Ledger(request.budget)
+        yield Run(run_id, flow, request, store, ledger, rt, agents, restored=kept["kept_changes"] if kept else [],
+                  advisor=open_advisor(spec, store, ledger))
     finally:
         if rt is not None and rt.handle.process is not None:
             stop_target(rt.handle)  # the live handle: a knob change may have restarted the target

@@ -107,11 +107,12 @@ def git_apply(diff: str, source_dir: Path, *, strip: int = 1, check: bool = Fals
 
 
 def require_clean_work_tree(source_dir: Path) -> None:
-    """RefusedError unless source_dir is in a git work tree with nothing uncommitted under it."""
+    """RefusedError unless source_dir is in a git work tree with nothing uncommitted under it
+    (the toolkit's own ``.perfagents/`` folder aside: a store kept in the source folder)."""
     try:
         inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=source_dir, text=True,
                                 capture_output=True, timeout=GIT_TIMEOUT_S, check=False)
-        status = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=source_dir, text=True,
+        status = subprocess.run(["git", "status", "--porcelain", "--", ".", ":(exclude).perfagents"], cwd=source_dir, text=True,
                                 capture_output=True, timeout=GIT_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RefusedError(f"code.source_dir {source_dir}: git failed to run ({exc})") from exc

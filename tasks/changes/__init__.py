@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.changes import index, knob, pg_index
+from tasks.changes import code_patch, index, knob, pg_index
 from tasks.changes.runtime import Runtime
 from tasks.db.url import is_postgres_url
 
@@ -46,6 +46,8 @@ CHANGE_KINDS: dict[str, ChangeKind] = {
     "set_knob": ChangeKind(knob.apply_set_knob, knob.revert_set_knob, knob.provisional_set_knob, sets_knobs=True),
     "set_config": ChangeKind(knob.apply_set_config, knob.revert_set_config, knob.provisional_set_config,
                              sets_knobs=True),
+    "code_patch": ChangeKind(code_patch.apply_code_patch, code_patch.revert_code_patch,
+                             code_patch.provisional_code_patch),
 }
 KNOB_KINDS = tuple(name for name, kind in CHANGE_KINDS.items() if kind.sets_knobs)  # every other kind is state
 

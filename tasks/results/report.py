@@ -34,7 +34,8 @@ def build_result(run: Run, goals: list[dict[str, Any]]) -> RunResult:
         ],
         "changes": [
             ChangeEntry(kind=c["kind"], description=c["description"], status=c["status"],
-                        reason=c["reason"], params=c["params"], effect=c["effect"])
+                        reason=c["reason"], params=c["params"], effect=c["effect"],
+                        **({"patch": c["patch"]} if "patch" in c else {}))  # type: ignore[typeddict-item]
             for c in run.changes
         ],
         "goals": goals,
@@ -108,6 +109,11 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     c = result["costs"]
     lines += ["", f"Costs: wall {c['wall_s']:.0f} s, load {c['load_s']:.0f} s, CPU {c['cpu_s']:.0f} s, "
               f"tokens {c['tokens']}, USD {c['usd']}"]
+    if llm := result.get("llm"):
+        kept = sum(1 for ch in result["changes"] if ch["kind"] == "code_patch" and ch["status"] == "kept")
+        per_kept = f"{llm['usd'] / kept:.6f}" if kept else "- (none kept)"
+        lines += [f"AI advisor: {llm['calls']} call(s), {llm['cache_hits']} cache hit(s), tokens "
+                  f"{llm['tokens_in']} in / {llm['tokens_out']} out, USD {llm['usd']}; USD per kept patch {per_kept}"]
     return "\n".join(lines) + "\n"
 
 
