@@ -71,6 +71,7 @@ class Run:
     restored: list[dict[str, Any]] = field(default_factory=list)  # kept changes re-applied at start
     sections: RunSections = field(default_factory=lambda: RunSections())  # result parts only some runs have
     responses: ResponseCheck | None = None  # when quality asks responses==baseline
+    page_loads: dict[str, Any] = field(default_factory=dict)  # "baseline" / "current": frames (tasks/pages.py)
     status: str | None = None
     stop_reason: str | None = None
     seq: int = 0
