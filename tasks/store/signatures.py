@@ -63,9 +63,15 @@ class SignatureQueries(Connection):
                         "WHERE run_id = ? AND endpoint = ?", [cpu, share, run_id, TOTAL])
             return int(con.execute("SELECT count(*) FROM signatures WHERE run_id = ?", [run_id]).fetchall()[0][0])
 
+    def has_signatures(self) -> bool:
+        """Does the store have the table (a store opened read-only before migration 3 does not)?"""
+        return bool(self.rows("SELECT 1 FROM information_schema.tables WHERE table_name = 'signatures'"))
+
     def signature_history(self, target: str | None = None) -> list[dict[str, Any]]:
         """Signature rows oldest run first, with the run's ``started_at``: target, load_shape,
-        run_id, endpoint, windows, requests and SIGNATURE_METRICS."""
+        run_id, endpoint, windows, requests and SIGNATURE_METRICS (none before migration 3)."""
+        if not self.has_signatures():
+            return []
         sql = ("SELECT s.target, s.load_shape, s.run_id, r.started_at, s.endpoint, s.windows, s.requests, "
                f"{', '.join('s.' + m for m in SIGNATURE_METRICS)} FROM signatures s JOIN runs r USING (run_id)")
         params: list[Any] = []
@@ -75,6 +81,8 @@ class SignatureQueries(Connection):
         return self.rows(sql + " ORDER BY s.target, s.load_shape, r.started_at, s.run_id, s.endpoint", params)
 
     def signature_targets(self) -> list[str]:
+        if not self.has_signatures():
+            return []
         return [r["target"] for r in self.rows("SELECT DISTINCT target FROM signatures ORDER BY target")]
 
     def aa_window_stats(self, target: str | None = None) -> list[dict[str, Any]]:
