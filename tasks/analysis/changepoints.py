@@ -6,11 +6,14 @@ the log of each run's signature value. Binary segmentation with the l2 cost (rup
 drop in the sum of squares, (t (n-t) / n) x (mean before - mean after)^2) exceeds a threshold.
 
 The threshold comes from the store's own A/A windows, not from a formula: null series of the
-same length are built by resampling them (a run's value is the mean of ``k`` window
-deviations drawn from the A/A windows, k the windows a signature summarises, plus a
-between-run shift of sd ``tau``, the part of the series' robust run-to-run spread that the
-windows do not explain), and the threshold is the (1 - FA_TARGET) quantile of their largest
-split gain. A change point's ``false_alarm_rate`` is the share of those null series whose
+same length are built by resampling them. A null run's value is a between-run shift plus the
+mean of ``k`` window deviations (each A/A window's log value minus its run's mean; k the
+windows a signature summarises). The between-run shifts are the differences between
+consecutive A/A runs' levels over sqrt(2), either sign: a real step in the history adds one
+large difference, not a second mode. With fewer than MIN_AA_RUNS runs of A/A windows they are
+normal with sd ``tau``: the part of the series' own robust run-to-run spread (the MAD of its
+differences) that the windows do not explain. The threshold is the (1 - FA_TARGET) quantile
+of the null series' largest split gain. A change point's ``false_alarm_rate`` is the share of those null series whose
 largest gain reaches its own: how often noise alone makes a step that strong.
 
 A change point is a regression when the metric moved the wrong way by more than MIN_STEP;
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import ruptures as rpt
@@ -37,6 +40,7 @@ N_BOOT = 2000
 MIN_STEP = 0.03  # smaller shifts are not reported, however significant
 MIN_RUNS = 4  # a shorter series is not judged
 MIN_AA_DEVIATIONS = 4  # A/A window deviations needed to build the null
+MIN_AA_RUNS = 3  # runs of A/A windows needed to draw between-run shifts from them
 CONFIRM_RUNS = 2
 MAD_SCALE = 1.4826  # MAD -> sd under normality
 
@@ -49,10 +53,13 @@ class Null:
     deviations: np.ndarray
     k: int
     tau: float
+    shifts: np.ndarray = field(default_factory=lambda: np.zeros(0))  # between-run shifts (log), both signs
 
     def series(self, n: int, count: int, rng: np.random.Generator) -> np.ndarray:
         """``count`` null log series of length ``n``."""
         draws = self.deviations[rng.integers(0, self.deviations.size, size=(count, n, self.k))].mean(axis=-1)
+        if self.shifts.size:
+            return draws + self.shifts[rng.integers(0, self.shifts.size, size=(count, n))]
         return draws + (rng.normal(0.0, self.tau, size=(count, n)) if self.tau > 0 else 0.0)
 
 
@@ -82,11 +89,24 @@ def aa_deviations(windows_by_run: Sequence[Sequence[float]]) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def build_null(log_series: np.ndarray, deviations: np.ndarray, k: int) -> Null | None:
+def aa_shifts(windows_by_run: Sequence[Sequence[float]]) -> np.ndarray:
+    """Between-run shifts from A/A runs in time order: consecutive levels' differences / sqrt(2),
+    both signs (empty with fewer than MIN_AA_RUNS runs)."""
+    levels = [float(np.mean(np.log([v for v in values if v is not None and v > 0])))
+              for values in windows_by_run if any(v is not None and v > 0 for v in values)]
+    if len(levels) < MIN_AA_RUNS:
+        return np.zeros(0)
+    d = np.diff(np.asarray(levels)) / math.sqrt(2)
+    return np.concatenate([d, -d])
+
+
+def build_null(log_series: np.ndarray, deviations: np.ndarray, k: int, shifts: np.ndarray | None = None) -> Null | None:
     """The null of a series, or None with too few A/A deviations."""
     if deviations.size < MIN_AA_DEVIATIONS:
         return None
     k = max(1, k)
+    if shifts is not None and shifts.size:
+        return Null(deviations, k, 0.0, shifts)
     diffs = np.diff(log_series)
     robust_var = (MAD_SCALE * float(np.median(np.abs(diffs - np.median(diffs))))) ** 2 / 2 if diffs.size else 0.0
     tau = math.sqrt(max(0.0, robust_var - float(np.var(deviations)) / k))
@@ -148,12 +168,16 @@ def t_test_detect(values: Sequence[float], *, alpha: float = 0.05, min_size: int
     """The plain detector benchmarks compare against: Welch's t-test of before vs after at every
     split (``min_size`` runs a side, no correction for the many splits); the split with the
     smallest p-value below ``alpha``, or None."""
+    import warnings
+
     from scipy import stats as sps
 
     x = np.log(np.asarray(values, dtype=np.float64))
     best: tuple[float, int] | None = None
     for cp in range(min_size, x.size - min_size + 1):
-        p = float(sps.ttest_ind(x[:cp], x[cp:], equal_var=False).pvalue)
+        with warnings.catch_warnings():  # identical values on a side: scipy warns, the p-value is NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = float(sps.ttest_ind(x[:cp], x[cp:], equal_var=False).pvalue)
         if math.isfinite(p) and p < alpha and (best is None or p < best[0]):
             best = (p, cp)
     return None if best is None else best[1]

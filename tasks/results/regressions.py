@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from tasks.analysis.changepoints import N_NULL, WORSE_UP, aa_deviations, build_null, detect
+from tasks.analysis.changepoints import (
+    N_NULL,
+    WORSE_UP,
+    aa_deviations,
+    aa_shifts,
+    build_null,
+    detect,
+)
 from tasks.store import Store
 
 TOTAL = "__total__"
@@ -47,9 +54,9 @@ def find_regressions(store: Store, target: str | None = None) -> dict[str, Any]:
             if any(v is None or v <= 0 for v in values):
                 continue
             label = f"{tgt} {_name(endpoint)} {metric}"
-            deviations = aa_deviations(list(aa[(tgt, endpoint)][metric].values()))
+            by_run = list(aa[(tgt, endpoint)][metric].values())  # runs in the order of their first A/A window
             k = int(np.median([r["windows"] for r in rows]))
-            null = build_null(np.log(np.asarray(values, dtype=np.float64)), deviations, k)
+            null = build_null(np.log(np.asarray(values, dtype=np.float64)), aa_deviations(by_run), k, aa_shifts(by_run))
             if null is None:
                 not_judged.append(f"{label}: fewer than 4 A/A window deviations in the store")
                 continue

@@ -97,3 +97,14 @@ def test_null_needs_a_few_aa_windows_and_thresholds_grow_with_noise() -> None:
 
 def test_t_test_detector_finds_a_big_step() -> None:
     assert t_test_detect(history(12, 6, 0.20)) == 6
+
+
+def test_between_run_shifts_come_from_consecutive_aa_levels() -> None:
+    from tasks.analysis.changepoints import aa_shifts
+
+    assert aa_shifts([[100.0, 100.0], [110.0, 110.0]]).size == 0  # two runs: too few
+    shifts = aa_shifts([[100.0], [100.0, 100.0], [200.0, 200.0], [200.0]])
+    assert sorted(np.round(shifts, 6)) == sorted(np.round([0, 0, math.log(2) / math.sqrt(2), 0, 0,
+                                                           -math.log(2) / math.sqrt(2)], 6))
+    null = build_null(np.zeros(6), aa_deviations(aa_windows()), k=3, shifts=shifts)
+    assert null is not None and null.tau == 0 and null.shifts.size == 6
