@@ -133,3 +133,24 @@ def test_run_goals_take_vitals_from_the_current_page_loads() -> None:
     run.page_loads["current"] = loads(noisy(2000))
     rows = goals_met(run)  # type: ignore[arg-type]
     assert [g["met"] for g in rows] == [True, True] and rows[1]["loads"] == 8
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(find_chromium() is None, reason=SKIP_REASON)
+def test_a_trial_loads_the_pages_and_reverts_only_past_the_threshold(site: str, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from tasks.pages import broken_page_vitals
+
+    spec = TargetSpec.model_validate({"name": "vitals", "base_url": site, "frontend": {"pages": ["/"], "loads": 3},
+                                      "load": {"endpoints": [{"name": "home", "path": "/"}]}})
+    handle = SimpleNamespace(base_url=site, pids=lambda: [])
+    run = SimpleNamespace(spec=spec, request=SimpleNamespace(quality=[parse_expression("lcp_ms<=1.1*baseline")]),
+                          rt=SimpleNamespace(handle=handle, workdir=tmp_path, database_url=None, config={}),
+                          page_loads={"baseline": loads([60_000.0] * 3)})
+    broken, measured = broken_page_vitals(run)  # type: ignore[arg-type]
+    assert broken == [] and measured is not None and measured.height == 3  # far faster than a 60 s baseline
+    fast_baseline = loads([0.5] * 3)
+    assert broken_vitals(run.request.quality, measured, fast_baseline)  # slower than a 0.5 ms one: reverted
+    run.page_loads = {}
+    assert broken_page_vitals(run) == ([], None)  # type: ignore[arg-type]  # no baseline page loads: nothing judged
