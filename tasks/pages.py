@@ -11,7 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from tasks.agents.base import AgentContext
-from tasks.agents.frontend.agent import FrontendAgent, find_chromium
+from tasks.agents.frontend.agent import find_chromium, load_pages_now
 from tasks.decisions.vitals import broken_vitals, is_vital, page_loads
 from tasks.run import Run
 from tasks.window import Window
@@ -42,12 +42,12 @@ def wants_vitals(run: Run) -> bool:
 
 def measure_page_loads(run: Run) -> pl.DataFrame | None:
     """Load the spec's pages now, on the idle target (None without Chromium or pages)."""
-    if not run.spec.frontend or not run.spec.frontend.pages or find_chromium() is None:
+    chromium = find_chromium()
+    if not run.spec.frontend or not run.spec.frontend.pages or chromium is None:
         return None
     ctx = AgentContext(spec=run.spec, base_url=run.rt.handle.base_url, workdir=run.rt.workdir, window_s=0.0,
                        database_url=run.rt.database_url, pids=run.rt.handle.pids, config=dict(run.rt.config))
-    ctx.stop.set()  # no load window to wait for
-    loads = page_loads(FrontendAgent().profile(ctx))
+    loads = page_loads(load_pages_now(ctx, chromium, lighthouse=False))
     return loads if loads.height else None
 
 
