@@ -1,4 +1,4 @@
-"""The `perfagents` command: run, revert, history. Expected errors: one line on stderr, exit 2."""
+"""The `perfagents` command: run, revert, history, evidence, regressions. Expected errors: one line on stderr, exit 2."""
 
 from __future__ import annotations
 
@@ -267,6 +267,45 @@ def evidence(
     if out_path is None:
         typer.echo(bundle.text, nl=False)
     console.print(escape(bundle.summary()), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def regressions(
+    target: Annotated[str | None, typer.Option("--target", help="only this target's history")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the regressions here as JSON")] = None,
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """Regressions in each target's run signatures; exit 1 while a confirmed one is open."""
+    from tasks.results.regressions import find_regressions
+    from tasks.store import Store
+
+    if not store.is_file():
+        fail(f"no store at {store}")
+    try:
+        with Store(store, read_only=True) as st:
+            if target is not None and target not in st.signature_targets():
+                fail(f"no signatures of target {target!r} in {store}")
+            found = find_regressions(st, target)
+        if json_path is not None:
+            json_path.write_text(json.dumps(found, indent=2), encoding="utf-8")
+    except PerfagentsError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write {json_path}: {exc.strerror or exc}")
+    out.print(f"perfagents regressions: {found['series']} series judged, {len(found['regressions'])} regression(s), "
+              f"{found['open_confirmed']} confirmed and open", highlight=False)
+    for r in found["regressions"]:
+        out.print(f"{r['target']} {r['endpoint']} {r['metric']}: x{r['size']:.3g} [{r['ci95'][0]:.3g}, {r['ci95'][1]:.3g}] "
+                  f"from run {r['run_id']}, false-alarm rate {_rate(r['false_alarm_rate'], r['null_series'])}, {r['status']}, "
+                  f"{'open' if r['open'] else 'closed'}", highlight=False, soft_wrap=True)
+    for line in found["not_judged"]:
+        console.print(f"not judged: {escape(line)}", highlight=False, soft_wrap=True)
+    if found["open_confirmed"]:
+        raise typer.Exit(1)
+
+
+def _rate(rate: float, simulated: int) -> str:
+    return f"< {1 / simulated:.2%}" if rate == 0 else f"{rate:.2%}"
 
 
 def _num(v: float | None) -> str:

@@ -20,6 +20,7 @@ from tasks.request import Request
 from tasks.result import RunResult, RunSections
 from tasks.results.history import drift, run_history
 from tasks.results.report import build_result, write_reports
+from tasks.results.signature import record_signature
 from tasks.run import Run, open_run
 from tasks.store import Store
 from tasks.trial import add_before, can_look_again, look, start_trial, switchable, trial_load_s
@@ -80,6 +81,7 @@ def finish_run(run: Run) -> RunResult:
         ("tokens", costs["tokens"], "tokens"), ("usd", costs["usd"], "USD")])
     if run.baseline is not None:
         run.store.save_kept_state(run.spec.name, run.rt.config, loop.kept_changes(run, run.restored), run.run_id)
+        record_signature(run)
     write_reports(result, run.store.path.parent / "reports", run.request.json_path)
     steps.publish_report(result)
     return result

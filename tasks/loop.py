@@ -17,8 +17,10 @@ from tasks.changes.journal import (
     revert_change,
 )
 from tasks.correctness import ResponseCheck
+from tasks.decisions.vitals import vital_goals
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate, Finding, stronger
+from tasks.pages import note_profiled
 from tasks.run import Run
 from tasks.search.optimizer import (
     candidates_from_findings,
@@ -66,6 +68,7 @@ def profile(run: Run, label: str) -> Window | None:
         return None
     window = measure(run, label, agents=run.agents)
     _merge_findings(run, window.findings)
+    note_profiled(run, window)
     run.profiled_seq = run.seq
     return window
 
@@ -187,6 +190,8 @@ def settle_change(run: Run, trial: Trial) -> dict[str, Any]:
         # the windows that earned the keep read well by selection (the winner's curse): the next
         # change is compared with them only until its own interleaved A windows come in
         run.current, run.noise.kept_aa = trial.after[-1], list(trial.after)
+        if trial.page_loads is not None:
+            run.page_loads["current"] = trial.page_loads
     else:
         if trial.on:
             revert_change(run.store, run.rt, trial.change_id, trial.candidate.kind, trial.undo, verdict.reason)
@@ -206,8 +211,11 @@ def settle_change(run: Run, trial: Trial) -> dict[str, Any]:
 
 
 def goals_met(run: Run) -> list[dict[str, Any]]:
+    """Goal rows; Web Vitals goals are judged on the current state's page loads, with their interval."""
     assert run.current is not None and run.baseline is not None
-    return check_goals(run.request.goals, run.current.stats, run.baseline.stats)
+    vitals = vital_goals(run.request.goals, run.page_loads.get("current"), run.page_loads.get("baseline"))
+    rows = check_goals(run.request.goals, run.current.stats, run.baseline.stats)
+    return [vitals.get(row["expr"], row) for row in rows]
 
 
 def _merge_findings(run: Run, new: list[Finding]) -> None:

@@ -75,6 +75,7 @@ class Run:
     sections: RunSections = field(default_factory=lambda: RunSections())  # result parts only some runs have
     responses: ResponseCheck | None = None  # when quality asks responses==baseline
     advisor: Any = None  # tasks.advisor.candidates.Advisor when the spec has llm: and code.allow_changes
+    page_loads: dict[str, Any] = field(default_factory=dict)  # "baseline" / "current": frames (tasks/pages.py)
     status: str | None = None
     stop_reason: str | None = None
     seq: int = 0

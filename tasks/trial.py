@@ -30,6 +30,7 @@ from tasks.decisions.rule import (
 )
 from tasks.errors import PerfagentsError
 from tasks.findings import Candidate
+from tasks.pages import broken_page_vitals
 from tasks.run import Run
 from tasks.window import Window
 
@@ -50,6 +51,7 @@ class Trial:
     on: bool = True
     verdict: Verdict | None = None
     judged_on: tuple[str, str | None, str, float] | None = None  # (metric, endpoint, regime, busy share), fixed at the first look
+    page_loads: Any = None  # the pages loaded with the change on, when a quality threshold names a vital
 
     @property
     def windows(self) -> int:
@@ -128,6 +130,8 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
                                 run.baseline.stats if run.baseline else None, prior_tau=tau)
         if run.responses is not None:
             broken += [f"responses==baseline: {line}" for line in run.responses.check(run.rt.handle.base_url)]
+        vitals, trial.page_loads = broken_page_vitals(run)
+        broken += vitals
         if broken:
             verdict = Verdict("worse", f"quality threshold broken: {'; '.join(broken)}", verdict.effect)
     return _settle(trial, verdict)

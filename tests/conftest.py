@@ -75,3 +75,48 @@ def pg_cluster() -> Iterator[str]:
         yield dsn
     finally:
         stop_cluster(folder)
+
+
+@pytest.fixture
+def add_history_run():
+    """A function that writes one synthetic run straight through Store methods: its baseline A/A
+    windows (lognormal request latencies per endpoint; ``scale`` multiplies an endpoint's) with
+    samples, endpoint_stats and a target CPU series, and its signature from those windows."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+    import polars as pl
+
+    from tasks.analysis.stats import endpoint_stats_frame
+
+    def add(store, run_id: str, *, day: int, target: str = "shop", scale: dict[str, float] | None = None,
+            windows: int = 3, n: int = 300, seed: int = 0, window_sd: float = 0.03) -> list[str]:
+        scale = scale or {}
+        rng = np.random.default_rng(seed)
+        started = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=day)
+        store.insert_run(run_id, target=target, scope="quick-win", flow="optimize-target", spec={}, goals=[],
+                         quality=[], budget={}, code_version=None, started_at=started)
+        ids = []
+        for k in range(windows):
+            window_id = f"{run_id}-w{k}"
+            level = float(np.exp(rng.normal(0, window_sd)))  # the machine's between-window drift
+            frames = []
+            for endpoint, median in (("catalog", 10.0), ("checkout", 30.0)):
+                lat = median * level * scale.get(endpoint, 1.0) * np.exp(rng.normal(0, 0.4, n))
+                frames.append(pl.DataFrame({"ts": np.sort(rng.uniform(0, 10, n)), "endpoint": [endpoint] * n,
+                                            "method": ["GET"] * n, "latency_ms": lat, "status": [200] * n,
+                                            "bytes": [1000 if endpoint == "catalog" else 200] * n,
+                                            "error": pl.Series([None] * n, dtype=pl.Utf8)}))
+            samples = pl.concat(frames)
+            store.insert_window(window_id, run_id=run_id, label=f"baseline-{k + 1}", attempt=1, config={},
+                                change_id=None, started_at=started + timedelta(minutes=k), duration_s=10.0,
+                                warmup_s=1.0, users=10, loadgen_cpu_pct=20.0, valid=True, reason=None)
+            store.insert_window_frame("samples", window_id, samples)
+            store.insert_window_frame("endpoint_stats", window_id, endpoint_stats_frame(samples, 10.0, window_id))
+            store.insert_window_frame("resources", window_id, pl.DataFrame(
+                {"ts": np.arange(0.0, 10.5, 0.5), "role": ["target"] * 21, "cpu_pct": [60.0] * 21}))
+            ids.append(window_id)
+        store.save_signature(run_id, target, "shape0", ids)
+        return ids
+
+    return add

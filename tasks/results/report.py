@@ -105,7 +105,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         lines += ["| " + " | ".join(_fmt(r[n]) for n in names) + " |" for r in rows]
     goals = result.get("goals") or []
     if goals:
-        lines += ["", "## Goals", ""] + [f"- `{g['expr']}`: {'met' if g['met'] else 'not met'} ({_fmt(g['value'])})" for g in goals]
+        lines += ["", "## Goals", ""] + [f"- `{g['expr']}`: {'met' if g['met'] else 'not met'} ({_fmt(g['value'])}"
+                                         f"{_goal_evidence(g)})" for g in goals]
     c = result["costs"]
     lines += ["", f"Costs: wall {c['wall_s']:.0f} s, load {c['load_s']:.0f} s, CPU {c['cpu_s']:.0f} s, "
               f"tokens {c['tokens']}, USD {c['usd']}"]
@@ -246,3 +247,10 @@ def write_reports(result: RunResult, folder: Path, json_path: Path | None = None
         json_path.write_text(json.dumps(result, indent=2, default=str))
         paths["json"] = json_path
     return paths
+
+
+def _goal_evidence(goal: dict[str, Any]) -> str:
+    """A Web Vitals goal's interval and page loads (tasks/decisions/vitals.py), or why it has none."""
+    if "ci95" in goal:
+        return f", 95% CI [{goal['ci95'][0]:g}, {goal['ci95'][1]:g}] over {goal['loads']} page loads"
+    return f"; {goal['reason']}" if goal.get("reason") else ""

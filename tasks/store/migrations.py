@@ -67,4 +67,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ);
         """,
     ),
+    (
+        3,
+        "run signatures",
+        """
+        CREATE TABLE signatures (
+            run_id VARCHAR NOT NULL, target VARCHAR NOT NULL, load_shape VARCHAR NOT NULL,
+            endpoint VARCHAR NOT NULL, windows INTEGER NOT NULL, requests BIGINT,
+            p50_ms DOUBLE, p95_ms DOUBLE, p99_ms DOUBLE, rps DOUBLE, error_rate DOUBLE,
+            db_time_share DOUBLE, cpu_ms_per_request DOUBLE, bytes_per_response DOUBLE,
+            window_ids JSON, created_at TIMESTAMPTZ, PRIMARY KEY (run_id, endpoint));
+        """,
+    ),
 ]

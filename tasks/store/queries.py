@@ -13,7 +13,8 @@ from typing import Any
 
 import polars as pl
 
-from tasks.store.connection import Connection, dumps, now
+from tasks.store.connection import dumps, now
+from tasks.store.signatures import SignatureQueries
 
 # the per-window tables written from frames, and the columns kept (None: the frame's own)
 WINDOW_FRAMES: dict[str, tuple[str, ...] | None] = {
@@ -22,7 +23,7 @@ WINDOW_FRAMES: dict[str, tuple[str, ...] | None] = {
 }
 
 
-class Store(Connection):
+class Store(SignatureQueries):
     """The DuckDB store: one file per project, one writer (the flow run), numbered migrations.
 
     Use ``with store.transaction():`` to make several calls atomic; each method joins it.

@@ -127,12 +127,7 @@ class FrontendAgent:
             return {"skipped": SKIP_REASON}
         waited = time.monotonic()
         ctx.stop.wait(ctx.window_s)  # the load's window: nothing of ours competes with the target
-        after = replace(ctx, stop=threading.Event(), window_s=PAGES_BUDGET_S)
-        if not _event_loop_running():
-            observed = measure_pages(after, chromium)
-        else:  # Playwright's sync API refuses to run inside an asyncio loop: give it its own thread
-            bound_s = PAGES_BUDGET_S + STOP_GRACE_S + LAUNCH_TIMEOUT_S + PAGE_TIMEOUT_S + 120
-            observed = call_in_thread(lambda: measure_pages(after, chromium), bound_s)
+        observed = load_pages_now(ctx, chromium)
         observed["waited_for_load_s"] = round(time.monotonic() - waited - observed["elapsed_s"], 3)
         return observed
 
@@ -148,7 +143,18 @@ def find_chromium() -> str | None:
     return path if Path(path).is_file() and os.access(path, os.X_OK) else None
 
 
-def measure_pages(ctx: AgentContext, chromium: str) -> dict[str, Any]:
+def load_pages_now(ctx: AgentContext, chromium: str, *, lighthouse: bool = True) -> dict[str, Any]:
+    """``measure_pages`` within PAGES_BUDGET_S from now (in a thread of its own under an asyncio
+    loop). The loop's trials pass ``lighthouse=False``: they need the page loads' vitals only."""
+    after = replace(ctx, stop=threading.Event(), window_s=PAGES_BUDGET_S)
+    if not _event_loop_running():
+        return measure_pages(after, chromium, lighthouse=lighthouse)
+    # Playwright's sync API refuses to run inside an asyncio loop: give it its own thread
+    bound_s = PAGES_BUDGET_S + STOP_GRACE_S + LAUNCH_TIMEOUT_S + PAGE_TIMEOUT_S + 120
+    return call_in_thread(lambda: measure_pages(after, chromium, lighthouse=lighthouse), bound_s)
+
+
+def measure_pages(ctx: AgentContext, chromium: str, *, lighthouse: bool = True) -> dict[str, Any]:
     """Load every page ``loads`` times within ``ctx.window_s`` (or until ``ctx.stop``); raw
     observations, JSON-serialisable."""
     from playwright.sync_api import Error as PlaywrightError
@@ -187,9 +193,10 @@ def measure_pages(ctx: AgentContext, chromium: str) -> dict[str, Any]:
                     break
         finally:
             browser.close()
-    observed["lighthouse"] = run_lighthouse_pages(
-        {p: pages[p]["url"] for p in paths}, chromium, CHROMIUM_ARGS, bounds.remaining,
-        search_dirs=[Path.cwd(), ctx.spec.spec_dir], stopped=ctx.stop.is_set)
+    if lighthouse:
+        observed["lighthouse"] = run_lighthouse_pages(
+            {p: pages[p]["url"] for p in paths}, chromium, CHROMIUM_ARGS, bounds.remaining,
+            search_dirs=[Path.cwd(), ctx.spec.spec_dir], stopped=ctx.stop.is_set)
     observed["elapsed_s"] = round(time.monotonic() - started, 3)
     return observed
 

@@ -70,3 +70,14 @@ def test_the_result_has_the_contract_keys_the_noise_floor_and_the_sections() -> 
     assert result["changes"] == [{"kind": "set_knob", "description": "workers 2", "status": "kept", "reason": "faster",
                                   "params": {"knob": "workers", "value": 2}, "effect": None}]
     assert set(result["costs"]) == {"wall_s", "load_s", "cpu_s", "tokens", "usd"}
+
+
+def test_a_vitals_goal_shows_its_interval_and_page_loads() -> None:
+    result = {**result_with_search(), "goals": [
+        {"expr": "lcp_ms<=2500", "met": True, "value": 812.5, "ci95": [790.0, 840.0], "loads": 6},
+        {"expr": "cls<=0.1", "met": False, "value": None, "loads": 0, "reason": "fewer than 3 page loads measured cls"},
+        {"expr": "p95_ms<=50", "met": True, "value": 20.0}]}
+    text = render_markdown(result)
+    assert "`lcp_ms<=2500`: met (812.5, 95% CI [790, 840] over 6 page loads)" in text
+    assert "`cls<=0.1`: not met (None; fewer than 3 page loads measured cls)" in text
+    assert "`p95_ms<=50`: met (20.0)" in text
