@@ -91,12 +91,45 @@ def check_answer(text: str, source_dir: Path) -> PatchCheck:
                       detail=detail)
 
 
+def file_sections(diff: str) -> list[str]:
+    """The diff cut into one section per file. ``--recount`` counts a hunk up to the next line
+    that cannot belong to it, and ``--- a/next.py`` can (a removed line): a plain multi-file diff
+    (no ``diff --git`` lines between its files) only applies file by file."""
+    lines = diff.splitlines(keepends=True)
+    starts = [0]
+    for i in range(1, len(lines) - 1):
+        if lines[i].startswith("--- ") and lines[i + 1].startswith("+++ "):
+            start = i
+            while start > starts[-1] and not lines[start - 1].startswith((" ", "+", "-", "@@", "\\")):
+                start -= 1  # the section's own header lines (diff --git, index, new file mode ...)
+            if start > starts[-1]:
+                starts.append(start)
+    bounds = [*starts, len(lines)]
+    return ["".join(lines[a:b]) for a, b in zip(bounds, bounds[1:], strict=False) if "".join(lines[a:b]).strip()]
+
+
 def git_apply(diff: str, source_dir: Path, *, strip: int = 1, check: bool = False,
               reverse: bool = False) -> tuple[bool, str]:
-    """``git apply`` in source_dir: (succeeded, first line of its complaint)."""
+    """``git apply`` in source_dir, file by file (file_sections): (succeeded, first line of its
+    complaint). Every section is checked before any is applied; a failure while applying leaves
+    the files as the journal recorded them to be restored (tasks/changes/code_patch.py)."""
     cmd = ["git", "apply", "--recount", "--whitespace=nowarn", f"-p{strip}"]
-    cmd += ["--check"] if check else []
     cmd += ["--reverse"] if reverse else []
+    sections = file_sections(diff)
+    for section in sections:
+        ok, first = _git(cmd + ["--check"], section, source_dir)
+        if not ok:
+            return False, first
+    if check:
+        return True, ""
+    for section in sections:
+        ok, first = _git(cmd, section, source_dir)
+        if not ok:
+            return False, first
+    return True, ""
+
+
+def _git(cmd: list[str], diff: str, source_dir: Path) -> tuple[bool, str]:
     try:
         proc = subprocess.run(cmd, cwd=source_dir, input=diff, text=True, capture_output=True,
                               timeout=GIT_TIMEOUT_S, check=False)

@@ -102,3 +102,31 @@ def test_a_dirty_or_missing_work_tree_is_refused(shop_source: Path, tmp_path: Pa
     (tmp_path / "plain").mkdir()
     with pytest.raises(RefusedError, match="not a git work tree"):
         require_clean_work_tree(tmp_path / "plain")
+
+
+@pytest.mark.parametrize("git_headers", [False, True])
+def test_a_multi_file_diff_applies_file_by_file_and_reverts(tmp_path: Path, git, git_headers: bool) -> None:
+    """--recount alone reads the next file's ``--- a/y.py`` as a removed line of the last hunk."""
+    (tmp_path / "x.py").write_text("a\nb\nc\n")
+    (tmp_path / "y.py").write_text("1\n2\n3\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "start")
+    sections = [f"{'diff --git a/x.py b/x.py' + chr(10) if git_headers else ''}--- a/x.py\n+++ b/x.py\n"
+                "@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n",
+                f"{'diff --git a/y.py b/y.py' + chr(10) if git_headers else ''}--- a/y.py\n+++ b/y.py\n"
+                "@@ -1,9 +1,9 @@\n 1\n-2\n+two\n 3\n"]  # a miscounted hunk too
+    check = check_answer(fenced("".join(sections)), tmp_path)
+    assert (check.outcome, check.paths) == ("applies", ("x.py", "y.py")), check.detail
+    assert git_apply(check.diff or "", tmp_path)[0]
+    assert ((tmp_path / "x.py").read_text(), (tmp_path / "y.py").read_text()) == ("a\nB\nc\n", "1\ntwo\n3\n")
+    assert git_apply(check.diff or "", tmp_path, reverse=True)[0]
+    assert ((tmp_path / "x.py").read_text(), (tmp_path / "y.py").read_text()) == ("a\nb\nc\n", "1\n2\n3\n")
+
+
+def test_a_multi_file_diff_with_one_bad_file_changes_nothing(shop_source: Path) -> None:
+    good = extract_diff(answer("10_small_n_plus_one_joined.json")) or ""
+    bad = "--- a/catalog.py\n+++ b/catalog.py\n@@ -1,2 +1,2 @@\n-no such line\n+x\n nor this\n"
+    before = (shop_source / "catalog.py").read_text()
+    assert not git_apply(good + bad, shop_source)[0]
+    assert (shop_source / "catalog.py").read_text() == before  # every file checked before any applied
