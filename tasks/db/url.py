@@ -59,6 +59,10 @@ def check_database_url(url: str, *, allow_remote: bool = False) -> None:
         raise SpecError(f"bad database URL {redact_url(url)!r}: a control character in it")
     # libpq also connects to hosts named in the query string (host=, hostaddr=)
     hosts = [parts.hostname] + [h for k, v in parse_qsl(parts.query) if k in ("host", "hostaddr") for h in v.split(",")]
+    service = [k for k, _ in parse_qsl(parts.query) if k in ("service", "servicefile")]
+    if service and not allow_remote:  # a pg_service.conf entry names its own host
+        raise UnsafeTargetError(f"database URL names a libpq {service[0]}= whose host is not checked; "
+                                "name the host in the URL, or pass --allow-remote")
     for host in hosts if not allow_remote else []:
         if not is_loopback_host(host) and not host.startswith("/"):  # /: a local socket
             raise UnsafeTargetError(f"database host {host!r} is not loopback; pass --allow-remote")

@@ -148,6 +148,8 @@ for i, (url, needle) in enumerate([
     (LOCAL_PG + "?host=db.prod.example.com", "not loopback"),
     (LOCAL_PG + "?hostaddr=10.0.0.5", "not loopback"),
     (LOCAL_PG + "?host=127.0.0.1,evil.example", "not loopback"),
+    (LOCAL_PG + "?service=prod", "service="),
+    (LOCAL_PG + "?servicefile=/etc/pg_service.conf", "servicefile="),
     ("postgresql://app@127.0.0.1,evil.example/shop", "not loopback"),
     ("postgresql://app@127.0.0.1:5432\n/shop", "database"),
     ("postgresql://app@127.0.0.1:abc/shop", "database"),
