@@ -73,7 +73,7 @@ def step_once(run: Run) -> tuple[str | None, str | None]:
 def finish_run(run: Run) -> RunResult:
     goals = loop.goals_met(run) if run.baseline else []
     if run.advisor is not None:
-        run.sections["llm"] = run.advisor.spend.summary()
+        run.sections["llm"] = {**run.advisor.spend.summary(), "questions": run.advisor.notes}  # per question: model, result, tokens
     result = build_result(run, goals)
     costs = result["costs"]
     run.store.finish_run(run.run_id, result["status"], result, [

@@ -140,24 +140,31 @@ def test_a_patch_that_does_not_apply_escalates_and_changes_nothing(tmp_path: Pat
     assert result["llm"]["calls"] == 2 and set(result["llm"]["by_model"]) == {"small-model", "large-model"}
 
 
-def test_a_slower_patch_is_reverted_and_the_tree_restored_byte_for_byte(tmp_path: Path) -> None:
-    server = replay_server.ReplayServer(answers("slower", "no_patch")).start()
+def test_reverted_patches_escalate_and_the_tree_is_restored_byte_for_byte(tmp_path: Path) -> None:
+    """The small model's patch is faster but drops a field (responses differ: reverted), the
+    question goes to the large model in the same run, whose patch is slower (reverted)."""
+    server = replay_server.ReplayServer(answers("changes_responses", "slower_large")).start()
     try:
-        src = work_tree(tmp_path, server.url)
+        src = work_tree(tmp_path, server.url, quality=["error_rate<=0.01", "responses==baseline"])
         before = tree_bytes(src)
-        result = run_ok(tmp_path)
+        result = run_ok(tmp_path, "--budget", "iterations=2,load_s=60")
+        models = [r["body"]["model"] for r in server.requests]
     finally:
         server.stop()
-    (change,) = result["changes"]
-    assert change["kind"] == "code_patch" and change["status"] == "reverted", change["reason"]
+    assert models == ["small-model", "large-model"]  # escalated after the first patch was reverted
+    changed, slower = [c for c in result["changes"] if c["kind"] == "code_patch"]
+    assert changed["status"] == "reverted" and "responses==baseline" in changed["reason"], changed["reason"]
+    assert slower["status"] == "reverted" and "responses" not in slower["reason"], slower["reason"]
     assert tree_bytes(src) == before and git(src, "status", "--porcelain") == ""
-    assert Path(change["patch"]).is_file()
+    assert Path(changed["patch"]).is_file() and Path(slower["patch"]).is_file()
+    questions = result["llm"]["questions"]
+    assert [q["model"] for q in questions] == ["small-model", "large-model"]
     con = duckdb.connect(str(tmp_path / ".perfagents" / "store.duckdb"), read_only=True)
     try:
-        outcomes = con.execute("SELECT model, outcome FROM llm_answers").fetchall()
+        outcomes = set(con.execute("SELECT model, outcome FROM llm_answers").fetchall())
     finally:
         con.close()
-    assert ("small-model", "reverted") in outcomes  # the next question escalates past it
+    assert outcomes == {("small-model", "broke_correctness"), ("large-model", "reverted")}
 
 
 def test_a_dirty_work_tree_is_refused_with_one_line(tmp_path: Path) -> None:
