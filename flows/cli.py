@@ -163,6 +163,9 @@ def run(
 
     ephemeral_server_dies_with_us()
     from tasks import progress
+    from tasks.analysis.gate import preload
+
+    preload()  # the gate's Great Expectations import overlaps the Prefect server's start
 
     listener = LiveProgress(quiet)
     progress.subscribe(listener)

@@ -13,6 +13,7 @@ from typing import Any
 
 from tasks.advisor.candidates import open_advisor
 from tasks.agents.registry import agents_for, capture_env_for
+from tasks.analysis.gate import preload
 from tasks.budget import Ledger
 from tasks.changes.journal import refuse_open_changes
 from tasks.changes.runtime import Runtime
@@ -89,6 +90,7 @@ class Run:
 def open_run(request: Request, *, flow: str = "optimize-target", keep_workdir: bool = False) -> Iterator[Run]:
     """Open the request's store, record the run, set up and start (or attach to) the target; always clean up."""
     spec = request.spec
+    preload()  # a deployment's run: the gate's import overlaps the target's start
     store = Store(request.store)
     try:
         refuse_open_changes(store, spec.name, request.store)

@@ -26,7 +26,7 @@ import polars as pl
 from tasks import progress
 from tasks.agents.base import Agent, AgentContext
 from tasks.agents.database.sqlcapture import set_capture, sql_log_dir
-from tasks.analysis.gate import ERROR_RULE, validate_window
+from tasks.analysis.gate import ERROR_RULE, validate_window, wait_preloaded
 from tasks.analysis.stats import endpoint_stats_frame, window_stats
 from tasks.budget import Ledger
 from tasks.changes.runtime import Runtime
@@ -167,6 +167,7 @@ def _measure_once(
     # decide carry no capture cost
     set_capture(sql_log_dir(rt.workdir), on=any(a.name == "database" for a in agents))
     sampler = ProcessTreeSampler(rt.handle.pids, role="target")
+    wait_preloaded()  # the gate's suites are built off the window, not during it
     progress.emit("window_start", label=label, attempt=attempt, seconds=ctx.window_s, config=dict(rt.config))
     started_at = now()
     t0 = time.monotonic()

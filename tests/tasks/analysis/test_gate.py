@@ -144,3 +144,15 @@ def test_check_percentiles_monotone() -> None:
         "bad: percentiles not monotone (p50 5.0, p95 4.0, p99 6.0)",
         "total: percentiles not monotone (p50 1.0, p95 3.0, p99 2.5)",
     ]
+
+
+def test_preload_builds_the_suites_off_the_window_and_windows_wait_for_it(monkeypatch) -> None:
+    from tasks.analysis import gate
+
+    monkeypatch.setattr(gate, "_GX", {})
+    monkeypatch.setattr(gate, "_PRELOAD", [])
+    gate.preload()
+    gate.preload()  # once per process
+    assert len(gate._PRELOAD) == 1
+    gate.wait_preloaded()
+    assert not gate._PRELOAD[0].is_alive() and set(gate._GX) == {"context", "batch", "suites"}
