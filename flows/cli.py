@@ -54,7 +54,8 @@ def password_to_env(url: str | None) -> str | None:
 
 
 def quiet_prefect(verbose: bool) -> None:
-    """Prefect's own logs go to its UI; the terminal shows our progress unless --verbose."""
+    """Prefect's own logs go to its UI; the terminal shows our progress (and a failed run's one
+    line, not the flow engine's ERROR traceback) unless --verbose."""
     os.environ.setdefault("PREFECT_HOME", str(Path(".perfagents") / "prefect"))
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)  # Prefect won't create it
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -62,7 +63,7 @@ def quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
         for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.server", "uvicorn", "httpx",
                      "great_expectations"):
             logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -49,3 +49,14 @@ def test_unreachable_base_url_fails_before_load(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "unreachable" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_a_failing_setup_command_is_one_line_not_the_flow_engines_traceback(tmp_path: Path) -> None:
+    """Found only when the run starts (inside the Prefect flow): Prefect logs the flow's failure
+    at ERROR with a traceback; the terminal shows our one line."""
+    spec = spec_file(tmp_path, setup=[["python", "no_such_seed.py"]])
+    proc = subprocess.run([str(PERFAGENTS), "run", str(spec), "--store", str(tmp_path / "s.duckdb")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1 and "no_such_seed.py" in proc.stderr
