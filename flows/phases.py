@@ -45,7 +45,7 @@ def step_once(run: Run) -> tuple[str | None, str | None]:
     if candidate is None and run.advisor is not None and run.advisor.exhausted:
         return "budget_exhausted", f"{run.advisor.exhausted} would be exceeded by the advisor's next call"
     if candidate is None:
-        return "no_candidates", "no untried candidate change is left"
+        return "no_candidates", "no untried candidate change is left" + withheld_by_spec(run)
     cold_s = run.spec.load.duration_s + 2 * run.spec.load.warmup_s
     if exhausted := run.ledger.exhausted_by(next_load_s=trial_load_s(run, candidate, cold_s)):
         return "budget_exhausted", f"the {exhausted} budget would be exceeded by the next change's trial"
@@ -68,6 +68,14 @@ def step_once(run: Run) -> tuple[str | None, str | None]:
         look(run, trial, window)
     steps.settle_change(run, trial)
     return None, None
+
+
+def withheld_by_spec(run: Run) -> str:
+    """Why index findings became no candidate, when the spec is why (a user expects to hear it)."""
+    if run.spec.database is None or run.spec.database.allow_ddl:
+        return ""
+    n = sum(1 for f in run.findings if f.kind in ("missing_index", "unused_index") and f.candidate is None)
+    return f" ({n} index finding(s) not tried: database.allow_ddl is false in the spec)" if n else ""
 
 
 def finish_run(run: Run) -> RunResult:

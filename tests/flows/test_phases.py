@@ -53,3 +53,22 @@ def test_an_unexpected_error_ends_the_run_failed_and_goes_up(tmp_path: Path, htt
         (row,) = st.rows("SELECT status, ended_at, result FROM runs")
     assert row["status"] == "failed" and row["ended_at"] is not None  # was left `running`
     assert "unexpected OperationalError: database is locked" in row["result"]
+
+
+def test_a_run_without_candidates_says_when_the_spec_withheld_index_findings() -> None:
+    from types import SimpleNamespace
+
+    from flows.phases import withheld_by_spec
+    from tasks.findings import Candidate, Finding
+
+    index = Finding(agent="database", kind="missing_index", location="orders.user_id", severity="high",
+                    evidence={})
+    tried = Finding(agent="database", kind="missing_index", location="orders.id", severity="high", evidence={},
+                    candidate=Candidate("create_index", {"table": "orders"}, "x"))
+    other = Finding(agent="database", kind="n_plus_one", location="shop:lines", severity="medium", evidence={})
+    run = SimpleNamespace(spec=SimpleNamespace(database=SimpleNamespace(allow_ddl=False)), findings=[index, tried, other])
+    assert withheld_by_spec(run) == " (1 index finding(s) not tried: database.allow_ddl is false in the spec)"
+    run.spec.database.allow_ddl = True
+    assert withheld_by_spec(run) == ""
+    run.spec.database, run.findings = None, [index]
+    assert withheld_by_spec(run) == ""
