@@ -78,14 +78,17 @@ def state_regime(run: Run, windows: list[Window]) -> tuple[str, float]:
 
 
 def _target(run: Run, trial: Trial, kind: str) -> tuple[str, str | None]:
-    """(metric, endpoint) the change is judged on in the kept state's regime."""
-    if kind == "saturated":
-        return "rps", None
+    """(metric, endpoint) the change is judged on in the kept state's regime: the median latency,
+    or for a saturated target the throughput; of the endpoint the change aims at when every
+    window has enough of its requests (under a closed-loop load an endpoint's throughput is its
+    share of the total, so a change that frees the target's workers shows there too), else of
+    the total."""
+    metric = "rps" if kind == "saturated" else PRIMARY
     endpoint = trial.candidate.endpoint
     if endpoint is not None and all(w.stats["endpoints"].get(endpoint, {}).get("requests", 0) >= MIN_ENDPOINT_SAMPLES
                                     for w in trial.before + trial.after):
-        return PRIMARY, endpoint
-    return PRIMARY, None
+        return metric, endpoint
+    return metric, None
 
 
 def prior_tau(windows: list[Window], metric: str, endpoint: str | None) -> tuple[float, int]:

@@ -100,7 +100,10 @@ def test_a_saturated_state_is_judged_on_throughput() -> None:
     trial = start_trial(run, index_on("catalog"), "c1", {})
     verdict = look(run, trial, window(5, catalog_ms=300.0, orders_ms=700.0, rps=55.0))
     assert verdict.effect["metric"] == "rps" and verdict.effect["regime"] == "saturated"
+    assert verdict.effect["endpoint"] == "catalog"  # the endpoint the index aims at: its share of the throughput
     assert verdict.effect["ratio"] > 1.3
+    trial = start_trial(run, index_on(None), "c2", {})
+    assert look(run, trial, window(6, catalog_ms=300.0, orders_ms=700.0, rps=55.0)).effect["endpoint"] in (None, "total")
 
 
 def test_no_look_again_without_budget_for_a_pair() -> None:
