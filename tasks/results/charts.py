@@ -46,7 +46,7 @@ def svg_endpoints(result: Mapping[str, Any]) -> str:
     rows = endpoint_panels(result)
     if not rows:
         return ""
-    label_w, lat_x0, lat_x1, rps_x0, rps_x1, top = 130, 170, 640, 690, CHART_WIDTH - 60, 34
+    lat_x0, lat_x1, rps_x0, rps_x1, top = 180, 640, 690, CHART_WIDTH - 60, 34
     values = [r[q] for _, b, a in rows for r in (b, a) for q in QUANTILES]
     lo, hi = min(values) / 1.3, max(values) * 1.3
     rps_top = max(max(b.get("rps") or 0, a.get("rps") or 0) for _, b, a in rows) or 1.0

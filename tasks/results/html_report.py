@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tasks.results.charts import svg_endpoints, svg_pareto
-from tasks.results.evidence_items import flatten
+from tasks.results.evidence_items import SHORT_TEXT, flatten
 from tasks.results.sentences import finding_sentence
 from tasks.results.tables import before_after_rows, cost_rows, fmt, pareto_rows
 from tasks.results.timeline import svg_timeline
@@ -97,7 +97,7 @@ def _numbers(finding: Mapping[str, Any]) -> str:
     """The evidence's numbers and short values (``key value``); excerpts (SQL, plans, stacks) are left to --json."""
     scalars: list[str] = []
     for key, value in (finding.get("evidence") or {}).items():
-        flatten(key, value, scalars, [], 0)
+        flatten(key, value, scalars, [], SHORT_TEXT)
     return ", ".join(s.replace("=", " ", 1) for s in scalars)
 
 

@@ -21,6 +21,15 @@ def pct(v: Any) -> str:
     return f"{float(v):.0%}" if float(v) >= 0.01 else f"{float(v):.2%}"
 
 
+def count(v: Any) -> str:
+    """A count: 50.0 -> 50."""
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else num(v)
+
+
+def plural(n: Any, noun: str) -> str:
+    return f"{count(n)} {noun}{'' if n == 1 else 's'}"
+
+
 def _on(f: Mapping[str, Any]) -> str:
     endpoint = f.get("endpoint")
     return f" on {endpoint}" if endpoint and endpoint != f.get("location") else ""
@@ -34,7 +43,7 @@ def _estimate(f: Mapping[str, Any]) -> str:
     g = f.get("estimated_gain") or {}
     if isinstance(g.get("ms"), int | float):
         basis = str(g.get("basis") or "")
-        where = " at 1.6 Mbit/s" if "1.6 Mbit/s" in basis else ""
+        where = " at 1.6 Mbit/s" if basis.startswith(("ms at 1.6 Mbit/s", "per repeat view, ms at 1.6 Mbit/s")) else ""
         return f" Fixing it would save about {num(g['ms'])} ms{where} (an estimate)."
     return ""
 
@@ -42,7 +51,7 @@ def _estimate(f: Mapping[str, Any]) -> str:
 def missing_index(f: Mapping[str, Any], ev: Mapping[str, Any]) -> str:
     w = ev["whatif"]
     statements = len(ev.get("statements") or []) or 1
-    return (f"{statements} statement(s) read {f['location']} without an index{_on(f)}: {ev['calls']} calls, "
+    return (f"{plural(statements, 'statement')} read {f['location']} without an index{_on(f)}: {ev['calls']} calls, "
             f"mean {num(ev['mean_ms'])} ms, {pct(ev['db_time_share'])} of the database time. "
             f"On a copy of the database an index cut them from {num(w['before_ms'])} to {num(w['after_ms'])} ms per call.")
 
@@ -57,14 +66,14 @@ def n_plus_one(f: Mapping[str, Any], ev: Mapping[str, Any]) -> str:
     per = ev["count_per_request"]
     saved = (f.get("estimated_gain") or {}).get("estimated_ms_per_request_saved")
     tail = f" One batched statement would save about {num(saved)} ms per request (an estimate)." if saved else ""
-    return (f"{f['location']} runs {_code(ev['statement'])} {num(per['median'])} times per request (median, "
-            f"up to {num(per['max'])}){_on(f)}, in {ev['requests_with_repeats']} of {ev['endpoint_requests']} "
+    return (f"{f['location']} runs {_code(ev['statement'])} {count(per['median'])} times per request (median, "
+            f"up to {count(per['max'])}){_on(f)}, in {ev['requests_with_repeats']} of {ev['endpoint_requests']} "
             f"requests.{tail}")
 
 
 def cpu_saturation(f: Mapping[str, Any], ev: Mapping[str, Any]) -> str:
     return (f"The target kept its usable CPU {pct(ev['share_of_usable'])} busy on average ({num(ev['cpu_pct_mean'])}% "
-            f"of a core, {ev['workers']} worker(s) on {ev['cores']} cores)"
+            f"of a core, {plural(ev['workers'], 'worker')} on {plural(ev['cores'], 'core')})"
             + (f"; with the time spent waiting to run, demand was {pct(ev['demand_share_of_usable'])} of it."
                if ev.get("demand_share_of_usable") is not None else "."))
 
@@ -89,8 +98,8 @@ def uncompressed_response(f: Mapping[str, Any], ev: Mapping[str, Any]) -> str:
 
 def large_payload(f: Mapping[str, Any], ev: Mapping[str, Any]) -> str:
     if "mean_bytes" in ev:
-        return (f"{f['location']} answers {num(ev['mean_bytes'])} bytes on average (up to {num(ev['max_bytes'])}), "
-                f"{pct(ev['share_of_requests'])} of the requests.")
+        return (f"Responses of {f['location']} average {num(ev['mean_bytes'])} bytes (up to {num(ev['max_bytes'])}); "
+                f"they are {pct(ev['share_of_requests'])} of the requests.")
     return f"{f['location']} weighs {num(ev['transfer_bytes'])} bytes on the wire{_on(f)}.{_estimate(f)}"
 
 
@@ -101,8 +110,9 @@ def no_cache_headers(f: Mapping[str, Any], ev: Mapping[str, Any]) -> str:
 
 def render_blocking(f: Mapping[str, Any], ev: Mapping[str, Any]) -> str:
     pages = ", ".join(ev.get("pages") or []) or "the page"
-    return (f"{f['location']} blocks the first render of {pages} ({num(ev['fetch_ms'])} ms to fetch here)."
-            f"{_estimate(f)}")
+    at_reference = (f.get("estimated_gain") or {}).get("ms_at_reference")
+    slow = f", about {num(at_reference)} ms at 1.6 Mbit/s (an estimate)" if at_reference else ""
+    return f"{f['location']} blocks the first render of {pages}: {num(ev['fetch_ms'])} ms to fetch here{slow}."
 
 
 def unused_index(f: Mapping[str, Any], ev: Mapping[str, Any]) -> str:

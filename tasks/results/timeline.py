@@ -16,15 +16,16 @@ from typing import Any
 
 from tasks.decisions.rule import MIN_GAIN
 from tasks.results.charts import BLUE, GREEN, GREY, RED, log_ticks, svg_open
+from tasks.results.sentences import plural
 
 WIDTH = 900
-PLOT_X0, PLOT_X1 = 10, 640
+PLOT_X0, PLOT_X1 = 10, 620
 ROW_H = 46
-TOP = 26
+LEGEND_H = 56
+TOP = 38
 NOISE_KEYS = {"p50_ms": "p50_rel", "p95_ms": "p95_rel", "rps": "rps_rel"}
 DESCRIPTION_CHARS = 110
-OUTCOME_WORDS = {"better": "faster", "worse": "slower", "no_gain": "no gain worth keeping",
-                 "undecided": "undecided after its looks"}
+OUTCOME_WORDS = {"better": "faster", "worse": "slower", "no_gain": "no gain worth keeping", "undecided": "undecided"}
 
 
 def trials(result: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -80,18 +81,21 @@ def svg_timeline(result: Mapping[str, Any]) -> str:
     def x(v: float) -> float:
         return PLOT_X0 + (math.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo)) * (PLOT_X1 - PLOT_X0)
 
-    height = TOP + len(rows) * ROW_H + 34
+    height = TOP + len(rows) * ROW_H + LEGEND_H
     parts = [svg_open(WIDTH, height),
-             f'<text x="{PLOT_X0}" y="11" font-weight="bold">ratio after/before (log scale; below 1 = faster)</text>']
+             f'<text x="{PLOT_X0}" y="13" font-weight="bold">ratio after/before (log scale; below 1 = faster)</text>']
     for t in log_ticks(lo, hi):
-        parts.append(f'<line x1="{x(t):.1f}" y1="{TOP - 6}" x2="{x(t):.1f}" y2="{height - 34}" stroke="#eee"/>'
+        parts.append(f'<line x1="{x(t):.1f}" y1="{TOP - 6}" x2="{x(t):.1f}" y2="{height - LEGEND_H}" stroke="#eee"/>'
                      f'<text x="{x(t):.1f}" y="{TOP - 9}" text-anchor="middle" font-size="10">{t:g}</text>')
     for i, r in enumerate(rows):
         parts.append(_row(r, TOP + i * ROW_H, x, result))
-    parts.append(f'<text x="{PLOT_X0}" y="{height - 18}">bar: 95% interval of the judged metric\'s ratio, dot: the '
-                 'measured ratio (green = kept, red = slower, grey = reverted); thin line: p95 of the same endpoint.</text>'
-                 f'<text x="{PLOT_X0}" y="{height - 4}">grey band: one window\'s noise (baseline noise floor); '
-                 f'solid line: no change; dashed: the keep boundary ({MIN_GAIN:.0%} better).</text></svg>')
+    legend = ("bar: the 95% interval of the ratio of the metric the change was judged on; dot: the measured ratio",
+              "(green = kept, red = slower, grey = reverted); thin blue line: the same endpoint's p95 and its interval;",
+              f"grey band: one window's noise (baseline noise floor); solid line: no change; dashed: the keep boundary "
+              f"({MIN_GAIN:.0%} better).")
+    parts += [f'<text x="{PLOT_X0}" y="{height - LEGEND_H + 18 + 15 * i}">{html.escape(line)}</text>'
+              for i, line in enumerate(legend)]
+    parts.append("</svg>")
     return "".join(parts)
 
 
@@ -125,7 +129,7 @@ def _row(r: dict[str, Any], y: float, x: Any, result: Mapping[str, Any]) -> str:
         out.append(f'<g><title>{html.escape(t_tip)}</title>'
                    f'<line x1="{x(t_lo):.1f}" y1="{mid + 8:.0f}" x2="{x(t_hi):.1f}" y2="{mid + 8:.0f}" stroke="{BLUE}"/>'
                    f'<circle cx="{x(tail["ratio"]):.1f}" cy="{mid + 8:.0f}" r="2.5" fill="{BLUE}"/></g>')
-    looks = (f", {d['windows']} window(s), {d['looks']} look(s)" if "windows" in d and "looks" in d else "")
+    looks = f"; {plural(d['windows'], 'window')}, {plural(d['looks'], 'look')}" if "windows" in d and "looks" in d else ""
     outcome = OUTCOME_WORDS.get(d.get("outcome", ""), "")
     out.append(f'<text x="{PLOT_X1 + 12}" y="{mid - 2:.0f}">{html.escape(e["metric"])} x{e["ratio"]:.3g} '
                f'[{lo:.3g}, {hi:.3g}]</text>'

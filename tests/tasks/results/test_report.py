@@ -90,6 +90,7 @@ def test_a_vitals_goal_shows_its_interval_and_page_loads() -> None:
 # --- the HTML report of a recorded run (a real `make run`: 4 changes tried, 25 findings) ----------
 
 RECORDED = Path(__file__).parent / "data" / "ecommerce_run.json"
+EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "report-example.html"
 
 
 def recorded() -> dict:
@@ -128,8 +129,8 @@ def test_the_timeline_draws_each_change_with_its_interval_noise_band_and_boundar
     assert svg.count("noise of one window: ±15.7%") == 4  # the median's noise floor, each change judged on p50
     assert svg.count('stroke-dasharray="3,2"') == 4  # the keep boundary in every row
     assert svg.count("p95 on ") == 2  # the two trials that measured the tail guard
-    assert "customer_orders: faster, 1 window(s), 1 look(s)" in svg
-    assert "total: undecided after its looks, 5 window(s), 3 look(s)" in svg
+    assert "customer_orders: faster; 1 window, 1 look" in svg
+    assert "total: undecided; 5 windows, 3 looks" in svg
     kept = [m.start() for m in re.finditer(r'<circle [^>]*r="4.5" fill="#2e7d32"', svg)]
     assert len(kept) == sum(1 for c in result["changes"] if c["status"] == "kept")
 
@@ -137,9 +138,10 @@ def test_the_timeline_draws_each_change_with_its_interval_noise_band_and_boundar
 def test_findings_are_sentences_not_json() -> None:
     part = section(render_html(recorded()), "Findings")
     assert part.count("<li>") == 25 and '{"' not in part and "{&quot;" not in part
-    assert ("1 statement(s) read orders.customer_id without an index on customer_orders: 282 calls, mean 53.5 ms, "
+    assert ("2 statements read orders.customer_id without an index on customer_orders: 282 calls, mean 53.5 ms, "
             "29% of the database time. On a copy of the database an index cut them from 42.4 to 0.0254 ms per call.") in part
-    assert "runs “SELECT name FROM customers WHERE id = ?” 50.0 times per request" in part
+    assert "runs “SELECT name FROM customers WHERE id = ?” 50 times per request (median, up to 50) on product_page" in part
+    assert "/static/app.js blocks the first render of /, /products/1: 33.3 ms to fetch here, about 1421 ms" in part
     assert "/static/app.css is sent uncompressed (191668 bytes; gzip makes it 29337) on /." in part
     assert "The target kept its usable CPU 100% busy on average" in part
 
@@ -155,9 +157,11 @@ def test_costs_are_a_table() -> None:
 
 
 def test_the_report_is_self_contained() -> None:
+    """...and the README's example (docs/report-example.html) is this page, rendered again here."""
     page = render_html(recorded())
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.IGNORECASE)
     assert "<script" not in page and "<link" not in page and "@import" not in page and "url(" not in page
+    EXAMPLE.write_text(page, encoding="utf-8")
 
 
 def test_a_failed_change_and_missing_evidence_still_render() -> None:
