@@ -28,6 +28,7 @@ AUTOMATION = ROOT / "automations" / "regression.yaml"
 CLI_TIMEOUT_S = 60
 FLOW_TIMEOUT_S = 90
 EVENT_WAIT_S = 45
+EVENTS_PAGE = 50  # the server's most per page
 CHECK = ("import sys\nfrom flows.regressions import check_regressions\n"
          "state = check_regressions(store=sys.argv[1], return_state=True)\n"
          "print('FLOW_RUN', state.state_details.flow_run_id, state.type.value)\n")
@@ -105,12 +106,14 @@ def run_check(store: Path, env: dict[str, str]) -> str:
 def events_of(api_url: str, flow_run_id: str, name: str) -> list[Any]:
     """Events named ``name`` that the flow run emitted, read back through the Prefect client."""
     from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    query = EventFilter(event=EventNameFilter(name=[name]), related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]))
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
-        page = client.read_events(EventFilter(event=EventNameFilter(name=[name])), limit=200)
-    return [e for e in page.events if any(r.id == f"prefect.flow-run.{flow_run_id}" for r in e.related)]
+        page = client.read_events(query, limit=EVENTS_PAGE)
+    assert page.total <= EVENTS_PAGE
+    return page.events
 
 
 def wait_for(what: str, probe: Any, timeout_s: float = EVENT_WAIT_S) -> Any:
