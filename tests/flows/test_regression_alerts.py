@@ -1,11 +1,13 @@
 """The nightly regression check on a real `prefect server`: a planted regression reaches the server
 as a perfagents.regression.confirmed event, and the documented automation (automations/regression.yaml,
 created with `prefect automation create --from-file`) turns it into a notification that a local
-webhook receives; a clean history emits the check's event and no regression event."""
+webhook receives; a clean history emits the check's event and no regression event; and the
+`check-regressions/nightly` deployment of prefect.yaml runs the same check through a process worker."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -29,6 +31,9 @@ CLI_TIMEOUT_S = 60
 FLOW_TIMEOUT_S = 90
 EVENT_WAIT_S = 45
 EVENTS_PAGE = 50  # the server's most per page
+POOL = "perfagents-regressions-test"  # not test_deployments' pool: the two modules may share a server
+WORKER_RUN_TIMEOUT_S = 150
+UUID = re.compile(r"UUID:\s*([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 CHECK = ("import sys\nfrom flows.regressions import check_regressions\n"
          "state = check_regressions(store=sys.argv[1], return_state=True)\n"
          "print('FLOW_RUN', state.state_details.flow_run_id, state.type.value)\n")
@@ -158,3 +163,30 @@ def test_a_clean_history_emits_the_check_and_no_regression(alerts, add_history_r
     assert checked[0].payload["open_confirmed"] == 0 and checked[0].payload["series"] == 12
     assert events_of(alerts["api_url"], flow_run, REGRESSION_EVENT) == []
     assert len(alerts["received"]) == notified
+
+
+def test_the_nightly_deployment_runs_the_check_through_a_process_worker(alerts, add_history_run) -> None:
+    support = sys.modules["perfagents_prefect_support"]
+    env, tmp = alerts["env"], alerts["tmp"]
+    store = tmp / "deployed.duckdb"
+    fill(store, add_history_run, step_from=5)
+    assert prefect_cli(["work-pool", "create", POOL, "--type", "process"], env).returncode == 0
+    deploy = prefect_cli(["--no-prompt", "deploy", "--name", "check-regressions/nightly", "--pool", POOL], env)
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    worker_log = tmp / "worker.log"
+    worker = support.start_process([str(PREFECT), "worker", "start", "--pool", POOL, "--limit", "1"], env, worker_log)
+    try:
+        t0 = time.monotonic()
+        started = prefect_cli(["deployment", "run", "check-regressions/nightly", "--param", f"store={store}"], env)
+        match = UUID.search(started.stdout)
+        assert started.returncode == 0 and match, started.stdout + started.stderr
+        checked = wait_for(f"the deployed check's event (worker log: {worker_log})",
+                           lambda: events_of(alerts["api_url"], match.group(1), CHECKED_EVENT), WORKER_RUN_TIMEOUT_S)
+        print(f"deployment run to its event: {time.monotonic() - t0:.1f} s")
+    finally:
+        support.stop_process(worker)
+    assert checked[0].payload["open_confirmed"] >= 1
+    events = events_of(alerts["api_url"], match.group(1), REGRESSION_EVENT)
+    assert len(events) == checked[0].payload["open_confirmed"]
+    assert any(e.payload["endpoint"] == "checkout" and e.payload["metric"] == "p95_ms" and e.payload["run_id"] == "shop-run5"
+               for e in events)
