@@ -51,15 +51,20 @@ def _estimate(f: Mapping[str, Any]) -> str:
 def missing_index(f: Mapping[str, Any], ev: Mapping[str, Any]) -> str:
     w = ev["whatif"]
     statements = len(ev.get("statements") or []) or 1
+    if "before_ms" in w:  # SQLite: timed on a copy
+        whatif = f"On a copy of the database an index cut them from {num(w['before_ms'])} to {num(w['after_ms'])} ms per call."
+    else:  # PostgreSQL: HypoPG, the planner's estimate
+        whatif = (f"With a hypothetical index the planner's cost fell from {num(w['cost_before'])} to "
+                  f"{num(w['cost_after'])} (an estimate, not a timing).")
     return (f"{plural(statements, 'statement')} read {f['location']} without an index{_on(f)}: {ev['calls']} calls, "
-            f"mean {num(ev['mean_ms'])} ms, {pct(ev['db_time_share'])} of the database time. "
-            f"On a copy of the database an index cut them from {num(w['before_ms'])} to {num(w['after_ms'])} ms per call.")
+            f"mean {num(ev['mean_ms'])} ms, {pct(ev['db_time_share'])} of the database time. {whatif}")
 
 
 def slow_query(f: Mapping[str, Any], ev: Mapping[str, Any]) -> str:
     site = f" from {ev['call_site']}" if ev.get("call_site") else ""
+    p95 = f", p95 {num(ev['p95_ms'])} ms" if ev.get("p95_ms") is not None else ""
     return (f"{_code(ev['statement'])}{site} took {pct(ev['share'])} of the database time{_on(f)}: "
-            f"{ev['calls']} calls, mean {num(ev['mean_ms'])} ms, p95 {num(ev['p95_ms'])} ms.")
+            f"{ev['calls']} calls, mean {num(ev['mean_ms'])} ms{p95}.")
 
 
 def n_plus_one(f: Mapping[str, Any], ev: Mapping[str, Any]) -> str:

@@ -173,3 +173,18 @@ def test_a_failed_change_and_missing_evidence_still_render() -> None:
     page = render_html(result)
     assert "5. failed</tspan>" in page and "no measurement: restart timed out" in page
     assert "The database agent found missing index at t.c (calls 3)." in page
+
+
+def test_postgres_evidence_reads_as_the_planner_s_estimate() -> None:
+    from tasks.results.sentences import finding_sentence
+
+    index = {"agent": "database", "kind": "missing_index", "location": "invoices.issued_on", "severity": "high",
+             "endpoint": "revenue_report", "evidence": {
+                 "statements": ["SELECT ..."], "calls": 60, "mean_ms": 18.7, "db_time_share": 0.231,
+                 "whatif": {"method": "hypopg", "cost_before": 1879.0, "cost_after": 24.6, "ratio": 76.4}}}
+    assert finding_sentence(index) == (
+        "1 statement read invoices.issued_on without an index on revenue_report: 60 calls, mean 18.7 ms, 23% of the "
+        "database time. With a hypothetical index the planner's cost fell from 1879 to 24.6 (an estimate, not a timing).")
+    query = {"agent": "database", "kind": "slow_query", "location": "accounts,invoices", "severity": "medium",
+             "endpoint": "export", "evidence": {"statement": "SELECT 1", "calls": 15, "mean_ms": 12.1, "share": 0.08}}
+    assert finding_sentence(query) == "“SELECT 1” took 8% of the database time on export: 15 calls, mean 12.1 ms."
