@@ -13,7 +13,7 @@ from typing import Any
 from tasks.findings import SEVERITY_RANK, impact
 from tasks.result import ChangeEntry, RunResult
 from tasks.results.html_report import render_html
-from tasks.results.tables import before_after_rows, fmt, pareto_rows
+from tasks.results.tables import before_after_rows, cost_rows, fmt, pareto_rows
 from tasks.run import Run
 
 __all__ = ["before_after_rows", "build_result", "pareto_rows", "ranked_findings", "render_html", "render_markdown",
@@ -87,14 +87,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     if goals:
         lines += ["", "## Goals", ""] + [f"- `{g['expr']}`: {'met' if g['met'] else 'not met'} ({fmt(g['value'])}"
                                          f"{_goal_evidence(g)})" for g in goals]
-    c = result["costs"]
-    lines += ["", f"Costs: wall {c['wall_s']:.0f} s, load {c['load_s']:.0f} s, CPU {c['cpu_s']:.0f} s, "
-              f"tokens {c['tokens']}, USD {c['usd']}"]
-    if llm := result.get("llm"):
-        kept = sum(1 for ch in result["changes"] if ch["kind"] == "code_patch" and ch["status"] == "kept")
-        per_kept = f"{llm['usd'] / kept:.6f}" if kept else "- (none kept)"
-        lines += [f"AI advisor: {llm['calls']} call(s), {llm['cache_hits']} cache hit(s), tokens "
-                  f"{llm['tokens_in']} in / {llm['tokens_out']} out, USD {llm['usd']}; USD per kept patch {per_kept}"]
+    lines += ["", "## Costs", "", "| cost | spent | note |", "|---|---:|---|"]
+    lines += [f"| {r['cost']} | {r['value']} | {r['note']} |" for r in cost_rows(result)]
     return "\n".join(lines) + "\n"
 
 

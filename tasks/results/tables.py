@@ -53,9 +53,11 @@ def cost_rows(result: Mapping[str, Any]) -> list[dict[str, str]]:
         note = f"{int(value) // 60} min {value % 60:.0f} s" if key == "wall_s" and value >= 60 else ""
         rows.append({"cost": name, "value": f"{text} {unit}".strip(), "note": note})
     if llm := result.get("llm"):
+        kept = sum(1 for c in result.get("changes") or [] if c.get("kind") == "code_patch" and c.get("status") == "kept")
         rows.append({"cost": "LLM calls", "value": str(llm.get("calls", 0)),
                      "note": f"{llm.get('cache_hits', 0)} cache hit(s); tokens {llm.get('tokens_in', 0)} in, "
-                             f"{llm.get('tokens_out', 0)} out"})
+                             f"{llm.get('tokens_out', 0)} out; USD per kept patch "
+                             + (f"{llm.get('usd', 0) / kept:.6f}" if kept else "- (none kept)")})
     if tracking := result.get("cost_tracking"):
         for when in ("baseline", "final"):
             point = tracking.get(when) or {}

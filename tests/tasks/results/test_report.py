@@ -188,3 +188,15 @@ def test_postgres_evidence_reads_as_the_planner_s_estimate() -> None:
     query = {"agent": "database", "kind": "slow_query", "location": "accounts,invoices", "severity": "medium",
              "endpoint": "export", "evidence": {"statement": "SELECT 1", "calls": 15, "mean_ms": 12.1, "share": 0.08}}
     assert finding_sentence(query) == "“SELECT 1” took 8% of the database time on export: 15 calls, mean 12.1 ms."
+
+
+def test_the_markdown_lists_the_costs_as_a_table_with_the_advisor_s() -> None:
+    result = {**recorded(), "llm": {"calls": 3, "cache_hits": 1, "tokens_in": 667, "tokens_out": 265, "usd": 0.002}}
+    result["costs"] = {**result["costs"], "tokens": 932, "usd": 0.002}
+    result["changes"] = [*result["changes"], {"kind": "code_patch", "description": "patch", "status": "kept",
+                                              "reason": "", "params": {}, "effect": None}]
+    text = render_markdown(result)
+    assert "| wall clock | 561.7 s | 9 min 22 s |" in text and "| LLM cost | 0.002 USD |  |" in text
+    assert "| LLM calls | 3 | 1 cache hit(s); tokens 667 in, 265 out; USD per kept patch 0.002000 |" in text
+    page = section(render_html(result), "Costs")
+    assert "USD per kept patch 0.002000" in page
