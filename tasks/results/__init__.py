@@ -1,9 +1,16 @@
 """What a run leaves behind: its result document and reports, an LLM evidence bundle, its history.
 
-    report.py           the ``--json`` result, the markdown summary and the HTML report
+    report.py           the ``--json`` result, the markdown summary, writing the reports
+    html_report.py      the HTML report (one self-contained page): its sections
+    charts.py           its inline SVG charts: before/after per endpoint, the Pareto front
+    timeline.py         its decision timeline: each change's ratio and interval against noise and boundary
+    sentences.py        findings as sentences
+    tables.py           rows both reports and the Prefect artifacts show (before/after, Pareto, costs)
     evidence.py         a token-budgeted evidence bundle of one run (packing, tiktoken counts)
     evidence_items.py   the bundle's pieces: each part of a result at levels of detail
     history.py          earlier runs from the store, and drift against them
+    signature.py        a run's signature (per endpoint) at its end
+    regressions.py      change points in each target's signature history (``perfagents regressions``)
 """
 
 from __future__ import annotations

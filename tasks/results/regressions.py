@@ -79,3 +79,24 @@ def find_regressions(store: Store, target: str | None = None) -> dict[str, Any]:
 
 def _sig(value: float) -> float:
     return float(f"{value:.4g}")
+
+
+def render_regressions(found: dict[str, Any]) -> str:
+    """The regressions as a markdown table (the nightly check's Prefect artifact)."""
+    lines = [f"# Regressions: {found['series']} series judged, {found['open_confirmed']} confirmed and open", ""]
+    if found["regressions"]:
+        lines += ["| target | endpoint | metric | since run | size | 95% CI | false-alarm rate | status |",
+                  "|---|---|---|---|---:|---|---:|---|"]
+        lines += [f"| {r['target']} | {r['endpoint']} | {r['metric']} | {r['run_id']} | x{r['size']:.3g} | "
+                  f"[{r['ci95'][0]:.3g}, {r['ci95'][1]:.3g}] | {false_alarm_text(r)} | {r['status']}, "
+                  f"{'open' if r['open'] else 'closed'} |" for r in found["regressions"]]
+    else:
+        lines.append("No regression found.")
+    lines += [f"- not judged: {line}" for line in found["not_judged"]]
+    return "\n".join(lines) + "\n"
+
+
+def false_alarm_text(regression: dict[str, Any]) -> str:
+    """The measured false-alarm rate; zero in N simulated null series reads ``< 1/N``."""
+    rate = regression["false_alarm_rate"]
+    return f"< {1 / regression['null_series']:.2%}" if rate == 0 else f"{rate:.2%}"

@@ -22,6 +22,7 @@ MINI_SPEC = "tests/flows/mini_target/target.yaml"  # relative to the repo root, 
 PREFECT = Path(sys.executable).with_name("prefect")
 POOL = "perfagents-process"
 NIGHTLY_CRON = "0 3 * * *"
+REGRESSIONS_CRON = "30 4 * * *"  # after the nightly optimization run
 CLI_TIMEOUT_S = 60
 RUN_TIMEOUT_S = 150
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -53,6 +54,9 @@ def test_reference_workflow_runs_nightly_by_cron_and_on_demand() -> None:
     optimize = find_deployment("optimize_target", "on-demand")
     assert optimize["entrypoint"] == "flows/optimize.py:optimize_target"
     assert not optimize.get("schedules")
+    check = find_deployment("check_regressions", "nightly")
+    assert check["entrypoint"] == "flows/regressions.py:check_regressions"
+    assert check["schedules"] == [{"cron": REGRESSIONS_CRON, "timezone": "UTC", "active": True}]
 
 
 def test_every_deployment_uses_the_process_pool_and_enforces_its_form() -> None:
@@ -93,6 +97,9 @@ def test_flow_signatures_give_one_typed_request_form() -> None:
     for dep in load_deployments():
         flow = load_flow_from_entrypoint(str(ROOT / dep["entrypoint"]))
         schema = parameter_schema(flow).model_dump()
+        if dep["entrypoint"].endswith(":check_regressions"):  # not an optimization: its own two fields
+            assert set(schema["properties"]) == {"target", "store"} and not dep.get("parameters"), dep["name"]
+            continue
         fields = assert_one_request_form(schema)
         assert set(dep.get("parameters") or {}) <= {"request"}, dep["name"]
         assert set((dep.get("parameters") or {}).get("request") or {}) <= set(fields), dep["name"]
@@ -141,6 +148,9 @@ def test_deploy_all_registers_schedules_forms_and_the_checkout(deployed: dict[st
     assert [s["schedule"]["cron"] for s in nightly["schedules"]] == [NIGHTLY_CRON]
     assert nightly["schedules"][0]["schedule"]["timezone"] == "UTC"
     assert read_deployment(api_url, "ecommerce-optimization", "on-demand")["schedules"] == []
+    check = read_deployment(api_url, "check-regressions", "nightly")
+    assert [s["schedule"]["cron"] for s in check["schedules"]] == [REGRESSIONS_CRON]
+    assert check["parameter_openapi_schema"]["properties"]["store"]["default"] == ".perfagents/perfagents.duckdb"
 
     optimize = read_deployment(api_url, "optimize-target", "on-demand")
     assert optimize["work_pool_name"] == POOL

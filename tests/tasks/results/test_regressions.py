@@ -90,3 +90,25 @@ def test_the_console_script_exits_1_on_a_confirmed_regression(tmp_path: Path, ad
                           timeout=60)
     assert proc.returncode == 1, proc.stderr
     assert "confirmed" in proc.stdout and "shop-run4" in proc.stdout
+
+
+def test_the_nightly_check_s_artifact_and_events(tmp_path: Path, add_history_run) -> None:
+    from flows.regressions import REGRESSION_EVENT, regression_events
+    from tasks.results.regressions import render_regressions
+
+    path = tmp_path / "s.duckdb"
+    fill(path, add_history_run, step_from=5)
+    with Store(path, read_only=True) as store:
+        found = find_regressions(store, "shop")
+    text = render_regressions(found)
+    assert text.startswith(f"# Regressions: 12 series judged, {found['open_confirmed']} confirmed and open")
+    p95 = next(r for r in found["regressions"] if r["endpoint"] == "checkout" and r["metric"] == "p95_ms")
+    assert (f"| shop | checkout | p95_ms | shop-run5 | x{p95['size']:.3g} | [{p95['ci95'][0]:.3g}, {p95['ci95'][1]:.3g}] "
+            f"| < 0.05% | confirmed, open |") in text
+    events = regression_events(found)
+    assert len(events) == found["open_confirmed"] and {e["event"] for e in events} == {REGRESSION_EVENT}
+    assert {e["resource"]["prefect.resource.id"] for e in events} == {"perfagents.target.shop"}
+    assert {"target": "shop", "endpoint": "checkout", "metric": "p95_ms", "run_id": "shop-run5"}.items() <= next(
+        e["payload"] for e in events if e["payload"]["metric"] == "p95_ms" and e["payload"]["endpoint"] == "checkout").items()
+    suspected = dict(found, regressions=[dict(r, status="suspected") for r in found["regressions"]])
+    assert regression_events(suspected) == []
