@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import polars as pl
+
 from tasks.store.connection import Connection, dumps, now
 
 TOTAL = "__total__"  # tasks.analysis.stats.TOTAL_ENDPOINT (the store knows nothing above it)
@@ -97,6 +99,11 @@ class SignatureQueries(Connection):
             sql += " AND r.target = ?"
             params.append(target)
         return self.rows(sql + " ORDER BY w.started_at, e.endpoint", params)
+
+    def window_samples(self, window_id: str) -> pl.DataFrame:
+        """One window's per-request samples (ts, endpoint, method, latency_ms, status, bytes, error), by time."""
+        return self.query("SELECT ts, endpoint, method, latency_ms, status, bytes, error FROM samples "
+                          "WHERE window_id = ? ORDER BY ts", [window_id])
 
     def valid_profile_windows(self, run_id: str) -> list[dict[str, Any]]:
         """A run's valid profiling windows, newest first: window_id, config (JSON text)."""
