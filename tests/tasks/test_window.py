@@ -84,3 +84,34 @@ def test_failing_and_stuck_agents_are_recorded_and_the_window_completes(store, m
 
     stuck = [t for t in threading.enumerate() if t.name == "agent-stuck"]
     assert stuck and all(t.daemon for t in stuck)
+
+
+@pytest.fixture
+def mini_two_workers(tmp_path: Path):
+    spec_data = yaml.safe_load((MINI / "target.yaml").read_text())
+    spec_data["start"]["cwd"] = str(MINI)
+    spec_data["load"].update(duration_s=3, warmup_s=1, users=4, processes=2)
+    path = tmp_path / "target.yaml"
+    path.write_text(yaml.safe_dump(spec_data))
+    spec = load_spec(path)
+    handle = start_target(spec, tmp_path, spec.default_config())
+    try:
+        yield Runtime(spec, tmp_path, handle, spec.default_config())
+    finally:
+        stop_target(handle)
+
+
+def test_a_window_of_two_workers_is_one_window_stored_once(store, mini_two_workers) -> None:
+    """load.processes: 2 through the run's code path: the merged samples are the window, the gate
+    judged the busiest worker, and the run's load generator summary counts it."""
+    rt = mini_two_workers
+    w = window_mod.measure_window(store, "run-1", rt, "baseline-1", agents=[], ledger=Ledger(Budget()),
+                                  max_attempts=1)
+    assert w.samples.height >= 200 and w.stats["total"]["requests"] == w.samples.height
+    assert not any("merged samples" in r for r in w.reasons)
+    assert store.con.execute("SELECT count(*) FROM samples").fetchall()[0][0] == w.samples.height
+    roles = {r[0] for r in store.con.execute("SELECT DISTINCT role FROM resources").fetchall()}
+    assert {"loadgen-master", "loadgen-1", "loadgen-2", "target"} <= roles
+    summary = rt.load_generator.summary()
+    assert summary["processes"] == 2 and summary["cpu_max"] == pytest.approx(w.loadgen_cpu_pct, abs=0.1)
+    assert summary["saturated_windows"] == (0 if w.valid else int("loadgen_not_saturated" in w.failed_rules))
