@@ -42,7 +42,7 @@ def measure_capacity(run: Run) -> dict[str, Any]:
            "PERFAGENTS_STEP_PLAN_OUT": str(plan_path)}
     result = run_load_test(spec, rt.handle.base_url, workdir, label="capacity", shape_file=SHAPE_FILE,
                            duration_s=len(levels) * step_s, extra_env=env,
-                           allow_remote=run.request.allow_remote)
+                           allow_remote=run.request.allow_remote, processes=rt.load_generator.processes)
     run.ledger.load_s += len(levels) * step_s
     table = throughput_by_level(result.samples, read_step_plan(plan_path))
     n, x = table["users"].to_list(), table["rps"].to_list()

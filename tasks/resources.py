@@ -199,18 +199,23 @@ def _own_pids(extra: list[int]) -> set[int]:
     return pids
 
 
-def _foreign_cpu(own: set[int]) -> dict[tuple[int, float], float]:
+def _foreign_cpu(own: set[int], cpus: frozenset[int] | None = None) -> dict[tuple[int, float], float]:
     """CPU seconds so far of every process that is not ours, keyed by (pid, start time).
 
     Each process's own time only: what a parent reaps lands in its counters at once, a whole
     lifetime in one step (a shell that reaps a long test run), so children's times would
     put hours of earlier work into one window. Kernel threads are left out: the loopback
-    traffic and page faults our own windows cause are charged to them.
+    traffic and page faults our own windows cause are charged to them. With ``cpus`` (the
+    study's own CPUs, tasks/target/study_cpus.py) a process that may not run on any of them
+    (another study, pinned to its own) is left out too: it takes no CPU time from us.
     """
     out: dict[tuple[int, float], float] = {}
-    for proc in psutil.process_iter(["pid", "ppid", "create_time"]):
+    attrs = ["pid", "ppid", "create_time", *(["cpu_affinity"] if cpus is not None else [])]
+    for proc in psutil.process_iter(attrs):
         info = proc.info
         if info["pid"] in own or info["pid"] in (0, 2) or info["ppid"] == 2:
+            continue
+        if cpus is not None and info.get("cpu_affinity") and cpus.isdisjoint(info["cpu_affinity"]):
             continue
         try:
             c = proc.cpu_times()
@@ -237,8 +242,10 @@ class ForeignCpuMeter:
     ``sample_s`` before it exits, and processes shorter than that.
     """
 
-    def __init__(self, extra_pids: Callable[[], list[int]] | None = None, sample_s: float = 1.0) -> None:
+    def __init__(self, extra_pids: Callable[[], list[int]] | None = None, sample_s: float = 1.0,
+                 cpus: frozenset[int] | None = None) -> None:
         self._extra = extra_pids or (lambda: [])
+        self._cpus = cpus
         self._sample_s = sample_s
         self._first: dict[tuple[int, float], float] = {}
         self._last: dict[tuple[int, float], float] = {}
@@ -252,7 +259,7 @@ class ForeignCpuMeter:
             extra = list(self._extra())
         except Exception:  # naming the extra processes must never fail a window
             extra = []
-        for key, cpu_s in _foreign_cpu(_own_pids(extra)).items():
+        for key, cpu_s in _foreign_cpu(_own_pids(extra), self._cpus).items():
             if key not in self._first:
                 # first seen later: from zero if it started inside the interval (1 s for
                 # create_time's rounding), else (it was ours until now) from this reading

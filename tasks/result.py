@@ -22,6 +22,12 @@ class Costs(TypedDict):
     usd: float
 
 
+class LoadGeneratorSummary(TypedDict):
+    processes: int  # Locust worker processes (the most any window used; 1: one process)
+    cpu_max: float  # the busiest Locust process's highest window mean, % of one core
+    saturated_windows: int  # windows the gate rejected for a saturated load generator
+
+
 class ChangeEntry(TypedDict):
     kind: str  # a tasks.changes.CHANGE_KINDS name
     description: str
@@ -41,6 +47,7 @@ class RunSections(TypedDict, total=False):
     capacity: dict[str, Any]  # enterprise-api-optimization: the USL fit and the fleet it recommends
     phase_errors: list[str]  # reporting phases that failed (the result stands without them)
     llm: dict[str, Any]  # the advisor's calls, cache hits, tokens and USD (tasks.advisor.spend.Spend.summary)
+    study_cpus: list[int]  # the CPUs this study held while others ran beside it (tasks/target/study_cpus.py)
 
 
 class RunResult(RunSections):
@@ -59,4 +66,5 @@ class RunResult(RunSections):
     noise_floor: dict[str, Any]  # "p95_rel" and how the baseline's floor was measured
     noise_kept_state: NotRequired[dict[str, Any]]  # the knob search's floor of the kept state
     config: dict[str, Any]  # the final knob values
+    load_generator: LoadGeneratorSummary
     report_html: NotRequired[str]  # added when the reports are written

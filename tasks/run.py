@@ -26,6 +26,7 @@ from tasks.result import RunSections
 from tasks.spec import TargetSpec
 from tasks.store import Store, now
 from tasks.target import attach_target, database_url, run_setup, start_target, stop_target
+from tasks.target.study_cpus import claim_study_cpus
 from tasks.window import Window
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +89,17 @@ class Run:
 
 @contextmanager
 def open_run(request: Request, *, flow: str = "optimize-target", keep_workdir: bool = False) -> Iterator[Run]:
-    """Open the request's store, record the run, set up and start (or attach to) the target; always clean up."""
+    """Claim the study's CPUs when several studies share the host (tasks/target/study_cpus.py), open
+    the request's store, record the run, set up and start (or attach to) the target; always clean up."""
+    with claim_study_cpus() as cpus:
+        with _open_run(request, flow, keep_workdir) as run:
+            if cpus is not None:
+                run.sections["study_cpus"] = sorted(cpus)
+            yield run
+
+
+@contextmanager
+def _open_run(request: Request, flow: str, keep_workdir: bool) -> Iterator[Run]:
     spec = request.spec
     preload()  # a deployment's run: the gate's import overlaps the target's start
     store = Store(request.store)

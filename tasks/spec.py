@@ -41,6 +41,7 @@ __all__ = ["KNOB_TYPES", "BoolKnob", "ChoiceKnob", "EnvApply", "FloatKnob", "Htt
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "reference_workflows"
 REFERENCE_TARGETS = {"ecommerce": "ecommerce", "enterprise-api": "enterprise_api"}
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MAX_LOAD_PROCESSES = 64  # Locust workers of one window (load.processes)
 COMPLEXITY_SIZES = [10, 100, 1000, 5000]  # a complexity probe's default sizes
 MIN_COMPLEXITY_SIZES = 3  # distinct sizes a complexity fit needs
 
@@ -111,6 +112,16 @@ class LoadSpec(_Model):
     warmup_s: float = Field(default=3, ge=0, le=600)
     think_time_s: tuple[float, float] = (0.0, 0.0)  # generated scenarios: wait between requests
     pin_cpus: Literal["auto"] | bool = "auto"  # target and the rest on disjoint CPUs (tasks/target/pinning.py)
+    # Locust processes: 1 (one process), N > 1 (a master and N workers), or auto (one more worker
+    # when the busiest generator process passes tasks/load/generator.py's threshold)
+    processes: int | Literal["auto"] = 1
+
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _processes(cls, value: Any) -> Any:
+        if value != "auto" and (type(value) is not int or not 1 <= value <= MAX_LOAD_PROCESSES):
+            raise ValueError(f"must be a whole number from 1 to {MAX_LOAD_PROCESSES}, or auto (got {value!r})")
+        return value
 
     @model_validator(mode="after")
     def _scenario(self) -> LoadSpec:

@@ -26,7 +26,7 @@ import polars as pl
 from tasks import progress
 from tasks.agents.base import Agent, AgentContext
 from tasks.agents.database.sqlcapture import set_capture, sql_log_dir
-from tasks.analysis.gate import ERROR_RULE, validate_window, wait_preloaded
+from tasks.analysis.gate import ERROR_RULE, LOADGEN_RULE, validate_window, wait_preloaded
 from tasks.analysis.stats import endpoint_stats_frame, window_stats
 from tasks.budget import Ledger
 from tasks.changes.runtime import Runtime
@@ -36,6 +36,7 @@ from tasks.resources import ForeignCpuMeter, ProcessTreeSampler
 from tasks.store import Store, now
 from tasks.target.pinning import pin_mode, pinned, plan_cpus
 from tasks.target.process import database_pids
+from tasks.target.study_cpus import held_study_cpus
 from tasks.tracing.spans import SPANS_KEY, spans_frame
 
 MAX_ATTEMPTS = 2
@@ -174,11 +175,13 @@ def _measure_once(
     futures = {agent.name: _start_agent(agent, ctx) for agent in agents}
     sampler.start()
     meter = ForeignCpuMeter(lambda: [*rt.handle.pids(), *database_pids(rt.database_url),
-                                     *database_pids(os.environ.get("PREFECT_API_URL"), 4200)]).start()
+                                     *database_pids(os.environ.get("PREFECT_API_URL"), 4200)],
+                            cpus=held_study_cpus()).start()
     try:
         with pinned(plan_cpus(pin_mode(spec)), rt.handle.pids):
             result = run_load_test(spec, rt.handle.base_url, workdir, label=label, allow_remote=allow_remote,
-                                   warmup_s=warmup_s, duration_s=duration_s, detect_warmup=detect_warmup)
+                                   warmup_s=warmup_s, duration_s=duration_s, detect_warmup=detect_warmup,
+                                   processes=rt.load_generator.processes)
     finally:
         foreign = meter.stop()
         sampler.stop()
@@ -189,6 +192,10 @@ def _measure_once(
     gate = validate_window(samples, window_start=result.measure_start, window_end=result.ended_at,
                            loadgen_cpu_pct=result.loadgen_cpu_pct, max_error_rate=max_error_rate,
                            foreign_cores=foreign)
+    if result.count_mismatch:  # a request lost or counted twice between workers: not a measurement
+        gate.valid, gate.reasons = False, [*gate.reasons, result.count_mismatch]
+    rt.load_generator.record(result.processes, result.loadgen_cpu_pct,
+                             saturated=any(r["expectation"] == LOADGEN_RULE and not r["success"] for r in gate.rows))
     stats = window_stats(samples, result.duration_s)
     findings = _findings([a for a in agents if a.name in outcomes], outcomes, ctx, samples) if gate.valid else []
     resources = pl.concat([sampler.frame(), result.loadgen_resources], how="diagonal_relaxed")

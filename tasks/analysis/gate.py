@@ -44,6 +44,7 @@ MAX_LOADGEN_CPU_PCT = 90.0
 MAX_FOREIGN_CORES = float(os.environ.get("PERFAGENTS_MAX_FOREIGN_CORES", "0.3"))
 SUITE_NAME = "perfagents-window"
 ERROR_RULE = "error_rate_within_threshold"  # the rule a window fails for its target's errors, not its measurement
+LOADGEN_RULE = "loadgen_not_saturated"  # the rule a window fails when Locust, not the target, was the limit
 
 _LOCK = threading.Lock()
 _GX: dict[str, Any] = {}  # the cached context, batch definition and suites
@@ -73,7 +74,7 @@ def _rules(with_error_rate: bool) -> list[tuple[str, str, Any, str]]:
         (ERROR_RULE, "ExpectColumnMeanToBeBetween",
          {"column": "is_error", "max_value": p("max_error_rate")},
          "error_rate {observed} above {max_error_rate}"),
-        ("loadgen_not_saturated", "ExpectColumnMaxToBeBetween",
+        (LOADGEN_RULE, "ExpectColumnMaxToBeBetween",
          {"column": "loadgen_cpu_pct", "max_value": p("max_loadgen_cpu_pct")},
          "load generator saturated: CPU {observed}% > {max_loadgen_cpu_pct}%"),
         ("machine_quiet", "ExpectColumnMaxToBeBetween",

@@ -2,7 +2,8 @@
 
 It runs inside the Locust process (gevent-patched), so it imports nothing from perfagents.
 Set ``PERFAGENTS_SAMPLES_PATH`` to the CSV to write (``{pid}`` in it is replaced by the
-process id, for several local workers); without it the listener does nothing.
+process id, for several local workers); without it the listener does nothing. In a master
+and workers run (tasks/load/distributed.py) only the workers record, each in its own file.
 
 Columns (tasks/load/samples.py ``SAMPLE_SCHEMA``): ts (epoch s, request start), endpoint
 (the Locust name), method, latency_ms, status (0: no HTTP response), bytes, error (empty
@@ -150,10 +151,23 @@ def _on_test_start(**_kwargs) -> None:
 
 
 @events.test_stop.add_listener
-def _on_test_stop(**_kwargs) -> None:
+def _on_test_stop(environment=None, **_kwargs) -> None:
     if _recorder is not None:
         _recorder.meta["test_stop"] = time.time()
         _recorder.flush()
+    send_last_stats(getattr(environment, "runner", None))
+
+
+def send_last_stats(runner) -> None:
+    """A worker's stats since its last report go to the master now, as its users stop, rather than
+    in the final report its master waits only 0.5 s for after quitting: on a busy machine that
+    report can come too late, and the master's total would miss requests the samples have."""
+    if type(runner).__name__ != "WorkerRunner":
+        return
+    try:
+        runner._send_stats()
+    except Exception:  # a private method of Locust's: its absence costs only the early report
+        pass
 
 
 @events.quitting.add_listener

@@ -1,8 +1,10 @@
-"""Run one Locust window as a bounded subprocess and return its request samples.
+"""Run one Locust window as bounded subprocesses and return its request samples.
 
 Locust monkey-patches with gevent, so it never runs in this process: we start
 ``<venv>/bin/locust --headless -f user.py,perfagents_listener.py[,shape.py]`` in its own
-process group, pinned to a CPU when asked, with a hard timeout. The listener writes every
+process group, pinned to a CPU when asked, with a hard timeout; with ``processes`` N > 1, a
+master and N workers (tasks/load/distributed.py), every worker's samples merged into one
+window whose count must equal the master's total. The listener writes every
 request; samples before ``measure_start`` (test start + warm-up) are the warm-up and are
 dropped; the measured part ends ``duration_s`` later, and the run goes on for ``TAIL_S``
 more so the last measured requests can finish instead of being cut off by the stop.
@@ -17,35 +19,36 @@ import math
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import polars as pl
 
 from tasks.errors import InputError, LoadTestError, SpecError
+from tasks.load.distributed import (  # noqa: F401 - SAMPLES_ENV re-exported: the listener's contract
+    META_SUFFIX,
+    SAMPLES_ENV,
+    merge_workers,
+    plan_members,
+    read_meta,
+    worker_samples_path,
+)
+from tasks.load.processes import SAMPLER_INTERVAL_S, run_processes
 from tasks.load.samples import empty_samples, read_samples
 from tasks.load.scenario import SCENARIO_FILENAME, write_scenario
 from tasks.load.steady import MAX_WARMUP_SHARE, SteadyState, steady_start
-from tasks.resources import ProcessTreeSampler, process_tree
 from tasks.spec import TargetSpec, check_loopback
-from tasks.target.process import spawn
 
 LISTENER_SOURCE = Path(__file__).with_name("listener.py")
 LISTENER_FILENAME = "perfagents_listener.py"  # a distinct module name inside Locust
-SAMPLES_ENV = "PERFAGENTS_SAMPLES_PATH"  # same name as in listener.py
-META_SUFFIX = ".meta.json"
 TAIL_S = 1.0  # extra run time after the measured part, so in-flight requests complete
 TIMEOUT_MARGIN_S = 45.0  # Locust start-up and shutdown on a busy 2-core machine
 TIMEOUT_FACTOR = 1.25
 SHAPE_TIMEOUT_S = 900.0  # a shape run with neither duration_s nor timeout_s
-TERM_GRACE_S = 3.0  # SIGTERM -> SIGKILL on overrun
-SAMPLER_INTERVAL_S = 0.5
 LOCUST_LOGLEVEL = "INFO"
 STDERR_TAIL_LINES = 20
 TAIL_BYTES = 64 * 1024
@@ -61,9 +64,9 @@ class LoadResult:
     measure_start: float
     ended_at: float  # end of the measured part
     duration_s: float  # ended_at - measure_start
-    loadgen_cpu_pct: float  # mean over the measured part, percent of one core (nan: no reading)
-    loadgen_cpu_max: float
-    loadgen_resources: pl.DataFrame  # RESOURCE_SCHEMA, the whole run, role "loadgen"
+    loadgen_cpu_pct: float  # the busiest Locust process's mean over the measured part, % of one core (nan: no reading)
+    loadgen_cpu_max: float  # the highest reading of any Locust process
+    loadgen_resources: pl.DataFrame  # RESOURCE_SCHEMA, the whole run: role "loadgen", or "loadgen-master", "loadgen-1" ...
     locust_exit_code: int
     stderr_tail: str
     tail_requests: int = 0  # started after the measured part (in the TAIL_S run-out)
@@ -74,6 +77,21 @@ class LoadResult:
     locust_failures: int | None = None
     user_errors: int = 0  # exceptions that escaped the locustfile's tasks (not failed requests)
     steady: SteadyState | None = None  # the detected warm-up, when asked for
+    processes: int = 1  # Locust worker processes (1: one process, no master)
+    loadgen_cpu_by_role: dict[str, float] = field(default_factory=dict)  # each process's mean over the measured part
+
+    @property
+    def recorded_requests(self) -> int:
+        """Every sample recorded, warm-up and tail included (Locust's total should say the same)."""
+        return self.warmup_requests + self.requests + self.tail_requests
+
+    @property
+    def count_mismatch(self) -> str | None:
+        """Why the merged samples cannot be trusted: a request lost or counted twice (workers only)."""
+        if self.processes > 1 and self.locust_requests is not None and self.locust_requests != self.recorded_requests:
+            return (f"merged samples {self.recorded_requests} != Locust's total {self.locust_requests} "
+                    f"({self.processes} workers)")
+        return None
 
     @property
     def requests(self) -> int:
@@ -111,6 +129,8 @@ def run_load_test(
     extra_env: dict[str, str] | None = None,
     allow_remote: bool = False,
     detect_warmup: bool = False,
+    processes: int | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> LoadResult:
     """Drive ``base_url`` with the spec's scenario for warm-up + duration; return the samples.
 
@@ -119,7 +139,8 @@ def run_load_test(
     With ``detect_warmup`` the measured part starts where the latency series is steady
     (tasks/load/steady.py), between the end of spawning and warm-up + 40 % of the duration,
     and ends where it would have (warm-up + duration after the start): ``warmup_s`` then only
-    plans the run time.
+    plans the run time. ``processes`` (default: the spec's ``load.processes``, 1 for ``auto``)
+    Locust workers; ``cpus`` pins them round-robin (``cpu``: all on one CPU).
     """
     check_loopback(base_url, allow_remote=allow_remote)
     try:
@@ -145,8 +166,13 @@ def run_load_test(
     if users < 1 or spawn_rate <= 0 or warmup < 0 or (duration is not None and duration <= 0):
         raise InputError(f"load window needs users>=1, spawn_rate>0, duration>0, warmup>=0 "
                          f"(got {users}, {spawn_rate}, {duration}, {warmup})")
-    if cpu is not None and cpu not in os.sched_getaffinity(0):
-        raise InputError(f"cannot pin locust to CPU {cpu}: allowed CPUs are {sorted(os.sched_getaffinity(0))}")
+    if processes is None:
+        processes = load.processes if isinstance(load.processes, int) else 1
+    if processes < 1:
+        raise InputError(f"load window needs processes >= 1 (got {processes})")
+    cpus = [cpu] if cpu is not None else list(cpus or [])
+    if not set(cpus) <= os.sched_getaffinity(0):
+        raise InputError(f"cannot pin locust to CPUs {sorted(cpus)}: allowed CPUs are {sorted(os.sched_getaffinity(0))}")
 
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -155,25 +181,31 @@ def run_load_test(
     samples_path = workdir / f"{stem}.samples.csv"
     csv_prefix = workdir / f"{stem}.locust"
     json_path = workdir / f"{stem}.locust.json"  # Locust appends ".json" to --json-file
-    for stale in (samples_path, Path(f"{samples_path}{META_SUFFIX}"), json_path):
+    worker_paths = [worker_samples_path(workdir, stem, i) for i in range(1, processes + 1)] if processes > 1 else []
+    for stale in (samples_path, json_path, *worker_paths):
         stale.unlink(missing_ok=True)
+        Path(f"{stale}{META_SUFFIX}").unlink(missing_ok=True)
 
-    command = [str(locust_executable()), "-f", ",".join(str(p) for p in locustfiles), "--headless",
-               "--host", base_url, "--only-summary", "--csv", str(csv_prefix),
-               "--json-file", str(csv_prefix),
-               "--loglevel", LOCUST_LOGLEVEL]
+    locust = [str(locust_executable()), "-f", ",".join(str(p) for p in locustfiles), "--loglevel", LOCUST_LOGLEVEL]
+    headless = ["--headless", "--host", base_url, "--only-summary", "--csv", str(csv_prefix),
+                "--json-file", str(csv_prefix)]
     if run_time is not None:
-        command += ["--users", str(users), "--spawn-rate", str(spawn_rate), "--run-time", f"{run_time}s"]
+        headless += ["--users", str(users), "--spawn-rate", str(spawn_rate), "--run-time", f"{run_time}s"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
     env.update(extra_env or {})
-    env[SAMPLES_ENV] = str(samples_path)
+    members = plan_members(locust, headless, env, stem=stem, workdir=workdir, processes=processes, cpus=cpus)
+    command = members[0].command
 
-    out_path, err_path = workdir / f"{stem}.locust.out", workdir / f"{stem}.locust.err"
-    exit_code, resources = _run_bounded(command, cwd, env, out_path, err_path, bound, cpu)
-    stderr_tail = _tail(err_path)
-    meta = _read_meta(samples_path)
+    exit_code, resources = run_processes(members, cwd, bound)
+    stderr_tail = _tail(members[0].err_path)
+    if processes > 1:
+        meta, all_samples = merge_workers(worker_paths, samples_path)
+    else:
+        meta, all_samples = read_meta(samples_path), read_samples(samples_path)
     if meta.get("test_start") is None:
-        raise LoadTestError(f"locust exited (code {exit_code}) before the test started: {_last_words(stderr_tail)}")
+        worker = f" (worker: {_last_words(_tail(members[1].err_path))})" if processes > 1 else ""
+        raise LoadTestError(f"locust exited (code {exit_code}) before the test started: "
+                            f"{_last_words(stderr_tail)}{worker}")
     if exit_code not in OK_EXIT_CODES:
         raise LoadTestError(f"locust failed (exit code {exit_code}): {_last_words(stderr_tail)}")
 
@@ -186,9 +218,8 @@ def run_load_test(
     stopped_at = float(meta.get("test_stop") or time.time())
     measure_start = started_at + warmup
     measure_end = min(stopped_at, measure_start + duration) if duration is not None else stopped_at
-    all_samples = read_samples(samples_path)
     if all_samples.height:
-        all_samples = all_samples.sort("ts")
+        all_samples = all_samples.sort("ts", maintain_order=True)
     steady = None
     if detect_warmup and duration is not None:
         spawned = started_at + min(users / spawn_rate, warmup + duration / 2)
@@ -198,7 +229,8 @@ def run_load_test(
     warm = all_samples.filter(pl.col("ts") < measure_start).height
     tail = all_samples.filter(pl.col("ts") >= measure_end).height
     samples = all_samples.filter((pl.col("ts") >= measure_start) & (pl.col("ts") < measure_end))
-    cpu_mean, cpu_max = _cpu_stats(resources, measure_start, measure_end)
+    by_role, cpu_max = _cpu_by_role(resources, measure_start, measure_end)
+    cpu_mean = max(by_role.values()) if by_role else math.nan
     locust_requests, locust_failures = _locust_totals(json_path)
     return LoadResult(
         samples=samples if samples.height else empty_samples(),
@@ -220,6 +252,8 @@ def run_load_test(
         locust_failures=locust_failures,
         user_errors=user_errors,
         steady=steady,
+        processes=processes,
+        loadgen_cpu_by_role=by_role,
     )
 
 
@@ -238,61 +272,6 @@ def _locustfiles(spec: TargetSpec, workdir: Path, shape_file: Path | None) -> tu
     if shape_file is not None:
         files.append(Path(shape_file).resolve())
     return files, cwd
-
-
-def _run_bounded(command: list[str], cwd: Path, env: dict[str, str], out_path: Path, err_path: Path,
-                 bound: float, cpu: int | None) -> tuple[int, pl.DataFrame]:
-    """Run Locust in its own process group; kill the group if it overruns ``bound``."""
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        try:  # its own session, and killed with the toolkit (a SIGKILLed run leaves no load behind)
-            proc = spawn(command, cwd=cwd, env=env, stdout=out, stderr=err)
-        except OSError as exc:
-            raise LoadTestError(f"could not start locust: {exc}") from exc
-        if cpu is not None:
-            # Popen returns once exec succeeded: the interpreter is still single-threaded, and
-            # the threads it starts later inherit the mask (no preexec_fn in a threaded parent)
-            try:
-                os.sched_setaffinity(proc.pid, {cpu})
-            except OSError:
-                pass  # it already exited; its exit code tells the story
-        sampler = ProcessTreeSampler(lambda: process_tree(proc.pid), "loadgen", SAMPLER_INTERVAL_S)
-        try:
-            sampler.start()
-            try:
-                exit_code = proc.wait(timeout=bound)
-            except subprocess.TimeoutExpired as exc:
-                _kill_group(proc)
-                raise LoadTestError(f"locust overran its {bound:.0f} s bound and was killed") from exc
-        finally:
-            resources = sampler.stop()
-            if proc.poll() is None:  # interrupted (KeyboardInterrupt, a flow cancel ...)
-                _kill_group(proc)
-    return exit_code, resources
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the group (Locust flushes and quits), then SIGKILL whatever is left of it."""
-    _signal_group(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=TERM_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-    _signal_group(proc.pid, signal.SIGKILL)  # the leader if it ignored SIGTERM, and any survivor
-    proc.wait(timeout=TERM_GRACE_S)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _read_meta(samples_path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(Path(f"{samples_path}{META_SUFFIX}").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _locust_totals(json_path: Path) -> tuple[int | None, int | None]:
@@ -329,12 +308,14 @@ def _last_words(stderr_tail: str) -> str:
     return (useful or lines or ["no output on stderr"])[-1]
 
 
-def _cpu_stats(resources: pl.DataFrame, start: float, end: float) -> tuple[float, float]:
-    """Mean and max load-generator CPU over the sampler rows covering (start, end]."""
-    window = resources.filter((pl.col("ts") > start) & (pl.col("ts") <= end + SAMPLER_INTERVAL_S))
-    if window.height == 0:
-        window = resources
-    if window.height == 0:
-        return math.nan, math.nan
-    cpu = window["cpu_pct"].to_numpy()
-    return float(cpu.mean()), float(cpu.max())
+def _cpu_by_role(resources: pl.DataFrame, start: float, end: float) -> tuple[dict[str, float], float]:
+    """Each Locust process's mean CPU over the sampler rows covering (start, end] (all rows of a
+    process with none there), and the highest of those rows."""
+    means, peak = {}, math.nan
+    for (role,), part in resources.group_by("role"):
+        window = part.filter((pl.col("ts") > start) & (pl.col("ts") <= end + SAMPLER_INTERVAL_S))
+        cpu = (window if window.height else part)["cpu_pct"].drop_nulls()
+        if cpu.len():
+            means[str(role)] = float(cpu.mean())  # type: ignore[arg-type]
+            peak = max(float(cpu.max()), peak) if math.isfinite(peak) else float(cpu.max())  # type: ignore[arg-type]
+    return means, peak

@@ -46,6 +46,7 @@ def build_result(run: Run, goals: list[dict[str, Any]]) -> RunResult:
         "costs": run.ledger.as_costs(),
         "noise_floor": run.noise.floor(),
         "config": dict(run.rt.config),
+        "load_generator": run.rt.load_generator.summary(),
     }
     if run.noise.kept_state is not None:
         out["noise_kept_state"] = run.noise.kept_state

@@ -119,3 +119,27 @@ def test_foreign_cpu_meter_counts_our_descendants_as_own_and_others_not() -> Non
         for proc in (child, stranger):
             proc.kill()
         child.wait(10)
+
+
+def test_foreign_cpu_leaves_out_processes_pinned_off_our_cpus() -> None:
+    """Another study pinned to its own CPUs takes none of ours: with ``cpus`` it is not outside load."""
+    import os
+
+    import psutil
+
+    from tasks.resources import _foreign_cpu, _own_pids
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    out = subprocess.run(["sh", "-c", f"{sys.executable} -c 'import time; time.sleep(20)' >/dev/null 2>&1 & echo $!"],
+                         check=True, timeout=30, capture_output=True, text=True)
+    stranger = psutil.Process(int(out.stdout.strip()))
+    try:
+        stranger.cpu_affinity([cpus[1]])
+        ours, theirs = frozenset({cpus[0]}), frozenset({cpus[1]})
+        assert stranger.pid in {pid for pid, _ in _foreign_cpu(_own_pids([]))}
+        assert stranger.pid in {pid for pid, _ in _foreign_cpu(_own_pids([]), theirs)}
+        assert stranger.pid not in {pid for pid, _ in _foreign_cpu(_own_pids([]), ours)}
+    finally:
+        stranger.kill()

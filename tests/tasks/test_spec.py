@@ -88,3 +88,21 @@ def test_db_override_replaces_every_use(tmp_path: Path) -> None:
     spec = load_spec("enterprise-api", database_url="postgresql://postgres@127.0.0.1:5544/api")
     assert spec.database.url == "postgresql://postgres@127.0.0.1:5544/api"
     assert spec.start.env["API_DB"] == spec.database.url and spec.database.url in spec.setup[0]
+
+
+@pytest.mark.parametrize("processes", [1, 2, 64, "auto"])
+def test_load_processes_accepted(tmp_path: Path, processes: object) -> None:
+    load = {**BASE["load"], "processes": processes}
+    assert load_spec(write(tmp_path, load=load)).load.processes == processes
+
+
+def test_load_processes_default_is_one_process(tmp_path: Path) -> None:
+    assert load_spec(write(tmp_path)).load.processes == 1
+
+
+@pytest.mark.parametrize("processes", [0, -1, 65, 1.5, 2.0, True, "two", "2", None, [2]])
+def test_bad_load_processes_is_one_line(tmp_path: Path, processes: object) -> None:
+    load = {**BASE["load"], "processes": processes}
+    with pytest.raises(SpecError) as err:
+        load_spec(write(tmp_path, load=load))
+    assert "load.processes" in str(err.value) and "auto" in str(err.value) and "\n" not in str(err.value)

@@ -84,3 +84,64 @@ def test_failing_and_stuck_agents_are_recorded_and_the_window_completes(store, m
 
     stuck = [t for t in threading.enumerate() if t.name == "agent-stuck"]
     assert stuck and all(t.daemon for t in stuck)
+
+
+@pytest.fixture
+def mini_two_workers(tmp_path: Path):
+    spec_data = yaml.safe_load((MINI / "target.yaml").read_text())
+    spec_data["start"]["cwd"] = str(MINI)
+    spec_data["load"].update(duration_s=3, warmup_s=1, users=4, processes=2)
+    path = tmp_path / "target.yaml"
+    path.write_text(yaml.safe_dump(spec_data))
+    spec = load_spec(path)
+    handle = start_target(spec, tmp_path, spec.default_config())
+    try:
+        yield Runtime(spec, tmp_path, handle, spec.default_config())
+    finally:
+        stop_target(handle)
+
+
+def test_a_window_of_two_workers_is_one_window_stored_once(store, mini_two_workers) -> None:
+    """load.processes: 2 through the run's code path: the merged samples are the window, the gate
+    judged the busiest worker, and the run's load generator summary counts it."""
+    rt = mini_two_workers
+    w = window_mod.measure_window(store, "run-1", rt, "baseline-1", agents=[], ledger=Ledger(Budget()),
+                                  max_attempts=1)
+    assert w.samples.height >= 200 and w.stats["total"]["requests"] == w.samples.height
+    assert not any("merged samples" in r for r in w.reasons)
+    assert store.con.execute("SELECT count(*) FROM samples").fetchall()[0][0] == w.samples.height
+    roles = {r[0] for r in store.con.execute("SELECT DISTINCT role FROM resources").fetchall()}
+    assert {"loadgen-master", "loadgen-1", "loadgen-2", "target"} <= roles
+    summary = rt.load_generator.summary()
+    assert summary["processes"] == 2 and summary["cpu_max"] == pytest.approx(w.loadgen_cpu_pct, abs=0.1)
+    assert summary["saturated_windows"] == (0 if w.valid else int("loadgen_not_saturated" in w.failed_rules))
+
+
+def test_auto_runs_the_next_window_with_one_more_worker(store, tmp_path: Path, monkeypatch) -> None:
+    """load.processes: auto through the run's code path: a hot window (threshold lowered to 0 here, so
+    the test does not depend on how busy the machine is) makes the next one a master and 2 workers."""
+    import tasks.load.generator as generator_mod
+
+    monkeypatch.setattr(generator_mod, "AUTO_SCALE_CPU_PCT", 0.0)
+    spec_data = yaml.safe_load((MINI / "target.yaml").read_text())
+    spec_data["start"]["cwd"] = str(MINI)
+    spec_data["load"].update(duration_s=2, warmup_s=0.5, users=2, processes="auto")
+    path = tmp_path / "target.yaml"
+    path.write_text(yaml.safe_dump(spec_data))
+    spec = load_spec(path)
+    handle = start_target(spec, tmp_path, spec.default_config())
+    try:
+        rt = Runtime(spec, tmp_path, handle, spec.default_config())
+        rt.load_generator.max_processes = 2
+        assert rt.load_generator.processes == 1
+        first = window_mod.measure_window(store, "run-1", rt, "w1", agents=[], ledger=Ledger(Budget()), max_attempts=1)
+        assert rt.load_generator.processes == 2  # grown between windows, never inside one
+        second = window_mod.measure_window(store, "run-1", rt, "w2", agents=[], ledger=Ledger(Budget()), max_attempts=1)
+        assert rt.load_generator.processes == 2  # at its ceiling
+    finally:
+        stop_target(handle)
+    roles = dict(store.con.execute(
+        "SELECT window_id, list(DISTINCT role ORDER BY role) FROM resources GROUP BY window_id").fetchall())
+    assert roles[first.window_id] == ["loadgen", "target"]
+    assert roles[second.window_id] == ["loadgen-1", "loadgen-2", "loadgen-master", "target"]
+    assert rt.load_generator.summary()["processes"] == 2 and rt.load_generator.grown_at == [1]

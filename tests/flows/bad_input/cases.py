@@ -221,6 +221,11 @@ case("load-think-reversed", "think_time_s", spec=spec(load__think_time_s=[2, 1])
 case("load-think-negative", "think_time_s", spec=spec(load__think_time_s=[-1, 1]))
 case("load-think-three", "think_time_s", spec=spec(load__think_time_s=[0, 1, 2]))
 case("load-pin-cpus", "pin_cpus", spec=spec(load__pin_cpus="maybe"))
+case("load-processes-zero", "processes", spec=spec(load__processes=0))
+case("load-processes-word", "processes", spec=spec(load__processes="many"))
+case("load-processes-bool", "processes", spec=spec(load__processes=True))
+case("load-processes-float", "processes", spec=spec(load__processes=1.5))
+case("load-processes-huge", "processes", spec=spec(load__processes=1000))
 
 # --- knobs ---------------------------------------------------------------------------------
 case("knob-type-unknown", "unknown type 'integer'", spec=knob(type="integer"))

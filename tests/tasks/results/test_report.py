@@ -52,10 +52,14 @@ def test_the_result_has_the_contract_keys_the_noise_floor_and_the_sections() -> 
     from types import SimpleNamespace
 
     from tasks.budget import Budget, Ledger
+    from tasks.load.generator import LoadGenerator
     from tasks.results.report import build_result
     from tasks.run import Noise
 
     stats = {"endpoints": {"home": {"requests": 10, "rps": 5.0, "p95_ms": 20.0}}, "total": {"requests": 10}}
+    generator = LoadGenerator("auto", max_processes=2)
+    generator.record(1, 95.04, saturated=True)  # rejected: the next window gets a second worker
+    generator.record(2, 61.0, saturated=False)
     noise = Noise(p95_rel=0.041234, measured={"p95_rel": 0.03, "windows": 3, "regime": "steady"},
                   kept_state={"p95_rel": 0.02, "windows": 2})
     run = SimpleNamespace(
@@ -63,7 +67,8 @@ def test_the_result_has_the_contract_keys_the_noise_floor_and_the_sections() -> 
         status=None, stop_reason="crashed", baseline=SimpleNamespace(stats=stats), current=None, findings=[],
         changes=[{"kind": "set_knob", "description": "workers 2", "status": "kept", "reason": "faster",
                   "params": {"knob": "workers", "value": 2}, "effect": None, "seq": 1}],
-        decisions=[], ledger=Ledger(Budget()), noise=noise, rt=SimpleNamespace(config={"workers": 2}),
+        decisions=[], ledger=Ledger(Budget()), noise=noise,
+        rt=SimpleNamespace(config={"workers": 2}, load_generator=generator),
         sections={"drift": {"flag": False}})
     result = build_result(run, [])  # type: ignore[arg-type]
     assert {"run_id", "target", "scope", "status", "baseline", "final", "findings", "changes", "goals", "costs",
@@ -74,6 +79,7 @@ def test_the_result_has_the_contract_keys_the_noise_floor_and_the_sections() -> 
     assert result["changes"] == [{"kind": "set_knob", "description": "workers 2", "status": "kept", "reason": "faster",
                                   "params": {"knob": "workers", "value": 2}, "effect": None}]
     assert set(result["costs"]) == {"wall_s", "load_s", "cpu_s", "tokens", "usd"}
+    assert result["load_generator"] == {"processes": 2, "cpu_max": 95.0, "saturated_windows": 1}
 
 
 def test_a_vitals_goal_shows_its_interval_and_page_loads() -> None:
