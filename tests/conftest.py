@@ -12,12 +12,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-# The modules of the longest tests, longest first (CI: a 140 s comprehensive run with memoization,
-# a SIGKILLed run, a deployment run through a worker, decisions): on the xdist workers they start
+# The modules of the longest tests, longest first (CI: the advisor's six runs ~390 s, two studies
+# through a work pool ~150 s, a 140 s comprehensive run with memoization, ...): on the xdist workers they start
 # first, and short tests fill the session's end instead of one long test running alone there.
-LONGEST_FIRST = ("tests/flows/test_memoization.py", "tests/flows/test_kill_and_revert.py",
-                 "tests/flows/test_decisions.py", "tests/flows/test_deployments.py",
-                 "tests/flows/test_conformance_loop.py", "tests/conformance/test_matrix.py")
+LONGEST_FIRST = ("tests/flows/test_advisor_loop.py", "tests/flows/test_parallel_studies.py",
+                 "tests/flows/test_memoization.py", "tests/flows/test_conformance_loop.py",
+                 "tests/flows/test_distributed_run.py", "tests/flows/test_kill_and_revert.py",
+                 "tests/flows/test_regression_alerts.py", "tests/flows/test_decisions.py",
+                 "tests/flows/test_deployments.py", "tests/conformance/test_matrix.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
