@@ -22,7 +22,7 @@ from tasks.advisor.context import build_context, group_by_function
 from tasks.advisor.source import split_location
 from tasks.advisor.spend import AnswerCache, Spend
 from tasks.budget import Ledger
-from tasks.findings import Candidate, Finding, impact
+from tasks.findings import SEVERITY_RANK, Candidate, Finding, impact
 from tasks.spec import TargetSpec
 from tasks.spec_advisor import LlmSpec
 from tasks.store import Store
@@ -65,7 +65,8 @@ def next_code_candidate(adv: Advisor, findings: list[Finding], rival: Candidate 
     candidate) promises more; ``rival`` when no question yields a patch. Sets ``exhausted``
     (and returns None) when the budget cannot carry the next question."""
     groups = [g for g in group_by_function(findings) if _group_key(g) not in adv.done]
-    groups.sort(key=lambda g: max(impact(f) for f in g), reverse=True)
+    # the strongest evidence first: severity, then the share of time it names (an N+1 names none)
+    groups.sort(key=lambda g: max((SEVERITY_RANK[f.severity], impact(f)) for f in g), reverse=True)
     for group in groups:
         if rival is not None and rival.expected_gain > max(impact(f) for f in group):
             break
