@@ -41,6 +41,7 @@ class RunSections(TypedDict, total=False):
     capacity: dict[str, Any]  # enterprise-api-optimization: the USL fit and the fleet it recommends
     phase_errors: list[str]  # reporting phases that failed (the result stands without them)
     llm: dict[str, Any]  # the advisor's calls, cache hits, tokens and USD (tasks.advisor.spend.Spend.summary)
+    learning: dict[str, Any]  # estimated against measured per kind, over the store's history (tasks/results/learning.py)
 
 
 class RunResult(RunSections):

@@ -4,6 +4,7 @@
     evidence.py         a token-budgeted evidence bundle of one run (packing, tiktoken counts)
     evidence_items.py   the bundle's pieces: each part of a result at levels of detail
     history.py          earlier runs from the store, and drift against them
+    learning.py         estimated against measured per kind, over the store's history (the report's table)
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from typing import Any
 
 from tasks.findings import SEVERITY_RANK, impact
 from tasks.result import ChangeEntry, RunResult
+from tasks.results.learning import learning_html, learning_markdown
 from tasks.run import Run
 from tasks.search.choice import COST_OBJECTIVE
 
@@ -107,6 +108,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     if goals:
         lines += ["", "## Goals", ""] + [f"- `{g['expr']}`: {'met' if g['met'] else 'not met'} ({_fmt(g['value'])}"
                                          f"{_goal_evidence(g)})" for g in goals]
+    lines += learning_markdown(result)
     c = result["costs"]
     lines += ["", f"Costs: wall {c['wall_s']:.0f} s, load {c['load_s']:.0f} s, CPU {c['cpu_s']:.0f} s, "
               f"tokens {c['tokens']}, USD {c['usd']}"]
@@ -233,7 +235,7 @@ noise floor {result['noise_floor']['p95_rel']:.1%} &middot; costs {html.escape(j
 <h2>Before / after</h2>{_svg_chart(rows)}
 <table><tr><th>endpoint</th><th>p95 before ms</th><th>p95 after ms</th><th>ratio</th><th>rps before</th><th>rps after</th></tr>{table}</table>
 <h2>Changes</h2><table><tr><th>change</th><th>status</th><th>ratio</th><th>95% CI</th><th>why</th></tr>{changes}</table>
-{pareto}<h2>Findings</h2><ul>{findings}</ul></body></html>"""
+{pareto}{learning_html(result)}<h2>Findings</h2><ul>{findings}</ul></body></html>"""
 
 
 def write_reports(result: RunResult, folder: Path, json_path: Path | None = None) -> dict[str, Path]:
