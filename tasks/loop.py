@@ -22,7 +22,6 @@ from tasks.errors import PerfagentsError
 from tasks.findings import Candidate, Finding, stronger
 from tasks.pages import note_profiled
 from tasks.run import Run
-from tasks.store.learning import RESTORED_REASON
 from tasks.search.estimates import estimate_of, fit_history
 from tasks.search.optimizer import (
     candidates_from_findings,
@@ -30,6 +29,7 @@ from tasks.search.optimizer import (
     knob_candidates,
     rank_candidates,
 )
+from tasks.store.learning import RESTORED_REASON
 from tasks.trial import Trial, state_regime, trial_load_s
 from tasks.window import Window, measure_window
 

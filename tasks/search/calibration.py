@@ -137,7 +137,8 @@ def between_spread(groups: dict[str, list[Observation]]) -> float:
     wild share, as a small estimate's can be), less the median measurement variance; at least
     OMEGA_MIN, OMEGA_DEFAULT until two kinds' residuals (or three of one) exist.
     """
-    residuals, variances = [], []
+    residuals: list[float] = []
+    variances: list[float] = []
     for obs in groups.values():
         if len(obs) < 2:
             continue

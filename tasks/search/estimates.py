@@ -15,24 +15,31 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tasks.findings import Candidate, Finding, impact, stronger
-from tasks.search.calibration import Calibration, Observation, fit_calibration, learning_kind, observation
+from tasks.search.calibration import (
+    Calibration,
+    Observation,
+    fit_calibration,
+    learning_kind,
+    observation,
+)
 from tasks.search.optimizer import knob_estimate
 
 WHATIF_KINDS = ("missing_index",)  # findings whose estimated_gain.ratio is a what-if's
 
 
 def source_finding(candidate: Candidate, findings: Iterable[Finding]) -> Finding | None:
-    """The finding the candidate's estimate rests on: the one that proposed it, else (a knob, a
-    patch) the strongest finding of its basis kind that points at it; None for an evidence-free knob."""
-    best: Finding | None = None
+    """The finding the candidate's estimate rests on: the strongest that proposed it, else the
+    strongest of its basis kind (at its location, for a patch); None for an evidence-free knob."""
+    proposers, based = [], []
     for f in findings:
         if f.candidate is not None and f.candidate.key() == candidate.key():
-            match = True
-        elif candidate.kind == "code_patch":
-            match = f.location == candidate.params.get("location") and f.kind == candidate.basis
-        else:
-            match = f.candidate is None and bool(candidate.basis) and f.kind == candidate.basis
-        if match and (best is None or stronger(f, best)):
+            proposers.append(f)
+        elif candidate.basis and f.kind == candidate.basis and (
+                candidate.kind != "code_patch" or f.location == candidate.params.get("location")):
+            based.append(f)
+    best: Finding | None = None
+    for f in proposers or based:
+        if best is None or stronger(f, best):
             best = f
     return best
 
@@ -107,7 +114,7 @@ def rebuild(change: dict[str, Any], findings: list[Finding]) -> dict[str, Any] |
     ci = effect.get("ci95") or [None, None]
     return {"change_id": change["change_id"], "run_id": change["run_id"], "target": change["target"],
             "change_kind": change["kind"], "basis": basis, "kind": learning_kind(change["kind"], basis),
-            "endpoint": endpoint, "expected_gain": gain, "outcome": change["status"], "metric": effect.get("metric"),
+            "endpoint": endpoint, "risk": change["risk"], "expected_gain": gain, "outcome": change["status"], "metric": effect.get("metric"),
             "measured_ratio": effect.get("ratio"), "measured_lo": ci[0], "measured_hi": ci[1],
             "run_started_at": change["run_started_at"], "planned_at": change["planned_at"], "source": "rebuilt"}
 

@@ -21,11 +21,13 @@ SPEC = {"name": "shop", "knobs": {"workers": {"type": "int", "apply": {"env": "S
 
 
 def _old_store(path: Path) -> None:
-    """A store as perfagents wrote it before migration 4, with one run: an index proposed by a
+    """A store as perfagents wrote it before the estimates migration, with one run: an index proposed by a
     finding and kept, a knob reverted, and a change restored from the kept state."""
     con = duckdb.connect(str(path))
     con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)")
-    for version, name, sql in MIGRATIONS[:3]:
+    for version, name, sql in MIGRATIONS:
+        if name == "change estimates":
+            break
         con.execute(sql)
         con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, now()])
     t0 = now()
@@ -48,14 +50,15 @@ def _old_store(path: Path) -> None:
     con.close()
 
 
-def test_migration_4_is_idempotent_even_when_applied_again_under_another_number(tmp_path: Path) -> None:
+def test_the_estimates_migration_is_idempotent_even_when_applied_again_under_another_number(tmp_path: Path) -> None:
     path = tmp_path / "s.duckdb"
     with Store(path) as st:
         assert st.has_estimates() and st.migrate() == []
         st.insert_estimate("c1", run_id="r1", target="shop", estimate={"change_kind": "set_knob", "basis": ""})
         # a merge that renumbers it: the record goes, the table stays, the migration runs again
-        st.con.execute("DELETE FROM schema_migrations WHERE version = 4")
-        assert st.migrate() == [4]
+        version = next(v for v, name, _ in MIGRATIONS if name == "change estimates")
+        st.con.execute("DELETE FROM schema_migrations WHERE version = ?", [version])
+        assert st.migrate() == [version]
         assert st.rows("SELECT change_id FROM change_estimates") == [{"change_id": "c1"}]
 
 
