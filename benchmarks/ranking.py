@@ -64,8 +64,9 @@ def store_paths(patterns: list[str] | None) -> list[Path]:
     return sorted(p for p in found if p.is_file())
 
 
-def pooled_history(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every store's history, each change once (stores copied from one another share changes)."""
+def pooled_history(paths: list[Path], targets: tuple[str, ...] | None = None,
+                   ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every store's history (of ``targets``), each change once (stores copied from one another share changes)."""
     rows: dict[str, dict[str, Any]] = {}
     notes = []
     for path in paths:
@@ -76,6 +77,8 @@ def pooled_history(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
             notes.append(f"{path}: skipped ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})")
             continue
         for r in found:
+            if targets is not None and r["target"] not in targets:
+                continue
             rows.setdefault(r["change_id"], r)
     return sorted(rows.values(), key=lambda r: (str(r["run_started_at"]), r["change_id"])), notes
 
@@ -93,12 +96,12 @@ def runs_with_measurements(rows: list[dict[str, Any]]) -> dict[str, int]:
     return dict(out)
 
 
-def build_runs(folder: Path, per_target: int, minutes: float) -> list[Path]:
-    """``per_target`` real runs of each reference target, alternating, each in a fresh store."""
+def build_runs(folder: Path, per_target: int, minutes: float, targets: tuple[str, ...] = TARGETS) -> list[Path]:
+    """``per_target`` real runs of each of ``targets``, alternating, each in a fresh store."""
     perfagents = Path(sys.executable).parent / "perfagents"
     stores = []
     for i in range(per_target):
-        for target in TARGETS:
+        for target in targets:
             store = folder / f"{target}-{i + 1}.duckdb"
             t0 = time.monotonic()
             cmd = [str(perfagents), "run", target, "--store", str(store), "--budget", f"minutes={minutes:g}", "--quiet",
@@ -202,21 +205,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build", type=int, default=None,
                    help="real runs per reference target to add first (default: as many as the pool lacks)")
     p.add_argument("--minutes", type=float, default=BUILD_MINUTES, help="a built run's minutes budget")
+    p.add_argument("--build-targets", nargs="+", choices=TARGETS, default=list(TARGETS),
+                   help="the reference targets to build runs of")
+    p.add_argument("--build-dir", type=Path, default=None,
+                   help="keep the built runs' stores here (default: a temporary folder, removed)")
+    p.add_argument("--all-targets", action="store_true",
+                   help="replay every target's changes (default: the reference targets' only)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     print(f"ranking: {platform.node()} {os.cpu_count()} CPUs, Python {platform.python_version()}", flush=True)
     paths = store_paths(args.store)
-    rows, notes = pooled_history(paths)
+    keep = None if args.all_targets else TARGETS
+    rows, notes = pooled_history(paths, keep)
     counts = runs_with_measurements(rows)
     lacking = max(MIN_RUNS - counts.get(t, 0) for t in TARGETS)
     build = lacking if args.build is None else args.build
     with tempfile.TemporaryDirectory(prefix="bench-ranking-") as tmp:
+        folder = args.build_dir or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         if build > 0:
             print(f"the stores' history has {counts or 'no'} runs with >= {MIN_CHANGES} measured changes: "
-                  f"building {build} run(s) of each of {', '.join(TARGETS)} ({args.minutes:g} min each)", flush=True)
-            paths += build_runs(Path(tmp), build, args.minutes)
-            rows, notes = pooled_history(paths)
+                  f"building {build} run(s) of each of {', '.join(args.build_targets)} ({args.minutes:g} min each)",
+                  flush=True)
+            paths += build_runs(folder, build, args.minutes, tuple(args.build_targets))
+            rows, notes = pooled_history(paths, keep)
             counts = runs_with_measurements(rows)
     for note in notes:
         print(f"  {note}")

@@ -11,6 +11,7 @@ that predates it is learned from as well. ``fit_history`` fits the calibration r
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -110,13 +111,31 @@ def rebuild(change: dict[str, Any], findings: list[Finding]) -> dict[str, Any] |
         gain, basis, endpoint = max(impact(f) for f in located), max(located, key=impact).kind, None
     else:
         return None
-    effect = change["effect"] or {}
+    effect = change["effect"] or effect_from_reason(change.get("reason"))
     ci = effect.get("ci95") or [None, None]
     return {"change_id": change["change_id"], "run_id": change["run_id"], "target": change["target"],
             "change_kind": change["kind"], "basis": basis, "kind": learning_kind(change["kind"], basis),
             "endpoint": endpoint, "risk": change["risk"], "expected_gain": gain, "outcome": change["status"], "metric": effect.get("metric"),
             "measured_ratio": effect.get("ratio"), "measured_lo": ci[0], "measured_hi": ci[1],
             "run_started_at": change["run_started_at"], "planned_at": change["planned_at"], "source": "rebuilt"}
+
+
+# the decision's reason starts with its effect: "p50 x0.926 [0.725, 1.2] on total ..." (older
+# runs: "p95 ratio 0.864 [0.783, 0.985] ..."); the journal of those runs kept no effect for a revert
+_REASON_EFFECT = re.compile(r"^(p50|p95|p99|rps)(?: ratio)? x?([0-9.e+-]+) \[([0-9.e+-]+), ([0-9.e+-]+)\]")
+
+
+def effect_from_reason(reason: str | None) -> dict[str, Any]:
+    """A legacy revert's effect (metric, ratio, ci95) read back from its reason; {} when it has none."""
+    found = _REASON_EFFECT.match(reason or "")
+    if not found:
+        return {}
+    name, ratio, lo, hi = found.groups()
+    try:
+        values = [float(ratio), float(lo), float(hi)]
+    except ValueError:
+        return {}
+    return {"metric": name if name == "rps" else f"{name}_ms", "ratio": values[0], "ci95": values[1:]}
 
 
 def _finding(row: dict[str, Any]) -> Finding:

@@ -62,12 +62,12 @@ class LearningQueries(Connection):
 
     def legacy_changes(self) -> list[dict[str, Any]]:
         """Settled changes without an estimate row (journaled before migration 4), oldest first:
-        change_id, run_id, target, kind, params, description, risk, status, effect, planned_at,
+        change_id, run_id, target, kind, params, description, risk, status, reason, effect, planned_at,
         and the run's spec and start time. Restored changes and the search's trials are left out."""
         estimated = ("AND NOT EXISTS (SELECT 1 FROM change_estimates e WHERE e.change_id = c.change_id) "
                      if self.has_estimates() else "")
         rows = self.rows(
-            "SELECT c.change_id, c.run_id, c.target, c.kind, c.params, c.description, c.risk, c.status, c.effect, "
+            "SELECT c.change_id, c.run_id, c.target, c.kind, c.params, c.description, c.risk, c.status, c.reason, c.effect, "
             "c.planned_at, r.spec, r.started_at AS run_started_at FROM changes c JOIN runs r USING (run_id) "
             "WHERE c.status IN ('kept', 'reverted') AND c.kind <> 'set_config' "
             f"AND c.reason IS DISTINCT FROM ? {estimated}ORDER BY r.started_at, c.seq", [RESTORED_REASON])

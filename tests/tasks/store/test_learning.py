@@ -11,7 +11,13 @@ import pytest
 
 from tasks.findings import Candidate, Finding
 from tasks.search.calibration import fit_calibration
-from tasks.search.estimates import estimate_of, fit_history, history, observations
+from tasks.search.estimates import (
+    effect_from_reason,
+    estimate_of,
+    fit_history,
+    history,
+    observations,
+)
 from tasks.store import MIGRATIONS, Store, now
 from tasks.store.learning import RESTORED_REASON
 
@@ -39,8 +45,9 @@ def _old_store(path: Path) -> None:
                 "candidate) VALUES ('r1', 'w1', 'database', 'missing_index', 'orders.customer_id', 'high', '{}', ?, ?)",
                 [json.dumps({"ratio": 33.0, "db_time_share": 0.7}), json.dumps(candidate)])
     changes = [("c1", 1, "create_index", INDEX, "kept", "faster", {"metric": "p50_ms", "ratio": 0.3, "ci95": [0.25, 0.36]}),
-               ("c2", 2, "set_knob", {"knob": "workers", "value": 2}, "reverted", "slower",
-                {"metric": "p50_ms", "ratio": 1.05, "ci95": [0.95, 1.16]}),
+               # a revert's journal row kept no effect then: its reason still says it
+               ("c2", 2, "set_knob", {"knob": "workers", "value": 2}, "reverted",
+                "p50 x0.926 [0.725, 1.2] on total (5 vs 4 windows, latency): undecided", None),
                ("c0", 0, "create_index", INDEX, "kept", RESTORED_REASON, None)]
     for change_id, seq, kind, params, status, reason, effect in changes:
         con.execute("INSERT INTO changes (change_id, run_id, target, seq, kind, params, description, risk, status, "
@@ -77,7 +84,17 @@ def test_an_older_store_upgrades_and_its_changes_are_learned_from(tmp_path: Path
         "create_index/missing_index", 0.97, "kept", "rebuilt")
     assert (index["measured_ratio"], index["measured_lo"], index["measured_hi"]) == (0.3, 0.25, 0.36)
     assert (knob["kind"], knob["expected_gain"], knob["outcome"]) == ("set_knob/no_finding", 0.1, "reverted")
+    assert (knob["metric"], knob["measured_ratio"], knob["measured_lo"], knob["measured_hi"]) == (
+        "p50_ms", 0.926, 0.725, 1.2)
     assert len(observations(rows.values())) == 2
+
+
+def test_a_legacy_reason_gives_back_its_effect() -> None:
+    assert effect_from_reason("rps x1.95 [1.71, 2.23] on total (5 vs 2 windows, saturated): faster") == {
+        "metric": "rps", "ratio": 1.95, "ci95": [1.71, 2.23]}
+    assert effect_from_reason("p95 ratio 0.864 [0.783, 0.985] within noise 0.1")["ratio"] == 0.864
+    assert effect_from_reason("quality threshold broken: p99_ms<=1.1*baseline") == {}
+    assert effect_from_reason(None) == {}
 
 
 def test_a_tried_change_is_stored_with_its_estimate_and_its_measurement(store: Store) -> None:
