@@ -19,6 +19,7 @@ from tasks.refine import refine_with_search
 from tasks.request import Request
 from tasks.result import RunResult, RunSections
 from tasks.results.history import drift, run_history
+from tasks.results.learning import learning_section
 from tasks.results.report import build_result, write_reports
 from tasks.results.signature import record_signature
 from tasks.run import Run, open_run
@@ -82,6 +83,7 @@ def finish_run(run: Run) -> RunResult:
     goals = loop.goals_met(run) if run.baseline else []
     if run.advisor is not None:
         run.sections["llm"] = {**run.advisor.spend.summary(), "questions": run.advisor.notes}  # per question: model, result, tokens
+    run.sections["learning"] = learning_section(run.store)
     result = build_result(run, goals)
     costs = result["costs"]
     run.store.finish_run(run.run_id, result["status"], result, [

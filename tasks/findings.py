@@ -25,6 +25,9 @@ class Candidate:
     risk: Risk = "low"
     expected_gain: float = 0.0  # expected relative reduction of the affected metric, 0..1
     endpoint: str | None = None  # the Locust name the change should speed up; None = all
+    # the finding kind the expected gain rests on ('' for a knob no finding points at): with
+    # ``kind`` it names the history its estimate is calibrated on (tasks/search/calibration.py)
+    basis: str = ""
 
     def key(self) -> str:
         """Identity used to avoid proposing the same change twice."""

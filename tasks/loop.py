@@ -22,12 +22,14 @@ from tasks.errors import PerfagentsError
 from tasks.findings import Candidate, Finding, stronger
 from tasks.pages import note_profiled
 from tasks.run import Run
+from tasks.search.estimates import estimate_of, fit_history
 from tasks.search.optimizer import (
     candidates_from_findings,
     covered_by_kept,
     knob_candidates,
     rank_candidates,
 )
+from tasks.store.learning import RESTORED_REASON
 from tasks.trial import Trial, state_regime, trial_load_s
 from tasks.window import Window, measure_window
 
@@ -142,7 +144,9 @@ def next_candidate(run: Run) -> Candidate | None:
     else:
         candidates += knob_candidates(run.spec, run.rt.config, run.findings)
     kept = [c for c in run.changes if c["status"] == "kept"]
-    ranked = [c for c in rank_candidates(candidates, run.tried) if not covered_by_kept(c, kept)]
+    if run.calibration is None:  # how far each kind's estimates came true in the store's history
+        run.calibration = fit_history(run.store)
+    ranked = [c for c in rank_candidates(candidates, run.tried, run.calibration) if not covered_by_kept(c, kept)]
     # code-level findings: a patch from the model (tasks/advisor/candidates.py), asked for only
     # when the budget can still try it (tokens are not spent on a patch no trial would measure)
     cold_s = run.spec.load.duration_s + 2 * run.spec.load.warmup_s
@@ -155,14 +159,19 @@ def next_candidate(run: Run) -> Candidate | None:
     return ranked[0] if ranked else None
 
 
-def apply_change(run: Run, candidate: Candidate) -> tuple[str, dict[str, Any]]:
-    """Journal, then apply; returns the change id and its exact undo. A failed apply is journaled."""
+def apply_change(run: Run, candidate: Candidate, *, restoring: bool = False) -> tuple[str, dict[str, Any]]:
+    """Journal (with what the change is estimated to gain, unless it is restored), then apply;
+    returns the change id and its exact undo. A failed apply is journaled."""
     run.seq += 1
     run.tried.add(candidate.key())
     change_id = plan_change(run.store, run.run_id, run.spec.name, run.seq, candidate)
+    estimate = None if restoring else estimate_of(candidate, run.findings, run.calibration)
+    if estimate is not None:
+        run.store.insert_estimate(change_id, run_id=run.run_id, target=run.spec.name, estimate=estimate)
     try:
         undo = apply_candidate(run.store, run.rt, change_id, candidate)
     except PerfagentsError as exc:
+        run.store.settle_estimate(change_id, "failed", None)
         row = _row(candidate, "failed", str(exc), None)
         if candidate.kind == "code_patch" and run.advisor is not None:
             settle_patch(run.advisor, run.store, change_id, candidate, row)
@@ -195,12 +204,13 @@ def settle_change(run: Run, trial: Trial) -> dict[str, Any]:
     else:
         if trial.on:
             revert_change(run.store, run.rt, trial.change_id, trial.candidate.kind, trial.undo, verdict.reason)
-        else:
-            mark_change(run.store, trial.change_id, "reverted", reason=verdict.reason)
+        # the journal keeps a revert's measured effect too (it used to keep only a kept one's)
+        mark_change(run.store, trial.change_id, "reverted", reason=verdict.reason, effect=effect)
         run.noise.kept_aa = [*run.noise.kept_aa, *trial.fresh]  # fresh windows of the kept state
         if trial.fresh:
             run.current = trial.fresh[-1]
     row = _row(trial.candidate, "kept" if keep else "reverted", verdict.reason, effect)
+    run.store.settle_estimate(trial.change_id, row["status"], effect)  # what was measured, beside the estimate
     if trial.candidate.kind == "code_patch" and run.advisor is not None:
         settle_patch(run.advisor, run.store, trial.change_id, trial.candidate, row)  # cache outcome, diff file
     progress.emit("change", **row)
@@ -246,8 +256,8 @@ def restore_kept(run: Run, kept_changes: list[dict[str, Any]]) -> None:
             continue
         candidate = Candidate(kind=kept["kind"], params=kept["params"], description=kept["description"],
                               endpoint=kept.get("endpoint"))
-        change_id, _ = apply_change(run, candidate)
-        mark_change(run.store, change_id, "kept", reason="restored from the last kept state")
+        change_id, _ = apply_change(run, candidate, restoring=True)
+        mark_change(run.store, change_id, "kept", reason=RESTORED_REASON)
 
 
 def kept_changes(run: Run, restored: list[dict[str, Any]]) -> list[dict[str, Any]]:

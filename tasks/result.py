@@ -48,6 +48,7 @@ class RunSections(TypedDict, total=False):
     phase_errors: list[str]  # reporting phases that failed (the result stands without them)
     llm: dict[str, Any]  # the advisor's calls, cache hits, tokens and USD (tasks.advisor.spend.Spend.summary)
     study_cpus: list[int]  # the CPUs this study held while others ran beside it (tasks/target/study_cpus.py)
+    learning: dict[str, Any]  # estimated against measured per kind, over the store's history (tasks/results/learning.py)
 
 
 class RunResult(RunSections):

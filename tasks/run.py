@@ -78,6 +78,7 @@ class Run:
     responses: ResponseCheck | None = None  # when quality asks responses==baseline
     advisor: Any = None  # tasks.advisor.candidates.Advisor when the spec has llm: and code.allow_changes
     page_loads: dict[str, Any] = field(default_factory=dict)  # "baseline" / "current": frames (tasks/pages.py)
+    calibration: Any = None  # tasks.search.calibration.Calibration: the history's, fitted at the first ranking
     status: str | None = None
     stop_reason: str | None = None
     seq: int = 0

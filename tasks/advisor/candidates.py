@@ -95,7 +95,7 @@ def next_code_candidate(adv: Advisor, findings: list[Finding], rival: Candidate 
             description=f"code patch for {', '.join(sorted({f.kind for f in group}))} at {group[0].location} "
                         f"({advice.model})",
             risk="medium", expected_gain=max(impact(f) for f in group),
-            endpoint=next((f.endpoint for f in group if f.endpoint), None))
+            endpoint=next((f.endpoint for f in group if f.endpoint), None), basis=max(group, key=impact).kind)
         adv.pending[candidate.key()] = (key, advice)
         return candidate
     return rival

@@ -11,6 +11,7 @@
     history.py          earlier runs from the store, and drift against them
     signature.py        a run's signature (per endpoint) at its end
     regressions.py      change points in each target's signature history (``perfagents regressions``)
+    learning.py         estimated against measured per kind, over the store's history (the report's table)
 """
 
 from __future__ import annotations

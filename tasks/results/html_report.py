@@ -14,6 +14,7 @@ from typing import Any
 
 from tasks.results.charts import svg_endpoints, svg_pareto
 from tasks.results.evidence_items import SHORT_TEXT, flatten
+from tasks.results.learning import learning_html
 from tasks.results.sentences import finding_sentence
 from tasks.results.tables import before_after_rows, cost_rows, fmt, pareto_rows
 from tasks.results.timeline import svg_timeline
@@ -111,5 +112,5 @@ def render_html(result: Mapping[str, Any]) -> str:
     title = f"perfagents: {result['target']}"
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{_e(title)}</title><style>{STYLE}</style>"
             f"</head><body><h1>{_e(title)} <small>{_e(result['run_id'])}</small></h1>"
-            + _status(result) + _before_after(result) + _decisions(result) + _pareto(result)
+            + _status(result) + _before_after(result) + _decisions(result) + _pareto(result) + learning_html(result)
             + _findings(result) + _costs(result) + "</body></html>")

@@ -13,6 +13,7 @@ from typing import Any
 from tasks.findings import SEVERITY_RANK, impact
 from tasks.result import ChangeEntry, RunResult
 from tasks.results.html_report import render_html
+from tasks.results.learning import learning_markdown
 from tasks.results.tables import before_after_rows, cost_rows, fmt, pareto_rows
 from tasks.run import Run
 
@@ -88,6 +89,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     if goals:
         lines += ["", "## Goals", ""] + [f"- `{g['expr']}`: {'met' if g['met'] else 'not met'} ({fmt(g['value'])}"
                                          f"{_goal_evidence(g)})" for g in goals]
+    lines += learning_markdown(result)
     lines += ["", "## Costs", "", "| cost | spent | note |", "|---|---:|---|"]
     lines += [f"| {r['cost']} | {r['value']} | {r['note']} |" for r in cost_rows(result)]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,8 @@
 """Which change to try next: candidates from findings, and the knob search of the comprehensive scope.
 
     optimizer.py     knob candidates and findings' candidates, ranked by expected gain, risk and cost
+    calibration.py   per kind of estimate, how far estimates came true (shrinkage), the calibrated gain
+    estimates.py     a tried change's estimate; the store's history of estimates against measurements
     space.py         the discrete space over a target's knobs (also the grid's)
     choice.py        measured points, quality constraints, the compromise rule (which point to keep)
     screening.py     the search's first trials: one knob moved at a time, then what helped combined

@@ -1,12 +1,14 @@
-"""Candidate changes: knob candidates, one queue ranked by expected gain, risk and cost."""
+"""Candidate changes: knob candidates, one queue ranked by expected (or calibrated) gain, risk and cost."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
+from dataclasses import replace
 from typing import Any
 
-from tasks.findings import Candidate, Finding
+from tasks.findings import Candidate, Finding, stronger
+from tasks.search.calibration import Calibration
 from tasks.spec import BoolKnob, ChoiceKnob, FloatKnob, IntKnob, TargetSpec
 
 RISK_WEIGHT = {"low": 1.0, "medium": 0.6, "high": 0.3}
@@ -50,15 +52,25 @@ def _knob_words(name: str, knob: Any) -> str:
     return f"{name} {env} {knob.description}".lower()
 
 
+def knob_estimate(words: str, findings: Iterable[Finding]) -> tuple[float, str, list[Finding]]:
+    """A knob's gain prior, raised by the findings that point at it (by the ``words`` of its name,
+    env var and description); (gain, the strongest pointing finding's kind or '', the findings)."""
+    hinted = [f for f in findings if any(w in words for w in KNOB_HINTS.get(f.kind, ()))]
+    shares = [float(f.estimated_gain.get(k) or 0.0) for f in hinted for k in SHARE_GAIN_KEYS]
+    gain = max([KNOB_PRIOR_GAIN + 0.2 * min(len(hinted), 2), *shares])
+    strongest = None
+    for f in hinted:
+        if strongest is None or stronger(f, strongest):
+            strongest = f
+    return round(min(gain, 0.9), 3), strongest.kind if strongest else "", hinted
+
+
 def knob_candidates(spec: TargetSpec, config: dict[str, Any], findings: Iterable[Finding] = ()) -> list[Candidate]:
     """One candidate per knob value worth a window, with a gain prior raised by matching findings."""
     findings = list(findings)
     out = []
     for name, knob in spec.knobs.items():
-        words = _knob_words(name, knob)
-        hinted = [f for f in findings if any(w in words for w in KNOB_HINTS.get(f.kind, ()))]
-        shares = [float(f.estimated_gain.get(k) or 0.0) for f in hinted for k in SHARE_GAIN_KEYS]
-        gain = max([KNOB_PRIOR_GAIN + 0.2 * min(len(hinted), 2), *shares])
+        gain, basis, hinted = knob_estimate(_knob_words(name, knob), findings)
         # going back to the default is what revert does, never an improvement to try
         for value in (v for v in _next_values(knob, config.get(name, knob.default)) if v != knob.default):
             why = f" ({', '.join(sorted({f.kind for f in hinted}))})" if hinted else ""
@@ -68,19 +80,27 @@ def knob_candidates(spec: TargetSpec, config: dict[str, Any], findings: Iterable
                     params={"knob": name, "value": value},
                     description=f"set knob {name} = {value!r}{why}",
                     risk="low" if knob.needs_restart is False else "medium",
-                    expected_gain=round(min(gain, 0.9), 3),
+                    expected_gain=gain,
+                    basis=basis,
                 )
             )
     return out
 
 
-def score(candidate: Candidate) -> float:
-    """Expected gain per unit of risk and cost: the queue's priority (higher first)."""
+def score(candidate: Candidate, calibration: Calibration | None = None) -> float:
+    """Expected gain per unit of risk and cost: the queue's priority (higher first).
+
+    With a ``calibration`` fitted on the store's history the expected gain is the calibrated one
+    (its kind's estimates scaled by how far they came true); without one, or for a kind with no
+    history, it is the candidate's own.
+    """
     cost = RESTART_COST if candidate.kind == "set_knob" and candidate.risk == "medium" else 1.0
-    return candidate.expected_gain * RISK_WEIGHT.get(candidate.risk, 0.3) / cost
+    gain = candidate.expected_gain if calibration is None else calibration.calibrated_gain(candidate)
+    return gain * RISK_WEIGHT.get(candidate.risk, 0.3) / cost
 
 
-def rank_candidates(candidates: Iterable[Candidate], tried: AbstractSet[str] = frozenset()) -> list[Candidate]:
+def rank_candidates(candidates: Iterable[Candidate], tried: AbstractSet[str] = frozenset(),
+                    calibration: Calibration | None = None) -> list[Candidate]:
     """One queue over all agents' candidates, best first, without repeats or tried changes."""
     unique: dict[str, Candidate] = {}
     for cand in candidates:
@@ -89,11 +109,12 @@ def rank_candidates(candidates: Iterable[Candidate], tried: AbstractSet[str] = f
             continue
         if key not in unique or cand.expected_gain > unique[key].expected_gain:
             unique[key] = cand
-    return sorted(unique.values(), key=lambda c: (-score(c), c.key()))
+    return sorted(unique.values(), key=lambda c: (-score(c, calibration), c.key()))
 
 
 def candidates_from_findings(findings: Iterable[Finding]) -> list[Candidate]:
-    return [f.candidate for f in findings if f.candidate is not None]
+    """The findings' candidates, each stamped with the kind of the finding it rests on."""
+    return [replace(f.candidate, basis=f.candidate.basis or f.kind) for f in findings if f.candidate is not None]
 
 
 def covered_by_kept(candidate: Candidate, kept: Iterable[dict[str, Any]]) -> bool:

@@ -5,6 +5,7 @@ migrations.py  the schema, as numbered migrations
 queries.py     ``Store``: every read and write on the store's tables (runs, windows,
                validations, the change journal, costs, kept target state)
 signatures.py  run signatures, their history per target, the A/A windows (regressions)
+learning.py    every tried change's estimate and measurement (learned candidate ranking)
 
 The schema is documented for users in docs/store.md; every table is plain SQL to query.
 """

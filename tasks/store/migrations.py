@@ -79,4 +79,19 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             window_ids JSON, created_at TIMESTAMPTZ, PRIMARY KEY (run_id, endpoint));
         """,
     ),
+    (
+        4,
+        "change estimates",
+        # IF NOT EXISTS: a store that gained this table under another number upgrades cleanly
+        """
+        CREATE TABLE IF NOT EXISTS change_estimates (
+            change_id VARCHAR PRIMARY KEY, run_id VARCHAR NOT NULL, target VARCHAR NOT NULL,
+            change_kind VARCHAR NOT NULL, basis VARCHAR NOT NULL, agent VARCHAR, location VARCHAR,
+            endpoint VARCHAR, risk VARCHAR, expected_gain DOUBLE, calibrated_gain DOUBLE, calibration JSON,
+            whatif_ratio DOUBLE, cost_before DOUBLE, cost_after DOUBLE, share DOUBLE,
+            estimated_gain JSON, evidence JSON, estimated_at TIMESTAMPTZ,
+            outcome VARCHAR, metric VARCHAR, measured_endpoint VARCHAR, measured_ratio DOUBLE,
+            measured_lo DOUBLE, measured_hi DOUBLE, windows INTEGER, measured_at TIMESTAMPTZ);
+        """,
+    ),
 ]

@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 from tasks.store.connection import dumps, now
+from tasks.store.learning import LearningQueries
 from tasks.store.signatures import SignatureQueries
 
 # the per-window tables written from frames, and the columns kept (None: the frame's own)
@@ -23,7 +24,7 @@ WINDOW_FRAMES: dict[str, tuple[str, ...] | None] = {
 }
 
 
-class Store(SignatureQueries):
+class Store(SignatureQueries, LearningQueries):
     """The DuckDB store: one file per project, one writer (the flow run), numbered migrations.
 
     Use ``with store.transaction():`` to make several calls atomic; each method joins it.

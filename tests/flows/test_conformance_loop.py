@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 import yaml
 
@@ -42,3 +43,18 @@ def test_the_index_is_judged_on_its_own_endpoint_and_kept(tmp_path: Path, shared
     (change,) = [c for c in result["changes"] if c["kind"] == "create_index"]
     assert change["effect"]["endpoint"] == matrix.EVENTS_BY_CITY, change
     assert change["status"] == "kept" and change["effect"]["ratio"] < 0.7, change
+    # the store keeps what the what-if promised beside what the decision measured
+    con = duckdb.connect(str(tmp_path / "store.duckdb"), read_only=True)
+    try:
+        (row,) = con.execute(
+            "SELECT e.basis, e.whatif_ratio, e.expected_gain, e.outcome, e.metric, e.measured_ratio, e.measured_lo, "
+            "e.measured_hi FROM change_estimates e JOIN changes c USING (change_id) WHERE c.kind = 'create_index'"
+        ).fetchall()
+    finally:
+        con.close()
+    basis, whatif, expected, outcome, metric, ratio, lo, hi = row
+    assert (basis, outcome, metric) == ("missing_index", "kept", change["effect"]["metric"])
+    assert whatif > 1 and 0 < expected <= 1
+    assert (ratio, [lo, hi]) == (change["effect"]["ratio"], change["effect"]["ci95"])
+    (kind,) = [k for k in result["learning"]["kinds"] if k["kind"] == "create_index/missing_index"]
+    assert kind["kept"] == 1 and kind["measured"] == 1

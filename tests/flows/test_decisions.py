@@ -47,6 +47,14 @@ def test_a_knob_that_raises_errors_is_reverted_with_its_reason(tmp_path: Path) -
         con.close()
     assert rows == [("reverted", change["reason"])]
     assert result["config"] == {"flaky": False}
+    # what was estimated (a knob no finding points at: the prior) and how it ended, for the next ranking
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        learned = con.execute("SELECT change_kind, basis, expected_gain, outcome FROM change_estimates").fetchall()
+    finally:
+        con.close()
+    assert learned == [("set_knob", "", 0.1, "reverted")]
+    assert [k["kind"] for k in result["learning"]["kinds"]] == ["set_knob/no_finding"]
 
 
 @pytest.mark.e2e
