@@ -4,6 +4,7 @@
     evidence.py         a token-budgeted evidence bundle of one run (packing, tiktoken counts)
     evidence_items.py   the bundle's pieces: each part of a result at levels of detail
     history.py          earlier runs from the store, and drift against them
+    dashboard/          the live web page (``perfagents dashboard``; imported only by that command)
 """
 
 from __future__ import annotations

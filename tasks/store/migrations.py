@@ -79,4 +79,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             window_ids JSON, created_at TIMESTAMPTZ, PRIMARY KEY (run_id, endpoint));
         """,
     ),
+    (
+        4,
+        "live window progress",
+        """
+        CREATE TABLE live_windows (
+            run_id VARCHAR NOT NULL, label VARCHAR NOT NULL, attempt INTEGER, started_at TIMESTAMPTZ,
+            updated_at TIMESTAMPTZ, planned_s DOUBLE, elapsed_s DOUBLE, requests BIGINT, errors BIGINT,
+            p50_ms DOUBLE, p95_ms DOUBLE, rps DOUBLE, done BOOLEAN);
+        """,
+    ),
 ]

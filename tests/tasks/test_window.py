@@ -76,9 +76,11 @@ def test_failing_and_stuck_agents_are_recorded_and_the_window_completes(store, m
     assert outcomes["crashing"].status == "failed" and "profiler exploded" in outcomes["crashing"].error
     assert outcomes["stuck"].status == "timeout"
     assert outcomes["counting"].status == "ok" and outcomes["counting"].observed == {"saw_stop": True}
-    rows = dict(store.con.execute("SELECT agent, status FROM agent_runs").fetchall())
+    rows = {r["agent"]: r["status"] for r in store.rows("SELECT agent, status FROM agent_runs")}
     assert rows == {"crashing": "failed", "stuck": "timeout", "counting": "ok"}
-    assert store.con.execute("SELECT count(*) FROM samples").fetchall()[0][0] == w.samples.height
+    assert store.rows("SELECT count(*) AS n FROM samples")[0]["n"] == w.samples.height
+    (live,) = store.live_windows("run-1")  # the window's progress, shown while it ran (tasks/live.py)
+    assert live["done"] and live["label"] == "baseline-1" and live["requests"] >= w.samples.height
     # the abandoned agent still sleeps, on a daemon thread: it cannot hold the process open at exit
     import threading
 
