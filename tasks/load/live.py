@@ -24,7 +24,7 @@ SAMPLES_GLOB = "*.samples*.csv"  # runner.py names it <label>.samples.csv; sever
 
 
 class LiveSamples:
-    """Incremental reader of one window's sample CSVs (``folder``), started at epoch ``started``."""
+    """Incremental reader of one window's sample CSVs (``folder``), opened at epoch ``started``."""
 
     def __init__(self, folder: Path, *, started: float, warmup_s: float) -> None:
         self.folder = Path(folder)
@@ -59,20 +59,21 @@ class LiveSamples:
                 continue
             self._ts.append(frame["ts"].to_numpy())
             self._latency.append(frame["latency_ms"].fill_null(0.0).to_numpy())
-            self.errors += frame["error"].is_not_null().sum()
+            self.errors += int(frame["error"].is_not_null().sum())
             added += frame.height
         return added
 
     def progress(self, now: float | None = None) -> dict[str, Any]:
-        """elapsed_s (since ``started``), requests, errors, rps (over the time since the first
-        request), p50_ms and p95_ms so far (None before the first request)."""
+        """elapsed_s and rps since the first request (0 and None before it: Locust is starting),
+        requests, errors, p50_ms and p95_ms so far (None before the first request)."""
         now = time.time() if now is None else now
-        out: dict[str, Any] = {"elapsed_s": round(max(0.0, now - self.started), 2), "requests": self.requests,
-                               "errors": int(self.errors), "rps": None, "p50_ms": None, "p95_ms": None}
+        out: dict[str, Any] = {"elapsed_s": 0.0, "requests": self.requests, "errors": int(self.errors),
+                               "rps": None, "p50_ms": None, "p95_ms": None}
         if not self._ts:
-            return out
+            return out  # Locust is starting
         ts, latency = np.concatenate(self._ts), np.concatenate(self._latency)
         first = float(ts.min())
+        out["elapsed_s"] = round(max(0.0, now - first), 2)  # the load's own clock: Locust's start-up apart
         out["rps"] = round(len(ts) / max(now - first, 1e-3), 2)
         measured = latency[ts >= first + self.warmup_s]
         chosen = measured if len(measured) else latency

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MINI = Path(__file__).resolve().parent / "mini_target"
 PERFAGENTS = Path(sys.executable).parent / "perfagents"
 SCREENSHOT = ROOT / "docs" / "dashboard.png"
-RUN_TIMEOUT_S = 120
+RUN_TIMEOUT_S = 240  # a quiet machine needs ~40 s; a loaded one (load average 14 here) four times that
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("shared_prefect_api", "agents_off")]
 
 
@@ -78,7 +78,9 @@ def mini_run(tmp_path: Path, store: Path) -> Iterator[subprocess.Popen[bytes]]:
     spec["load"].update(duration_s=2, warmup_s=0.5)
     path = tmp_path / "target.yaml"
     path.write_text(yaml.safe_dump(spec))
-    env = {**os.environ, "PERFAGENTS_LIVE_INTERVAL_S": "0.5"}
+    # the live row twice a second; these tests judge the page, not measurements: beside other work
+    # (CI's parallel session, other runs on the machine) the gate must not re-measure every window
+    env = {**os.environ, "PERFAGENTS_LIVE_INTERVAL_S": "0.5", "PERFAGENTS_MAX_FOREIGN_CORES": "4"}
     log = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen([str(PERFAGENTS), "run", str(path), "--store", str(store), "--budget", "iterations=1",
                              "--json", str(tmp_path / "out.json")], cwd=tmp_path, env=env, stdout=log,
@@ -107,7 +109,7 @@ def test_api_runs_is_read_while_the_run_writes(tmp_path: Path) -> None:
                 if live and live["under_load"]:
                     live_requests.append(live["requests"])
             time.sleep(0.2)
-        assert run.wait(timeout=30) == 0, (tmp_path / "run.log").read_text()[-2000:]
+        assert run.wait(timeout=60) == 0, (tmp_path / "run.log").read_text()[-2000:]
         (final,) = httpx.get(url + "api/runs", timeout=20).json()
     running = {windows for status, windows in seen if status == "running"}
     assert len(running) >= 3  # windows arrived one by one while the run held the store between writes

@@ -35,7 +35,8 @@ def test_samples_are_read_as_the_csv_grows_whole_lines_only(tmp_path: Path) -> N
     assert live.read() == 600 and live.read() == 0
     progress = live.progress(now=1010.0)
     measured = latency[ts >= ts[0] + 2.0]
-    assert progress["requests"] == 900 and progress["errors"] == 9 and progress["elapsed_s"] == 10.0
+    assert progress["requests"] == 900 and progress["errors"] == 9
+    assert progress["elapsed_s"] == pytest.approx(1010.0 - ts[0], abs=0.01)  # since the first request
     assert progress["p50_ms"] == pytest.approx(np.percentile(measured, 50), rel=1e-3)
     assert progress["p95_ms"] == pytest.approx(np.percentile(measured, 95), rel=1e-3)
     assert progress["rps"] == pytest.approx(900 / (1010.0 - ts[0]), rel=1e-2)
@@ -65,7 +66,7 @@ def test_live_window_rewrites_the_runs_row_until_done(tmp_path: Path, monkeypatc
             seen.extend(r["requests"] for r in store.live_windows("r1"))
     (row,) = store.live_windows("r1")
     assert row["done"] and row["requests"] == 250 and row["label"] == "baseline-1" and row["planned_s"] == 3.0
-    assert row["p50_ms"] == pytest.approx(7.0) and row["elapsed_s"] >= 1.0
+    assert row["p50_ms"] == pytest.approx(7.0) and row["elapsed_s"] >= 0.9
     assert len(set(seen)) >= 3 and seen == sorted(seen)  # rewritten while the load ran
     assert live.updates >= 5 and live.skipped == 0
 

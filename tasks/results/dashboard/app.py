@@ -9,7 +9,8 @@ page that polls it, so it updates without reloading.
 
 Endpoints are plain functions, which Starlette runs on its thread pool; each opens the store
 read-only for its reads only (tasks/store/connection.py). The regressions of a target are
-computed again only when its signatures or A/A windows changed (RegressionCache).
+computed again only when its signatures or A/A windows changed (RegressionCache), and any answer
+is reused for FRESH_S, so many open pages do not multiply the reads.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import math
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from tasks.store import Store
 STATIC = Path(__file__).with_name("static")
 HOST = "127.0.0.1"
 READ_LOCK_TIMEOUT_S = 15.0  # a page request waits this long at most for a writer's transaction
+FRESH_S = 0.5  # an answer is reused this long: any number of open pages cost the store at most 2 reads/s per view
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
@@ -74,32 +77,42 @@ def create_app(store_path: Path) -> Starlette:
     store = Store(store_path, read_only=True, lock_timeout_s=READ_LOCK_TIMEOUT_S)
     reports = store.path.parent / "reports"
     regressions = RegressionCache()
+    recent: dict[str, tuple[float, Any]] = {}
 
-    def answer(build: Callable[[], Any], missing: str) -> Response:
-        try:
-            body = build()
-        except PerfagentsError as exc:  # the store held past the bound, or gone
-            return JSONResponse({"error": str(exc)}, status_code=503)
+    def answer(build: Callable[[], Any], missing: str, key: str) -> Response:
+        hit = recent.get(key)
+        if hit is not None and time.monotonic() - hit[0] < FRESH_S:
+            body = hit[1]
+        else:
+            try:
+                body = finite(build())
+            except PerfagentsError as exc:  # the store held past the bound, or gone
+                return JSONResponse({"error": str(exc)}, status_code=503)
+            if len(recent) > 1000:  # made-up run ids must not grow it without bound
+                recent.clear()
+            recent[key] = (time.monotonic(), body)
         if body is None:
             return JSONResponse({"error": missing}, status_code=404)
-        return JSONResponse(finite(body))
+        return JSONResponse(body)
 
     def runs(request: Request) -> Response:
-        return answer(lambda: runs_view(store, reports, request.query_params.get("target")), "no runs")
+        target = request.query_params.get("target")
+        return answer(lambda: runs_view(store, reports, target), "no runs", f"runs:{target}")
 
     def run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
-        return answer(lambda: run_view(store, run_id, reports), f"no run {run_id!r} in the store")
+        return answer(lambda: run_view(store, run_id, reports), f"no run {run_id!r} in the store", f"run:{run_id}")
 
     def targets(request: Request) -> Response:
         def build() -> list[str]:
             with store.session():
                 return store.targets()
-        return answer(build, "no targets")
+        return answer(build, "no targets", "targets")
 
     def history(request: Request) -> Response:
         target = request.path_params["target"]
-        return answer(lambda: history_view(store, target, reports, regressions), f"no runs of target {target!r}")
+        return answer(lambda: history_view(store, target, reports, regressions), f"no runs of target {target!r}",
+                      f"target:{target}")
 
     def report(request: Request) -> Response:
         run_id = request.path_params["run_id"]

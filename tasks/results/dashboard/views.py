@@ -21,6 +21,7 @@ from tasks.findings import IMPACT_KEYS, SEVERITY_RANK
 from tasks.store import Store
 
 TOTAL = "__total__"
+SWITCHED_OFF = "switched off for"  # tasks/trial.py: a change off for an A window, on again after it
 LIVE_STALE_S = 120.0  # a live row untouched this long belongs to a run that died: not shown as under load
 _STATS = ("requests", "rps", "p50_ms", "p95_ms", "p99_ms", "error_rate")
 
@@ -60,7 +61,7 @@ def live_row(row: dict[str, Any] | None, now: datetime | None = None) -> dict[st
     if row is None:
         return None
     age = ((now or datetime.now(UTC)) - row["updated_at"]).total_seconds() if row["updated_at"] else None
-    out = {k: _iso(v) for k, v in row.items()}
+    out: dict[str, Any] = {k: _iso(v) for k, v in row.items()}
     out["under_load"] = not row["done"] and age is not None and age < LIVE_STALE_S
     return out
 
@@ -85,10 +86,16 @@ def windows_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def change_json(row: dict[str, Any]) -> dict[str, Any]:
+def change_json(row: dict[str, Any], running: bool = False) -> dict[str, Any]:
+    """A journaled change; while its run goes on, one not yet kept or reverted for good (applied, or
+    switched off for an interleaved A window: tasks/trial.py) is ``on trial``."""
     effect = _json(row["effect"]) or {}
+    status = row["status"]
+    if running and (status in ("planned", "applied") or (row["reason"] or "").startswith(SWITCHED_OFF)):
+        status = "on trial"
     return {"change_id": row["change_id"], "seq": row["seq"], "kind": row["kind"], "description": row["description"],
-            "risk": row["risk"], "status": row["status"], "reason": row["reason"], "params": _json(row["params"]),
+            "risk": row["risk"], "status": status, "journal_status": row["status"], "reason": row["reason"],
+            "params": _json(row["params"]),
             "endpoint": effect.get("endpoint"), "metric": effect.get("metric"), "ratio": effect.get("ratio"),
             "ci95": effect.get("ci95"), "tail": effect.get("tail"), "regime": effect.get("regime"),
             "planned_at": _iso(row["planned_at"]), "updated_at": _iso(row["updated_at"])}
@@ -118,8 +125,9 @@ def run_view(store: Store, run_id: str, reports: Path) -> dict[str, Any] | None:
         windows = windows_json(store.run_windows(run_id))
         if live and any((w["label"], w["attempt"]) == (live["label"], live["attempt"]) for w in windows):
             live["under_load"] = False  # its window is stored: the run missed marking the row done
+        running = found[0]["status"] == "running"
         return {"run": run_summary(found[0], reports), "live": live, "windows": windows,
-                "changes": [change_json(r) for r in store.run_changes(run_id)],
+                "changes": [change_json(r, running) for r in store.run_changes(run_id)],
                 "findings": ranked_findings(store.run_findings(run_id))}
 
 

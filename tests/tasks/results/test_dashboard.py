@@ -51,6 +51,9 @@ def client(tmp_path: Path, add_history_run) -> TestClient:
                         description="set knob flaky = true", risk="low")
     store.update_change("c2", "reverted", reason="quality threshold broken: error_rate",
                         effect={"endpoint": "total", "metric": "p50_ms", "ratio": 0.9, "ci95": [0.7, 1.2]})
+    store.insert_change("c3", run_id="live", target="mini", seq=3, kind="set_knob", params={"knob": "workers"},
+                        description="set knob workers = 2", risk="low")
+    store.update_change("c3", "reverted", reason="switched off for an interleaved A window")
     for window_id, severity, share in (("w1", "medium", 0.2), ("w1", "high", 0.1), ("w2", "high", 0.6)):
         store.insert_finding("live", window_id, {"agent": "database", "kind": "missing_index" if share != 0.2 else "slow_query",
                                                  "location": "items.id", "endpoint": "item", "severity": severity,
@@ -84,7 +87,8 @@ def test_a_run_shows_its_live_window_windows_decisions_and_ranked_findings(clien
     assert windows[0]["endpoints"]["item"] == {"requests": 100, "rps": 20.0, "p50_ms": 15.0, "p95_ms": 30.0,
                                                "p99_ms": 45.0, "error_rate": 0.0}
     assert windows[0]["total"]["p95_ms"] == 20.0 and not windows[2]["valid"] and windows[2]["reason"]
-    c1, c2 = body["changes"]
+    c1, c2, c3 = body["changes"]
+    assert (c3["status"], c3["journal_status"]) == ("on trial", "reverted")  # off for an A window, not decided
     assert (c1["status"], c1["ratio"], c1["ci95"], c1["reason"]) == ("kept", 0.4, [0.3, 0.5], "faster beyond noise")
     assert (c2["status"], c2["ratio"], c2["endpoint"]) == ("reverted", 0.9, "total") and "error_rate" in c2["reason"]
     findings = body["findings"]

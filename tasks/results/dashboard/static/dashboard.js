@@ -74,7 +74,7 @@ function renderLive(live) {
   box.dataset.requests = live ? live.requests : 0;
   box.dataset.underLoad = live && live.under_load ? "1" : "0";
   if (!live) { box.replaceChildren(el("span", { class: "muted", text: "no window measured yet" })); return; }
-  const state = live.under_load ? "under load" : (live.done ? "finished" : "stopped");
+  const state = live.under_load ? (live.requests ? "under load" : "starting Locust") : (live.done ? "finished" : "stopped");
   const bar = el("progress", { max: live.planned_s || 1, value: Math.min(live.elapsed_s, live.planned_s || 1) });
   box.replaceChildren(
     el("div", {}, el("div", { class: "muted", text: `current window (${state})` }),
@@ -108,7 +108,7 @@ function renderWindows(windows) {
 function renderDecisions(changes) {
   $("#decisions tbody").replaceChildren(...changes.map((c) => el("tr", { "data-change": c.change_id },
     el("td", { text: c.seq }), el("td", { text: c.description || c.kind }),
-    el("td", { class: c.status, text: c.status }),
+    el("td", { class: c.status.replace(" ", "-"), text: c.status }),
     el("td", { text: c.metric ? `${c.metric} on ${c.endpoint}` : "–" }),
     el("td", { text: c.ratio == null ? "–" : `×${c.ratio}` }),
     el("td", { text: c.ci95 ? `[${c.ci95[0]}, ${c.ci95[1]}]` : "–" }),
@@ -138,6 +138,7 @@ function renderHistory(h) {
   $("#history-section").hidden = false;
   $("#history-title").textContent = h.target;
   const runs = h.runs.filter((r) => Object.values(h.series).some((s) => s.p95_ms.some((p) => p.run_id === r.run_id)));
+  $("#history-note").textContent = runs.length ? `${runs.length} run(s) with a signature` : "no run of this target has ended with a signature yet";
   const labels = runs.map((r) => when(r.started_at));
   const index = Object.fromEntries(runs.map((r, i) => [r.run_id, i]));
   const names = Object.keys(h.series).sort((a, b) => (a === "total") - (b === "total") || a.localeCompare(b));
