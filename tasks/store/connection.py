@@ -26,6 +26,7 @@ import polars as pl
 from tasks.errors import StoreError
 from tasks.store.lock import LockWaits, lock_timeout, open_duckdb
 from tasks.store.migrations import MIGRATIONS
+from tasks.store.turns import turn
 
 DEFAULT_STORE = Path(".perfagents") / "perfagents.duckdb"
 
@@ -95,13 +96,17 @@ class Connection:
         if getattr(local, "con", None) is not None:
             yield local.con
             return
-        con = open_duckdb(self.path, read_only=self.read_only, timeout_s=self.lock_timeout_s, waits=self.waits)
-        local.con, local.tx = con, 0
-        try:
-            yield con
-        finally:
-            local.con, local.tx = None, 0
-            con.close()
+        with turn(self.path, shared=self.read_only, timeout_s=self.lock_timeout_s) as waited:
+            # past the turn's bound, DuckDB's own lock decides (and names the holder in its error)
+            con = open_duckdb(self.path, read_only=self.read_only,
+                              timeout_s=self.lock_timeout_s if waited is not None else 0.0,
+                              waits=self.waits, waited_before=waited or self.lock_timeout_s)
+            local.con, local.tx = con, 0
+            try:
+                yield con
+            finally:
+                local.con, local.tx = None, 0
+                con.close()
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

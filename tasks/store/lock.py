@@ -66,10 +66,13 @@ def busy(exc: BaseException) -> bool:
     return any(mark in text for mark in _BUSY)
 
 
-def open_duckdb(path: Path, *, read_only: bool, timeout_s: float, waits: LockWaits) -> duckdb.DuckDBPyConnection:
+def open_duckdb(path: Path, *, read_only: bool, timeout_s: float, waits: LockWaits,
+                waited_before: float = 0.0) -> duckdb.DuckDBPyConnection:
     """``duckdb.connect`` that waits for a held file, up to ``timeout_s``, then raises
-    ``StoreLockedError`` (a TransientError: a retry may succeed)."""
-    start = time.monotonic()
+    ``StoreLockedError`` (a TransientError: a retry may succeed). ``waited_before``: the seconds
+    already spent waiting for the turn (tasks/store/turns.py), counted in ``waits``."""
+    start = time.monotonic() - waited_before
+    timeout_s += waited_before
     delay, retries = FIRST_BACKOFF_S, 0
     while True:
         try:
