@@ -1,10 +1,11 @@
 """The DuckDB store: one file per project, numbered migrations, shared by runs and readers.
 
-Nothing holds the file between uses: each read or transaction opens it and closes it, waiting
-(bounded) for another process's lock, so concurrent runs, the dashboard, ``history`` and
+Nothing holds the file between uses: each read or transaction takes its turn, opens the file
+and closes it, waiting (bounded) for another process, so concurrent runs, the dashboard, ``history`` and
 ``regressions`` interleave on one file (docs/store.md, "Sharing the store").
 
 connection.py  the DuckDB connection per use, transactions, migrate, generic insert/query helpers
+turns.py       whose turn it is: a cross-process flock taken before opening (writers exclusive)
 lock.py        opening the file while another process may hold it: bounded, jittered retries
 migrations.py  the schema, as numbered migrations
 queries.py     ``Store``: every read and write on the store's tables (runs, windows,

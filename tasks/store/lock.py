@@ -6,8 +6,10 @@ connection only for one read or one transaction (tasks/store/connection.py), and
 meets the lock waits and tries again, with a jittered backoff, up to ``LOCK_TIMEOUT_S``: the
 pattern DuckDB's docs give for several writer processes ("retry the connection if another
 process is already connected ... being sure to close the connection upon query completion").
-Runs, the dashboard, ``history`` and ``regressions`` then interleave on one file; what the
-waiting costs is measured by benchmarks/store_sharing.py.
+Perfagents processes first take turns on a lock of their own (tasks/store/turns.py), so this
+retry mostly meets processes outside perfagents. Runs, the dashboard, ``history`` and
+``regressions`` interleave on one file; what the waiting costs is measured by
+benchmarks/store_sharing.py.
 """
 
 from __future__ import annotations

@@ -103,3 +103,19 @@ def test_an_open_waits_for_a_held_store_and_gives_up_after_its_bound(tmp_path: P
     finally:
         holder.kill()
         holder.wait(timeout=10)
+
+
+def test_turns_pass_between_threads_of_one_process_in_either_mode(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "store.duckdb"
+    writer, reader = Store(path), Store(path, read_only=True)
+    order: list[str] = []
+    with writer.session():
+        thread = threading.Thread(target=lambda: order.append(f"read {reader.rows('SELECT 1 AS n')[0]['n']}"))
+        thread.start()
+        time.sleep(0.3)
+        order.append("write done")  # the reader waited for the writer's turn (not an error)
+    thread.join(timeout=20)
+    assert order == ["write done", "read 1"]
+    assert reader.waits.retries == 0 and max(reader.waits.waits) >= 0.25
