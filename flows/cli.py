@@ -1,4 +1,4 @@
-"""The `perfagents` command: run, revert, history, evidence, regressions. Expected errors: one line on stderr, exit 2."""
+"""The `perfagents` command: run, revert, history, evidence, regressions, dashboard. Expected errors: one line on stderr, exit 2."""
 
 from __future__ import annotations
 
@@ -306,6 +306,25 @@ def regressions(
         console.print(f"not judged: {escape(line)}", highlight=False, soft_wrap=True)
     if found["open_confirmed"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def dashboard(
+    store: StoreOpt = DEFAULT_STORE,
+    port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1")] = 8765,
+) -> None:
+    """A live web page of the runs (the window under load, windows, decisions, findings, history)."""
+    from tasks.results.dashboard import serve
+
+    if not 1 <= port <= 65535:
+        fail(f"--port must be between 1 and 65535, got {port}")
+    if not store.is_file():
+        fail(f"no store at {store}")
+    try:
+        serve(store, port, on_ready=lambda url: console.print(f"dashboard of {store} on {url} (Ctrl-C stops it)",
+                                                              highlight=False, soft_wrap=True))
+    except PerfagentsError as exc:
+        fail(str(exc))
 
 
 def _rate(rate: float, simulated: int) -> str:

@@ -12,7 +12,7 @@
         ├── TargetNotReadyError     the target did not answer its ready probe in time
         ├── TargetUnreachableError  base_url did not answer at all
         ├── PortBusyError           the chosen port was taken before the target bound it
-        ├── StoreLockedError        another process holds the DuckDB store
+        ├── StoreLockedError        another process held the DuckDB store past the wait's bound
         ├── LoadTestError           the Locust subprocess failed or overran its bound
         └── LlmError                the model server failed the call (after the SDK's retries)
 """

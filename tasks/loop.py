@@ -203,9 +203,9 @@ def settle_change(run: Run, trial: Trial) -> dict[str, Any]:
             run.page_loads["current"] = trial.page_loads
     else:
         if trial.on:
-            revert_change(run.store, run.rt, trial.change_id, trial.candidate.kind, trial.undo, verdict.reason)
-        # the journal keeps a revert's measured effect too (it used to keep only a kept one's)
-        mark_change(run.store, trial.change_id, "reverted", reason=verdict.reason, effect=effect)
+            revert_change(run.store, run.rt, trial.change_id, trial.candidate.kind, trial.undo, verdict.reason, effect)
+        else:
+            mark_change(run.store, trial.change_id, "reverted", reason=verdict.reason, effect=effect)
         run.noise.kept_aa = [*run.noise.kept_aa, *trial.fresh]  # fresh windows of the kept state
         if trial.fresh:
             run.current = trial.fresh[-1]

@@ -6,7 +6,8 @@ meanwhile is measured (the gate's ``machine_quiet`` validation stores it); the g
 window disturbed by it. Where the spec or the machine asks for it, the target and everything
 else run on disjoint CPUs during the load (tasks/target/pinning.py).
 A window the gate rejects is measured again (bounded by MAX_ATTEMPTS and the budget) and is
-never used for a decision.
+never used for a decision. While the load runs, its progress so far goes to the store's
+``live_windows`` every few seconds (tasks/live.py), for the dashboard.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tasks.analysis.stats import endpoint_stats_frame, window_stats
 from tasks.budget import Ledger
 from tasks.changes.runtime import Runtime
 from tasks.findings import Finding
+from tasks.live import LiveWindow
 from tasks.load.runner import run_load_test
 from tasks.resources import ForeignCpuMeter, ProcessTreeSampler
 from tasks.store import Store, now
@@ -178,7 +180,8 @@ def _measure_once(
                                      *database_pids(os.environ.get("PREFECT_API_URL"), 4200)],
                             cpus=held_study_cpus()).start()
     try:
-        with pinned(plan_cpus(pin_mode(spec)), rt.handle.pids):
+        with LiveWindow(store, run_id, label, attempt, workdir, planned_s=ctx.window_s, warmup_s=warmup_s), \
+                pinned(plan_cpus(pin_mode(spec)), rt.handle.pids):
             result = run_load_test(spec, rt.handle.base_url, workdir, label=label, allow_remote=allow_remote,
                                    warmup_s=warmup_s, duration_s=duration_s, detect_warmup=detect_warmup,
                                    processes=rt.load_generator.processes)

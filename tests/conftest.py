@@ -93,7 +93,11 @@ def add_history_run():
 
     def add(store, run_id: str, *, day: int, target: str = "shop", scale: dict[str, float] | None = None,
             windows: int = 3, n: int = 300, seed: int = 0, window_sd: float = 0.03) -> list[str]:
-        scale = scale or {}
+        with store.transaction():  # one open of the store for the whole run (connection.py)
+            return _add(store, run_id, day, target, scale or {}, windows, n, seed, window_sd)
+
+    def _add(store, run_id: str, day: int, target: str, scale: dict[str, float], windows: int, n: int, seed: int,
+             window_sd: float) -> list[str]:
         rng = np.random.default_rng(seed)
         started = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=day)
         store.insert_run(run_id, target=target, scope="quick-win", flow="optimize-target", spec={}, goals=[],

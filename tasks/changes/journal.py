@@ -68,9 +68,11 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def revert_change(store: Store, rt: Runtime | None, change_id: str, kind: str, undo: dict[str, Any], reason: str) -> str:
+def revert_change(store: Store, rt: Runtime | None, change_id: str, kind: str, undo: dict[str, Any], reason: str,
+                  effect: dict[str, Any] | None = None) -> str:
+    """Put a change back and journal it reverted (with the measured ``effect`` that decided it, if any)."""
     note = CHANGE_KINDS[kind].revert(rt, undo)
-    mark_change(store, change_id, "reverted", reason=reason)
+    mark_change(store, change_id, "reverted", reason=reason, effect=effect)
     return note
 
 

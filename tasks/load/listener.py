@@ -8,7 +8,8 @@ and workers run (tasks/load/distributed.py) only the workers record, each in its
 Columns (tasks/load/samples.py ``SAMPLE_SCHEMA``): ts (epoch s, request start), endpoint
 (the Locust name), method, latency_ms, status (0: no HTTP response), bytes, error (empty
 when Locust counted a success; ``HTTP <status>`` for a 4xx/5xx; else the exception text).
-Rows go through a large write buffer and are flushed on test_stop and quitting. A small
+Rows go through a large write buffer, flushed at least every FLUSH_EVERY_S (so the run can
+show the window's progress while it runs: tasks/live.py) and on test_stop and quitting. A small
 JSON file next to it (``<samples>.meta.json``) records when the test started and stopped,
 how many rows were written, and how many exceptions escaped the locustfile's tasks.
 
@@ -35,6 +36,7 @@ MARK_HEADER = "X-Perfagents-Request"  # inject/perfagents_requestctx.py reads it
 FASTHTTP_HEADERS_ARG = 3  # FastHttpSession.request(method, url, name, data, catch_response, stream, headers, ...)
 META_SUFFIX = ".meta.json"
 BUFFER_BYTES = 1 << 20
+FLUSH_EVERY_S = 1.0  # the live window's freshness (tasks/live.py); one write(2) a second costs nothing measurable
 ERROR_MAX_CHARS = 300
 COLUMNS = ("ts", "endpoint", "method", "latency_ms", "status", "bytes", "error")
 HTTP_ERROR_TYPES = frozenset({"HTTPError", "LocustBadStatusCode"})  # raise_for_status()'s
@@ -50,6 +52,7 @@ class _Recorder:
         self._writer = csv.writer(self._file)
         self._writer.writerow(COLUMNS)
         self.rows = 0
+        self._flushed = time.monotonic()
 
     def on_request(self, request_type, name, response_time, response_length, response=None,
                    exception=None, start_time=None, **_kwargs) -> None:
@@ -65,6 +68,12 @@ class _Recorder:
         except ValueError:  # file already closed: Locust is quitting
             return
         self.rows += 1
+        if time.monotonic() - self._flushed >= FLUSH_EVERY_S:
+            self._flushed = time.monotonic()
+            try:
+                self._file.flush()
+            except (OSError, ValueError):  # a full disk shows at close; a closed file means quitting
+                pass
 
     def on_user_error(self, exception=None, **_kwargs) -> None:
         """An exception escaped a task (not a failed request): counted, first one kept."""

@@ -12,6 +12,7 @@
     signature.py        a run's signature (per endpoint) at its end
     regressions.py      change points in each target's signature history (``perfagents regressions``)
     learning.py         estimated against measured per kind, over the store's history (the report's table)
+    dashboard/          the live web page (``perfagents dashboard``; imported only by that command)
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def history(store: Any) -> list[dict[str, Any]]:
     for change in store.legacy_changes():
         key = (change["run_id"], change["planned_at"])
         if key not in findings:
-            findings[key] = [_finding(r) for r in store.run_findings(change["run_id"], change["planned_at"])]
+            findings[key] = [_finding(r) for r in store.findings_before(change["run_id"], change["planned_at"])]
         rebuilt = rebuild(change, findings[key])
         if rebuilt is not None:
             rows.append(rebuilt)

@@ -76,7 +76,7 @@ class LearningQueries(Connection):
                 row[column] = json.loads(row[column]) if row[column] else None
         return rows
 
-    def run_findings(self, run_id: str, until: Any = None) -> list[dict[str, Any]]:
+    def findings_before(self, run_id: str, until: Any = None) -> list[dict[str, Any]]:
         """A run's findings (JSON parsed) from windows that started before ``until`` (all without it)."""
         sql = ("SELECT f.agent, f.kind, f.location, f.endpoint, f.severity, f.evidence, f.estimated_gain, "
                "f.candidate FROM findings f LEFT JOIN windows w USING (window_id) WHERE f.run_id = ?")

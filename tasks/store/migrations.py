@@ -94,4 +94,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             measured_lo DOUBLE, measured_hi DOUBLE, windows INTEGER, measured_at TIMESTAMPTZ);
         """,
     ),
+    (
+        5,
+        "live window progress",
+        """
+        CREATE TABLE IF NOT EXISTS live_windows (
+            run_id VARCHAR NOT NULL, label VARCHAR NOT NULL, attempt INTEGER, started_at TIMESTAMPTZ,
+            updated_at TIMESTAMPTZ, planned_s DOUBLE, elapsed_s DOUBLE, requests BIGINT, errors BIGINT,
+            p50_ms DOUBLE, p95_ms DOUBLE, rps DOUBLE, done BOOLEAN);
+        """,
+    ),
 ]

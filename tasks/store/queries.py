@@ -16,6 +16,7 @@ import polars as pl
 from tasks.store.connection import dumps, now
 from tasks.store.learning import LearningQueries
 from tasks.store.signatures import SignatureQueries
+from tasks.store.views import ViewQueries
 
 # the per-window tables written from frames, and the columns kept (None: the frame's own)
 WINDOW_FRAMES: dict[str, tuple[str, ...] | None] = {
@@ -24,8 +25,8 @@ WINDOW_FRAMES: dict[str, tuple[str, ...] | None] = {
 }
 
 
-class Store(SignatureQueries, LearningQueries):
-    """The DuckDB store: one file per project, one writer (the flow run), numbered migrations.
+class Store(ViewQueries, SignatureQueries, LearningQueries):
+    """The DuckDB store: one file per project, opened per read or transaction (connection.py), numbered migrations.
 
     Use ``with store.transaction():`` to make several calls atomic; each method joins it.
     """

@@ -67,7 +67,7 @@ class SignatureQueries(Connection):
 
     def has_signatures(self) -> bool:
         """Does the store have the table (a store opened read-only before migration 3 does not)?"""
-        return bool(self.rows("SELECT 1 FROM information_schema.tables WHERE table_name = 'signatures'"))
+        return self.has_table("signatures")
 
     def signature_history(self, target: str | None = None) -> list[dict[str, Any]]:
         """Signature rows oldest run first, with the run's ``started_at``: target, load_shape,

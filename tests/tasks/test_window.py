@@ -76,9 +76,11 @@ def test_failing_and_stuck_agents_are_recorded_and_the_window_completes(store, m
     assert outcomes["crashing"].status == "failed" and "profiler exploded" in outcomes["crashing"].error
     assert outcomes["stuck"].status == "timeout"
     assert outcomes["counting"].status == "ok" and outcomes["counting"].observed == {"saw_stop": True}
-    rows = dict(store.con.execute("SELECT agent, status FROM agent_runs").fetchall())
+    rows = {r["agent"]: r["status"] for r in store.rows("SELECT agent, status FROM agent_runs")}
     assert rows == {"crashing": "failed", "stuck": "timeout", "counting": "ok"}
-    assert store.con.execute("SELECT count(*) FROM samples").fetchall()[0][0] == w.samples.height
+    assert store.rows("SELECT count(*) AS n FROM samples")[0]["n"] == w.samples.height
+    (live,) = store.live_windows("run-1")  # the window's progress, shown while it ran (tasks/live.py)
+    assert live["done"] and live["label"] == "baseline-1" and live["requests"] >= w.samples.height
     # the abandoned agent still sleeps, on a daemon thread: it cannot hold the process open at exit
     import threading
 
@@ -109,8 +111,8 @@ def test_a_window_of_two_workers_is_one_window_stored_once(store, mini_two_worke
                                   max_attempts=1)
     assert w.samples.height >= 200 and w.stats["total"]["requests"] == w.samples.height
     assert not any("merged samples" in r for r in w.reasons)
-    assert store.con.execute("SELECT count(*) FROM samples").fetchall()[0][0] == w.samples.height
-    roles = {r[0] for r in store.con.execute("SELECT DISTINCT role FROM resources").fetchall()}
+    assert store.rows("SELECT count(*) AS n FROM samples")[0]["n"] == w.samples.height
+    roles = {r["role"] for r in store.rows("SELECT DISTINCT role FROM resources")}
     assert {"loadgen-master", "loadgen-1", "loadgen-2", "target"} <= roles
     summary = rt.load_generator.summary()
     assert summary["processes"] == 2 and summary["cpu_max"] == pytest.approx(w.loadgen_cpu_pct, abs=0.1)
@@ -140,8 +142,9 @@ def test_auto_runs_the_next_window_with_one_more_worker(store, tmp_path: Path, m
         assert rt.load_generator.processes == 2  # at its ceiling
     finally:
         stop_target(handle)
-    roles = dict(store.con.execute(
-        "SELECT window_id, list(DISTINCT role ORDER BY role) FROM resources GROUP BY window_id").fetchall())
+    with store.session() as con:
+        roles = dict(con.execute(
+            "SELECT window_id, list(DISTINCT role ORDER BY role) FROM resources GROUP BY window_id").fetchall())
     assert roles[first.window_id] == ["loadgen", "target"]
     assert roles[second.window_id] == ["loadgen-1", "loadgen-2", "loadgen-master", "target"]
     assert rt.load_generator.summary()["processes"] == 2 and rt.load_generator.grown_at == [1]

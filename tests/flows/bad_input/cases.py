@@ -319,6 +319,16 @@ for command in ("history", "revert"):
     case(f"{command}-store-nul", "store", argv=[command, "--store", "{tmp}/s\x00.duckdb"], spec=None)
 case("history-limit-zero", "--limit", argv=["history", "--limit", "0", "--store", "{store}"], store="ours", spec=None)
 
+# --- the dashboard: a bad store or port is refused before anything listens -----------------
+DASHBOARD = ["dashboard", "--store", "{store}", "--port"]
+for kind, needle in (("dir", "no store"), ("empty", "not a valid DuckDB"), ("garbage", "not a valid DuckDB"),
+                     ("foreign", "not a perfagents store"), ("newer", "newer perfagents")):
+    case(f"dashboard-store-{kind}", needle, argv=[*DASHBOARD, "65000"], store=kind, spec=None)
+case("dashboard-store-absent", "no store", argv=["dashboard", "--store", "{tmp}/absent.duckdb"], spec=None)
+for port in ("0", "65536", "-1", "99999999"):
+    case(f"dashboard-port-{port}", "--port must be between 1 and 65535", argv=[*DASHBOARD, port], store="ours", spec=None)
+case("usage-port-not-a-number", "--port", argv=[*DASHBOARD, "http"], store="ours", spec=None)
+
 # --- usage errors (click's): one line too ---------------------------------------------------
 case("usage-unknown-option", "No such option", flags=("--nope",))
 case("usage-limit-not-a-number", "--limit", argv=["history", "--limit", "x", "--store", "{store}"], store="ours", spec=None)

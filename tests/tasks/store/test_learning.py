@@ -64,7 +64,8 @@ def test_the_estimates_migration_is_idempotent_even_when_applied_again_under_ano
         st.insert_estimate("c1", run_id="r1", target="shop", estimate={"change_kind": "set_knob", "basis": ""})
         # a merge that renumbers it: the record goes, the table stays, the migration runs again
         version = next(v for v, name, _ in MIGRATIONS if name == "change estimates")
-        st.con.execute("DELETE FROM schema_migrations WHERE version = ?", [version])
+        with st.session() as con:
+            con.execute("DELETE FROM schema_migrations WHERE version = ?", [version])
         assert st.migrate() == [version]
         assert st.rows("SELECT change_id FROM change_estimates") == [{"change_id": "c1"}]
 
