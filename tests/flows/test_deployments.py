@@ -123,7 +123,8 @@ def deployed(prefect_server, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     env = prefect_server.child_env(tmp / "home")
     timings: dict[str, float] = {"server_start_s": prefect_server.start_s}
     try:
-        pool = run_cli(["work-pool", "create", POOL, "--type", "process"], env)
+        # --overwrite: test_parallel_studies may have created this pool (prefect.yaml names it) on the same server
+        pool = run_cli(["work-pool", "create", POOL, "--type", "process", "--overwrite"], env)
         assert pool.returncode == 0, pool.stdout + pool.stderr
         t0 = time.monotonic()
         deploy = run_cli(["--no-prompt", "deploy", "--all"], env)
