@@ -103,7 +103,10 @@ def test_a_correct_patch_is_kept_with_its_gain_and_a_rerun_is_a_cache_hit(tmp_pa
     (change,) = [c for c in result["changes"] if c["kind"] == "code_patch"]
     assert change["status"] == "kept", change["reason"]
     effect = change["effect"]
-    assert effect["ratio"] < 0.8 and effect["ci95"][1] < 1.0
+    if effect["metric"] == "rps":  # a saturated target (a busy CI machine) is judged on its throughput
+        assert effect["ratio"] > 1.25 and effect["ci95"][0] > 1.0, effect
+    else:
+        assert effect["ratio"] < 0.8 and effect["ci95"][1] < 1.0, effect
     assert "JOIN customers" in (src / "app.py").read_text()  # applied in the work tree, not committed
     assert git(src, "status", "--porcelain", "app.py").startswith(" M")
     patch = Path(change["patch"])
