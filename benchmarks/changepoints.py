@@ -30,16 +30,18 @@ import os
 import platform
 import signal
 import sys
-import tempfile
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tasks.analysis.changepoints import (
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks._aa import measure_aa  # noqa: E402
+from tasks.analysis.changepoints import (  # noqa: E402
     MIN_STEP,
     aa_deviations,
     aa_shifts,
@@ -47,10 +49,8 @@ from tasks.analysis.changepoints import (
     detect,
     t_test_detect,
 )
-from tasks.store import Store
+from tasks.store import Store  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-SPEC_PATH = REPO / "reference_workflows" / "ecommerce" / "target.yaml"
 STEPS = (0.05, 0.10, 0.20)
 RUNS = 12  # runs in a history
 K = 3  # windows a run's signature summarises
@@ -61,49 +61,8 @@ WINDOW_S = 6.0
 WARMUP_S = 2.0
 METRIC = "p95_ms"
 MIN_POOL_RUNS = 3
-MAX_ATTEMPTS_FACTOR = 2  # windows measured at most, per valid one wanted
 SEED = 17
 RUN_ALL_TIMEOUT_S = 600  # measuring the A/A windows takes ~4 min, the simulation ~1.5 min
-
-
-def measure_aa(windows: int, per_run: int, window_s: float) -> tuple[list[dict[str, Any]], str]:
-    """A/A windows of the reference shop, measured now; the target restarted every ``per_run``."""
-    from tasks.budget import Budget, Ledger
-    from tasks.changes.runtime import Runtime
-    from tasks.spec import load_spec
-    from tasks.target import database_url, run_setup, start_target, stop_target
-    from tasks.window import measure_window
-
-    spec = load_spec(SPEC_PATH)
-    spec = spec.model_copy(update={"load": spec.load.model_copy(update={"duration_s": window_s, "warmup_s": WARMUP_S})})
-    with tempfile.TemporaryDirectory(prefix="bench-changepoints-") as tmp:
-        workdir = Path(tmp) / "work"
-        t0 = time.monotonic()
-        run_setup(spec, workdir, timeout_s=120)
-        print(f"setup (seed): {time.monotonic() - t0:.1f} s", flush=True)
-        with Store(Path(tmp) / "bench.duckdb") as store:
-            config = spec.default_config()
-            done = attempts = 0
-            while done < windows and attempts < MAX_ATTEMPTS_FACTOR * windows:  # the gate may reject some
-                run_id = f"aa-{uuid.uuid4().hex[:8]}"
-                store.insert_run(run_id, target=spec.name, scope="quick-win", flow="benchmark", spec={}, goals=[],
-                                 quality=[], budget={}, code_version=None)
-                handle = start_target(spec, workdir, config)
-                try:
-                    rt = Runtime(spec, workdir, handle, config, database_url(spec, workdir, handle.port), {})
-                    for _ in range(min(per_run, windows - done)):
-                        attempts += 1
-                        w = measure_window(store, run_id, rt, f"baseline-{attempts}", agents=[],
-                                           ledger=Ledger(Budget()), max_attempts=1)
-                        done += w.valid
-                        total = w.stats["total"]
-                        print(f"  window {attempts} ({run_id}): p95 {total['p95_ms']} ms, rps {total['rps']}, "
-                              f"{'valid' if w.valid else 'rejected: ' + '; '.join(w.reasons)}", flush=True)
-                finally:
-                    stop_target(handle)
-            rows = store.aa_window_stats(spec.name)
-    return rows, (f"measured: {done} valid A/A windows of {attempts} ({window_s:g} s + {WARMUP_S:g} s warm-up, "
-                  f"{spec.load.users} users) on the {spec.name} reference shop, target restarted every {per_run}")
 
 
 def stored_aa(paths: list[Path], target: str | None) -> tuple[list[dict[str, Any]], str]:
@@ -208,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.store:
         rows, source = stored_aa(args.store, args.target)
     else:
-        rows, source = measure_aa(args.windows, args.per_run, args.window_s)
+        measured = measure_aa(args.windows, args.per_run, args.window_s, WARMUP_S)
+        rows, source = measured.rows, measured.source
     pool = pools(rows)
     if not pool:
         print(f"error: no endpoint has valid A/A windows in {MIN_POOL_RUNS} runs ({source})", file=sys.stderr)

@@ -30,9 +30,7 @@ import argparse
 import json
 import signal
 import sys
-import tempfile
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -43,57 +41,18 @@ import polars as pl
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks._aa import measure_aa  # noqa: E402
 from tasks.decisions.effect import between_tau, window_stats  # noqa: E402
 from tasks.decisions.quality import broken_quality, wilson_bounds  # noqa: E402
 from tasks.expressions import parse_expressions  # noqa: E402
 from tasks.store import Store  # noqa: E402
 
-SPEC_PATH = REPO / "reference_workflows" / "ecommerce" / "target.yaml"
 RULES = ("p99_ms<=1.1*baseline", "p95_ms<=1.1*baseline", "rps>=0.9*baseline")
 INFLATE = 1.5  # a broken latency threshold: the after arm's latencies x1.5
 KEEP_SHARE = 0.6  # a broken throughput threshold: 60% of the after arm's requests kept
 WINDOW_S, WARMUP_S = 6.0, 2.0
 SEED = 23
 RUN_ALL_TIMEOUT_S = 600  # ~4 min measured beside other work (18 windows), the trials ~1 min
-
-
-def measure_aa(windows: int, per_run: int) -> tuple[dict[str, list[pl.DataFrame]], str]:
-    """Valid agent-free A/A windows of the reference shop, per run (target restarted per run)."""
-    from tasks.budget import Budget, Ledger
-    from tasks.changes.runtime import Runtime
-    from tasks.spec import load_spec
-    from tasks.target import database_url, run_setup, start_target, stop_target
-    from tasks.window import measure_window
-
-    spec = load_spec(SPEC_PATH)
-    spec = spec.model_copy(update={"load": spec.load.model_copy(update={"duration_s": WINDOW_S, "warmup_s": WARMUP_S})})
-    runs: dict[str, list[pl.DataFrame]] = defaultdict(list)
-    attempts = 0
-    with tempfile.TemporaryDirectory(prefix="bench-thresholds-") as tmp:
-        workdir = Path(tmp) / "work"
-        run_setup(spec, workdir, timeout_s=120)
-        with Store(Path(tmp) / "bench.duckdb") as store:
-            config = spec.default_config()
-            while sum(map(len, runs.values())) < windows and attempts < 2 * windows:
-                run_id = f"aa-{uuid.uuid4().hex[:8]}"
-                store.insert_run(run_id, target=spec.name, scope="quick-win", flow="benchmark", spec={}, goals=[],
-                                 quality=[], budget={}, code_version=None)
-                handle = start_target(spec, workdir, config)
-                try:
-                    rt = Runtime(spec, workdir, handle, config, database_url(spec, workdir, handle.port), {})
-                    for _ in range(per_run):
-                        attempts += 1
-                        w = measure_window(store, run_id, rt, f"baseline-{attempts}", agents=[],
-                                           ledger=Ledger(Budget()), max_attempts=1)
-                        print(f"  window {attempts} ({run_id}): p95 {w.stats['total']['p95_ms']} ms, "
-                              f"{'valid' if w.valid else 'rejected: ' + '; '.join(w.reasons)}", flush=True)
-                        if w.valid:
-                            runs[run_id].append(w.samples)
-                finally:
-                    stop_target(handle)
-    n = sum(map(len, runs.values()))
-    return dict(runs), (f"measured: {n} valid A/A windows of {attempts} ({WINDOW_S:g} s + {WARMUP_S:g} s warm-up, "
-                        f"{spec.load.users} users) on the {spec.name} reference shop, restarted every {per_run}")
 
 
 def stored_aa(path: Path, target: str | None) -> tuple[dict[str, list[pl.DataFrame]], str]:
@@ -162,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--store {args.store}: no such file")
         runs, source = stored_aa(args.store, args.target)
     else:
-        runs, source = measure_aa(args.windows, args.per_run)
+        measured = measure_aa(args.windows, args.per_run, WINDOW_S, WARMUP_S)
+        runs, source = measured.frames, measured.source
     print(source)
     counts = trials(runs, args.trials, SEED)
     print(f"{'rule':<24} {'false breaks (null)':>24} {'caught (broken)':>18}")

@@ -3,9 +3,9 @@
 The first look compares the change's first window with the kept state's own windows (its A/A
 windows, or the windows that kept the last change). While the rule says "undecided"
 (tasks/decisions/rule.py) and looks and budget remain, another pair is measured: a change
-that switches quickly (an index: drop and build again; a live knob: set it back and forth) is
-switched off for a fresh A window and on again for a B window, so that drift over the trial
-cancels (A B A B); one that needs a restart adds B windows only. Every switch is journaled
+that can be switched (an index: drop and build again; a live knob: set it back and forth; a code
+patch or a restart knob: revert or apply, then restart the target) is switched off for a fresh A
+window and on again for a B window, so that drift over the trial cancels (A B A B). Every switch is journaled
 like the first apply. The decision windows run without agents: profiling happens in
 windows of its own, and its cost stays out of the comparison.
 """
@@ -60,12 +60,24 @@ class Trial:
 
 
 def switchable(run: Run, candidate: Candidate) -> bool:
-    """Can the change be switched off and on again quickly (no restart)?"""
+    """Can the change be switched off and on again for interleaved A and B windows?
+
+    An index is dropped and built again, a live knob set back and forth; a change that needs a
+    restart (a code patch, a restart knob) is switched with a restart of the target perfagents
+    started, so both arms start from the same cold process. Without the interleaving its B windows
+    were compared with the kept state's older, long-warm windows: drift between them and the
+    restart's own cold state decided the trial (on an unseen Flask app under saturation a correct
+    N+1 patch ended undecided at rps x0.925 [0.69, 1.23]).
+    """
     if candidate.kind == "create_index":
         return True
     if candidate.kind == "set_knob":
         knob = run.spec.knobs.get(str(candidate.params.get("knob")))
-        return knob is not None and knob.needs_restart is False
+        if knob is None:
+            return False
+        return knob.needs_restart is False or run.rt.handle.process is not None
+    if candidate.kind == "code_patch":
+        return run.rt.handle.process is not None
     return False
 
 
@@ -161,7 +173,7 @@ def _settle(trial: Trial, verdict: Verdict) -> Verdict:
 
 def trial_load_s(run: Run, candidate: Candidate, window_s: float) -> float:
     """Load seconds a trial needs to reach its first ordinary decision (``MIN_LOOKS`` looks):
-    the first window, then per look an A and a B window (one B window when not switchable).
+    the first window, then per look an A and a B window (one B window when it cannot be switched).
 
     A trial the budget cannot carry that far can settle only on a >2x effect and would mostly
     end undecided and reverted, its windows spent for nothing: the loop stops before it instead.

@@ -118,7 +118,11 @@ def test_a_trial_needs_budget_for_its_first_ordinary_decision() -> None:
     assert trial_load_s(run, index_on("catalog"), 10.0) == 30.0  # the first window, then an A and a B
     knob = Candidate(kind="set_knob", params={"knob": "workers", "value": 2}, description="workers")
     run.spec.knobs = {"workers": SimpleNamespace(needs_restart=True)}
-    assert trial_load_s(run, knob, 10.0) == 20.0  # a restart knob is not switched: B windows only
+    patch = Candidate(kind="code_patch", params={"paths": ["app.py"]}, description="patch")
+    run.rt = SimpleNamespace(handle=SimpleNamespace(process=object()))  # a target perfagents started
+    assert trial_load_s(run, knob, 10.0) == trial_load_s(run, patch, 10.0) == 30.0  # switched with a restart
+    run.rt.handle.process = None  # attached to a running target: no restart, so B windows only
+    assert trial_load_s(run, knob, 10.0) == trial_load_s(run, patch, 10.0) == 20.0
 
 
 def test_a_median_gain_that_slows_the_tail_is_reverted() -> None:
