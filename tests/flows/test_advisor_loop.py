@@ -184,7 +184,7 @@ def test_a_budget_that_runs_out_mid_run_stops_cleanly_with_an_exact_ledger(tmp_p
         src = work_tree(tmp_path, server.url)
         before = tree_bytes(src)
         # the small model's call fits (worst case ~1,350 tokens); the large one's would pass 2,000
-        result = run_ok(tmp_path, "--budget", "iterations=1,load_s=28.5,tokens=2000")
+        result = run_ok(tmp_path, "--budget", "iterations=1,load_s=31,tokens=2000")
         reported = [r["usage"] for r in server.requests]
     finally:
         server.stop()
