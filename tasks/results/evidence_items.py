@@ -78,6 +78,8 @@ def ratio_of(before: Any, after: Any) -> str:
 
 def flatten(key: str, value: Any, scalars: list[str], texts: list[str], limit: int) -> None:
     """Evidence as ``key=number`` pairs (kept) and excerpts (cut to ``limit`` characters)."""
+    if hasattr(value, "tolist"):  # numpy arrays and scalars an agent left in its evidence
+        value = value.tolist()
     if key.split(".")[-1] in EVIDENCE_SKIP or value in (None, [], {}, ""):
         return
     if isinstance(value, bool | int | float):

@@ -198,3 +198,18 @@ def test_cli_bad_input_is_one_line_exit_2(store_file: Path, tmp_path: Path, args
     assert proc.returncode == 2
     assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_numpy_values_in_a_findings_evidence_are_listed_not_a_crash() -> None:
+    import numpy as np
+
+    from tasks.results.evidence_items import flatten
+
+    scalars: list[str] = []
+    texts: list[str] = []
+    flatten("evidence.samples", np.array([]), scalars, texts, 80)  # an empty array: nothing to show
+    flatten("evidence.share", np.float64(0.25), scalars, texts, 80)
+    flatten("evidence.calls", np.int64(3), scalars, texts, 80)
+    flatten("evidence.ms", np.array([1.5, 2.5]), scalars, texts, 80)
+    assert scalars == ["evidence.share=0.25", "evidence.calls=3"]
+    assert texts == ["evidence.ms=1.5 | 2.5"]
