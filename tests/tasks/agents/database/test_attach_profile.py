@@ -74,6 +74,9 @@ def attached_app(tmp_path: Path):
         yield url, db
 
 
+# alone: its finding rests on the CPU profile. Beside another xdist worker, on 2 cores, a 10 s
+# window's CPU bursts once caught no sample of the target (CI; reproduced 1 in 4 with two busy loops).
+@pytest.mark.alone
 @pytest.mark.skipif(find_pyspy() is None, reason="py-spy is not installed")
 def test_attached_sqlite_target_missing_index_found_from_the_profile(tmp_path: Path, store, attached_app) -> None:
     from tasks import window as window_mod
@@ -92,7 +95,12 @@ def test_attached_sqlite_target_missing_index_found_from_the_profile(tmp_path: P
     assert outcomes["database"].observed["statements_captured"] == 0  # nothing was injected
     assert w.valid, w.reasons
     found = [f for f in w.findings if f.kind == "missing_index"]
-    assert [f.location for f in found] == ["events.city"], [(f.kind, f.location) for f in w.findings]
+    app = outcomes["application"]
+    profile = (app.observed or {}).get("cpu_profile") or {}
+    assert [f.location for f in found] == ["events.city"], (
+        [(f.kind, f.location) for f in w.findings], app.status, app.error, profile.get("samples"),
+        [(b["idle"], b["samples"], b["exit_code"], b["error"]) for b in (app.observed or {}).get("bursts", [])],
+        outcomes["database"].observed.get("from_profile", {}).get("index_candidates"))
     finding = found[0]
     assert finding.evidence["sources"] == PROFILE_SOURCE and "CPU samples" in finding.evidence["share_basis"]
     assert finding.estimated_gain["ratio"] >= 2 and finding.candidate is not None
