@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("PREFECT_HOME", str(REPO / ".perfagents" / "prefect"))  # as `make` sets it
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")  # as `make` sets it: a new home migrates first
 # the trials decide knobs only: no profiling windows (their findings could propose nothing here)
 os.environ.setdefault("PERFAGENTS_AGENTS", "none")
 TARGET = REPO / "benchmarks" / "decision_target"

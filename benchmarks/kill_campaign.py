@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("PREFECT_HOME", str(REPO / ".perfagents" / "prefect"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")  # as `make` sets it: a new home migrates first
 PERFAGENTS = Path(sys.executable).with_name("perfagents")
 SHOP = REPO / "reference_workflows" / "ecommerce"
 FAILPOINTS = ("after_journal", "after_apply")
