@@ -43,7 +43,7 @@ class Trial:
     candidate: Candidate
     change_id: str
     undo: dict[str, Any]
-    state: list[Window]  # the kept state's newest windows, measured before the trial
+    before: list[Window]
     after: list[Window] = field(default_factory=list)
     fresh_before: int = 0  # A windows measured during the trial (valid or not)
     fresh: list[Window] = field(default_factory=list)  # the valid ones
@@ -57,19 +57,6 @@ class Trial:
     def windows(self) -> int:
         """Windows this decision measured (B windows and fresh A windows)."""
         return len(self.after) + self.fresh_before
-
-    @property
-    def before(self) -> list[Window]:
-        """The arm the change is compared with: the trial's own A windows once it has one, else the
-        kept state's earlier windows. Compared with those, drift since they ran (a machine or a
-        database warming over minutes) read as an effect: a change that did nothing was once kept
-        at x0.943 [0.909, 0.977], 4 old windows and 1 fresh against 2 (benchmarks/decisions.py)."""
-        return self.fresh or self.state
-
-    @property
-    def spread(self) -> list[Window]:
-        """Earlier windows not compared with but whose spread joins the between-window variance."""
-        return self.state if self.fresh else []
 
 
 def switchable(run: Run, candidate: Candidate) -> bool:
@@ -95,7 +82,7 @@ def switchable(run: Run, candidate: Candidate) -> bool:
 
 
 def start_trial(run: Run, candidate: Candidate, change_id: str, undo: dict[str, Any]) -> Trial:
-    return Trial(candidate, change_id, undo, state=list(run.noise.kept_aa[-MAX_STATE_WINDOWS:]))
+    return Trial(candidate, change_id, undo, before=list(run.noise.kept_aa[-MAX_STATE_WINDOWS:]))
 
 
 def state_regime(run: Run, windows: list[Window]) -> tuple[str, float]:
@@ -111,7 +98,7 @@ def _target(run: Run, trial: Trial, kind: str) -> tuple[str, str | None]:
     metric = "rps" if kind == "saturated" else PRIMARY
     endpoint = trial.candidate.endpoint
     if endpoint is not None and all(w.stats["endpoints"].get(endpoint, {}).get("requests", 0) >= MIN_ENDPOINT_SAMPLES
-                                    for w in trial.state + trial.fresh + trial.after):
+                                    for w in trial.before + trial.after):
         return metric, endpoint
     return metric, None
 
@@ -135,26 +122,24 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
                                       previous))
     trial.after.append(window)
     if trial.judged_on is None:  # one metric and endpoint per trial: switching them would add tests
-        kind, share = state_regime(run, trial.state)
+        kind, share = state_regime(run, trial.before)
         metric, endpoint = _target(run, trial, kind)
         trial.judged_on = (metric, endpoint, kind, share)
     metric, endpoint, kind, share = trial.judged_on
     before, after = [w.samples for w in trial.before], [w.samples for w in trial.after]
-    spread = [w.samples for w in trial.spread]
-    state = [*trial.state, *trial.fresh]
-    state = state if len(state) >= 2 else [*run.noise.baseline_aa, *state]
+    state = trial.before if len(trial.before) >= 2 else [*run.noise.baseline_aa, *trial.before]
     tau, df = prior_tau(state, metric, endpoint)  # a one-window kept state borrows the baseline's spread
     verdict = judge(before, after, metric=metric, endpoint=endpoint, prior_tau=tau, prior_df=df, regime=kind,
-                    look=trial.looks, spread=spread)
+                    look=trial.looks)
     if verdict.effect is not None:
         verdict.effect["busy_share"] = share
     final = trial.looks >= MAX_LOOKS
     if verdict.outcome in ("no_gain", "undecided") and trial.candidate.endpoint is None and kind == "latency" \
             and (final or verdict.outcome == "no_gain"):
         verdict = judge_endpoints(before, after, metric=metric, prior_tau=tau, prior_df=df, total=verdict,
-                                  min_samples=MIN_ENDPOINT_SAMPLES, spread=spread)
+                                  min_samples=MIN_ENDPOINT_SAMPLES)
     if verdict.outcome == "better" and metric == PRIMARY:
-        verdict = _tail_guard(state, before, after, verdict, spread)
+        verdict = _tail_guard(state, before, after, verdict)
     if verdict.outcome == "better":
         broken = broken_quality(run.request.quality, after, [w.samples for w in run.noise.baseline_aa],
                                 run.baseline.stats if run.baseline else None, prior_tau=tau)
@@ -167,14 +152,13 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
     return _settle(trial, verdict)
 
 
-def _tail_guard(state: list[Window], before: list[Any], after: list[Any], verdict: Verdict,
-                spread: list[Any]) -> Verdict:
+def _tail_guard(state: list[Window], before: list[Any], after: list[Any], verdict: Verdict) -> Verdict:
     """A median gain is kept only if the same endpoint's p95 is not shown slower (same rule, same
     level); the p95 effect joins the verdict's effect either way."""
     assert verdict.effect is not None
     endpoint = None if verdict.effect["endpoint"] == "total" else verdict.effect["endpoint"]
     tau, df = prior_tau(state, TAIL_GUARD, endpoint)
-    tail = judge(before, after, metric=TAIL_GUARD, endpoint=endpoint, prior_tau=tau, prior_df=df, spread=spread)
+    tail = judge(before, after, metric=TAIL_GUARD, endpoint=endpoint, prior_tau=tau, prior_df=df)
     if tail.effect is not None:
         verdict.effect["tail"] = {k: tail.effect[k] for k in ("metric", "ratio", "ci95", "before", "after")}
     if tail.outcome == "worse":
@@ -229,4 +213,5 @@ def add_before(trial: Trial, window: Window) -> None:
     """A fresh A window measured during the trial (an invalid one is not used)."""
     trial.fresh_before += 1
     if window.valid:
+        trial.before.append(window)
         trial.fresh.append(window)

@@ -17,9 +17,7 @@ spread is split (tau^2 = max(0, var(deviations) - mean within variance), the ran
 split of DerSimonian and Laird): drawing both levels then reproduces the observed spread
 instead of counting sampling twice. With a single
 window per arm the deviations say nothing of tau; ``prior_tau`` (from the state's A/A windows)
-stands in. Earlier windows of one state that an arm leaves out of its level (the kept state's,
-once a trial has its own A windows) can still add their deviations from their own mean to tau
-(``spread``).
+stands in.
 
 A handful of windows estimates tau poorly, and a bootstrap takes its estimate as the truth. So
 the observed between-window spread is widened by t(df) / z at the decision's one-sided level
@@ -148,22 +146,16 @@ def t_factor(df: int, alpha: float = T_ALPHA) -> float:
 
 
 def arm_effect(before: Sequence[WindowStat], after: Sequence[WindowStat], *, prior_tau: float = 0.0,
-               prior_df: int = 1, spread: Sequence[Sequence[WindowStat]] = (), n_boot: int = N_BOOT,
-               seed: int = 0) -> ArmEffect:
-    """The hierarchical-bootstrap ratio after/before (see the module docstring).
-
-    ``spread``: more groups of windows of one state each (the kept state's earlier windows) whose
-    deviations from their own group's mean join the between-window spread, not the arms' levels.
-    """
+               prior_df: int = 1, n_boot: int = N_BOOT, seed: int = 0) -> ArmEffect:
+    """The hierarchical-bootstrap ratio after/before (see the module docstring)."""
     if not before or not after:
         raise PerfagentsError(f"an effect needs windows on both sides, got {len(before)} before and {len(after)} after")
     rng = np.random.default_rng(seed)
-    groups = [before, after, *spread]
-    tau, df = between_tau(groups)
+    tau, df = between_tau([before, after])
     if tau is None:
         tau = prior_tau * t_factor(prior_df)
     else:
-        tau = between_tau(groups, widen=t_factor(df))[0] or 0.0
+        tau = between_tau([before, after], widen=t_factor(df))[0] or 0.0
     boot = _arm_draws(after, tau, n_boot, rng) - _arm_draws(before, tau, n_boot, rng)
     ratios = np.exp(boot)
     m_before = float(np.mean([w.value for w in before]))

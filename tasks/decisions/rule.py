@@ -76,15 +76,10 @@ def effect_dict(effect: ArmEffect, metric: str, endpoint: str | None, regime: st
 
 def judge(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame], *, metric: str = "p95_ms",
           endpoint: str | None = None, prior_tau: float = 0.0, prior_df: int = 1, regime: str = "latency",
-          alpha: float = LOOK_ALPHA, min_gain: float = MIN_GAIN, look: int = MIN_LOOKS,
-          spread: Sequence[pl.DataFrame] = ()) -> Verdict:
-    """Look number ``look`` at a change: ``before`` windows of the kept state, ``after`` windows with it.
-
-    ``spread``: earlier windows of the kept state, not compared with (drift since they ran would
-    be read as an effect) but whose spread joins the between-window variance.
-    """
+          alpha: float = LOOK_ALPHA, min_gain: float = MIN_GAIN, look: int = MIN_LOOKS) -> Verdict:
+    """Look number ``look`` at a change: ``before`` windows of the kept state, ``after`` windows with it."""
     verdict = _judge(before, after, metric=metric, endpoint=endpoint, prior_tau=prior_tau, prior_df=prior_df, regime=regime,
-                     alpha=alpha, min_gain=min_gain, spread=spread)
+                     alpha=alpha, min_gain=min_gain)
     if look >= MIN_LOOKS or verdict.effect is None or not verdict.settled:
         return verdict
     lo, hi = verdict.effect["ci95"]
@@ -95,13 +90,12 @@ def judge(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame], *, metr
 
 def _judge(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame], *, metric: str,
            endpoint: str | None, prior_tau: float, prior_df: int, regime: str, alpha: float,
-           min_gain: float, spread: Sequence[pl.DataFrame] = ()) -> Verdict:
+           min_gain: float) -> Verdict:
     b = window_stats(before, metric, endpoint=endpoint, seed=1)
     a = window_stats(after, metric, endpoint=endpoint, seed=2)
     if not b or not a:
         return Verdict("no_gain", f"too few {endpoint or 'total'} requests to judge {metric}", None)
-    s = window_stats(spread, metric, endpoint=endpoint, seed=3)
-    effect = arm_effect(b, a, prior_tau=prior_tau, prior_df=prior_df, spread=[s] if s else [])
+    effect = arm_effect(b, a, prior_tau=prior_tau, prior_df=prior_df)
     out = effect_dict(effect, metric, endpoint, regime)
     name = metric.removesuffix("_ms")
     head = (f"{name} x{effect.ratio:.3g} [{effect.ci95[0]:.3g}, {effect.ci95[1]:.3g}] on {endpoint or 'total'}"
@@ -127,7 +121,7 @@ def _judge(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame], *, met
 
 def judge_endpoints(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame], *, total: Verdict,
                     metric: str = "p95_ms", prior_tau: float = 0.0, prior_df: int = 1, look: int = MIN_LOOKS,
-                    min_samples: int = 50, spread: Sequence[pl.DataFrame] = ()) -> Verdict:
+                    min_samples: int = 50) -> Verdict:
     """For a change aimed at no endpoint whose total cannot tell: some endpoints faster and none
     slower, each judged at LOOK_ALPHA / endpoints (Bonferroni). A response cache can cut the
     catalog's p95 several-fold while the total's p95, set by other endpoints, barely moves."""
@@ -137,7 +131,7 @@ def judge_endpoints(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame
     if not names:
         return total
     verdicts = [judge(before, after, metric=metric, endpoint=n, prior_tau=prior_tau, prior_df=prior_df, look=look,
-                      alpha=LOOK_ALPHA / len(names), spread=spread) for n in names]
+                      alpha=LOOK_ALPHA / len(names)) for n in names]
     worse = [v for v in verdicts if v.outcome == "worse"]
     better = [v for v in verdicts if v.outcome == "better"]
     if worse:
