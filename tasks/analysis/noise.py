@@ -6,7 +6,10 @@ where sigma^2 = tau^2 + s^2 is one window's variance of log p95, split as in the
 hierarchical bootstrap (tasks/decisions/effect.py):
 
 - s^2, within a window (sampling): the mean of the windows' bootstrap variances of log p95.
-  More windows cannot shrink it; only longer windows can.
+  More windows cannot shrink it; only longer windows can. p95 is the total's at the A/A
+  windows' pooled request mix, each endpoint's count held in the resamples
+  (``tasks.analysis.mix``), as decisions take it: the endpoints a window happened to draw are
+  not noise.
 - tau^2, between windows (the machine: other processes, drift), estimated robustly so that one
   slow window cannot set it: from 3 windows on, Rousseeuw and Croux's Qn (a low order
   statistic of the pairwise differences of log p95, with its small-sample factors), minus
@@ -36,7 +39,8 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from tasks.analysis.compare import bootstrap_means, bootstrap_quantiles, per_second_rates
+from tasks.analysis.compare import bootstrap_means, per_second_rates
+from tasks.analysis.mix import endpoint_mix, quantile_draws
 from tasks.errors import InputError
 
 Q = 0.95
@@ -74,19 +78,33 @@ def _latencies(samples: pl.DataFrame) -> np.ndarray:
     return values
 
 
+def _log_quantiles(windows: Sequence[pl.DataFrame], q: float, seed: int) -> tuple[list[float], list[float]]:
+    """Each window's log quantile q at the windows' pooled request mix, and its bootstrap variance."""
+    rng = np.random.default_rng(seed)
+    mix = endpoint_mix(windows)
+    logs, within = [], []
+    for window in windows:
+        _latencies(window)
+        found = quantile_draws(window, q, N_BOOT_SE, rng, mix)
+        if found is None:
+            raise InputError("an A/A window has fewer than 2 latencies")
+        point, draws = found
+        logs.append(math.log(max(point, 1e-9)))
+        within.append(float(np.var(np.log(np.maximum(draws, 1e-9)), ddof=1)))
+    return logs, within
+
+
 def agreement_p(windows: Sequence[pl.DataFrame], q: float = Q, seed: int = 0) -> float:
     """Cochran's Q p-value that the windows' log quantiles differ only by sampling error."""
-    rng = np.random.default_rng(seed)
-    logs, weights = [], []
-    for window in windows:
-        values = _latencies(window)
-        boot = np.log(np.maximum(bootstrap_quantiles(values, q, N_BOOT_SE, rng), 1e-9))
-        logs.append(float(np.log(max(np.quantile(values, q), 1e-9))))
-        weights.append(1.0 / max(float(np.var(boot, ddof=1)), 1e-12))
-    y, w = np.array(logs), np.array(weights)
+    logs, within = _log_quantiles(windows, q, seed)
+    return _agreement(logs, within)
+
+
+def _agreement(logs: Sequence[float], within: Sequence[float]) -> float:
+    y, w = np.array(logs), 1.0 / np.maximum(np.array(within), 1e-12)
     mean = float((w * y).sum() / w.sum())
     cochran_q = float((w * (y - mean) ** 2).sum())
-    return float(sps.chi2.sf(cochran_q, df=len(windows) - 1))
+    return float(sps.chi2.sf(cochran_q, df=len(logs) - 1))
 
 
 # Qn's small-sample correction factors d_n (Croux and Rousseeuw 1992), n = 2..9; 1 beyond.
@@ -124,21 +142,13 @@ def estimate_noise(windows: Sequence[pl.DataFrame], q: float = Q) -> NoiseEstima
     """The noise floor from two or more A/A windows' samples (see the module docstring)."""
     if len(windows) < 2:
         raise InputError(f"a noise floor needs at least 2 A/A windows, got {len(windows)}")
-    for w in windows:
-        _latencies(w)
-    rng = np.random.default_rng(0)
-    logs, within = [], []
-    for w in windows:
-        values = _latencies(w)
-        logs.append(math.log(max(float(np.quantile(values, q)), 1e-9)))
-        boot = np.log(np.maximum(bootstrap_quantiles(values, q, N_BOOT_SE, rng), 1e-9))
-        within.append(float(np.var(boot, ddof=1)))
+    logs, within = _log_quantiles(windows, q, seed=0)
     s2 = float(np.mean(within))
     tau, sigma = log_spread(logs, s2)
     pairwise = [round(abs(math.exp(a - b) - 1.0), 4) for a, b in itertools.combinations(logs, 2)]
     p95s = [math.exp(v) for v in logs]
     return NoiseEstimate(round(_floor(sigma), 4), len(windows), pairwise, round(_floor(math.sqrt(s2)), 4),
-                         round(_floor(tau), 4), [round(p, 3) for p in p95s], round(agreement_p(windows, q), 4))
+                         round(_floor(tau), 4), [round(p, 3) for p in p95s], round(_agreement(logs, within), 4))
 
 
 def estimate_rps_noise(windows: Sequence[pl.DataFrame]) -> float:

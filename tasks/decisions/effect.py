@@ -10,7 +10,10 @@ two arms is a ratio of geometric means. Its interval carries both sources of noi
   or three residuals resampled would give tails far too light);
 - within a window (sampling): each drawn window's statistic is redrawn from its own
   bootstrap distribution (requests resampled; quantiles drawn exactly from order
-  statistics, ``tasks.analysis.compare.bootstrap_quantiles``).
+  statistics, ``tasks.analysis.compare.bootstrap_quantiles``). The total's percentiles are
+  taken at one request mix shared by the compared windows, each endpoint's count held in the
+  resamples (``tasks.analysis.mix``): which endpoints a window happened to draw is not noise
+  a decision has to carry.
 
 A window's observed deviation already contains its own sampling error, so the between-window
 spread is split (tau^2 = max(0, var(deviations) - mean within variance), the random-effects
@@ -29,14 +32,15 @@ still widens the interval.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from tasks.analysis.compare import bootstrap_means, bootstrap_quantiles, per_second_rates
+from tasks.analysis.compare import bootstrap_means, per_second_rates
+from tasks.analysis.mix import endpoint_mix, quantile_draws
 from tasks.analysis.stats import PERCENTILES
 from tasks.errors import PerfagentsError
 
@@ -60,8 +64,13 @@ class WindowStat:
 
 
 def window_stat(samples: pl.DataFrame, metric: str, *, endpoint: str | None = None,
-                n_boot: int = N_BOOT, rng: np.random.Generator | None = None) -> WindowStat | None:
-    """The log statistic of one window (None when it has too few samples of ``endpoint``)."""
+                n_boot: int = N_BOOT, rng: np.random.Generator | None = None,
+                mix: Mapping[str, float] | None = None) -> WindowStat | None:
+    """The log statistic of one window (None when it has too few samples of ``endpoint``).
+
+    The total's percentiles are taken at the reference request mix ``mix``
+    (``tasks.analysis.mix``): the windows of one comparison share it.
+    """
     rng = rng or np.random.default_rng(0)
     frame = samples if endpoint is None else samples.filter(pl.col("endpoint") == endpoint)
     if metric == "rps":
@@ -71,13 +80,13 @@ def window_stat(samples: pl.DataFrame, metric: str, *, endpoint: str | None = No
         draws = bootstrap_means(rates, n_boot, rng)
         natural = float(rates.mean())
     elif metric in PERCENTILES:
-        values = frame.get_column("latency_ms").drop_nulls().to_numpy().astype(np.float64)
-        values = values[np.isfinite(values)]
-        if values.size < MIN_WINDOW_SAMPLES:
+        timed = frame.get_column("latency_ms").drop_nulls().to_numpy().astype(np.float64)
+        if int(np.isfinite(timed).sum()) < MIN_WINDOW_SAMPLES:
             return None
-        q = PERCENTILES[metric]
-        natural = float(np.quantile(values, q))
-        draws = bootstrap_quantiles(values, q, n_boot, rng)
+        found = quantile_draws(frame, PERCENTILES[metric], n_boot, rng, mix if endpoint is None else None)
+        if found is None:
+            return None
+        natural, draws = found
     else:
         raise PerfagentsError(f"cannot judge windows on {metric!r} (use p50_ms, p95_ms, p99_ms or rps)")
     if natural <= 0:
@@ -86,9 +95,13 @@ def window_stat(samples: pl.DataFrame, metric: str, *, endpoint: str | None = No
 
 
 def window_stats(windows: Sequence[pl.DataFrame], metric: str, *, endpoint: str | None = None,
-                 seed: int = 0) -> list[WindowStat]:
+                 seed: int = 0, mix: Mapping[str, float] | None = None) -> list[WindowStat]:
+    """Each window's statistic; the total's percentiles at ``mix`` (default: these windows' own
+    pooled mix; a comparison passes the mix of both arms' windows)."""
     rng = np.random.default_rng(seed)
-    out = [window_stat(w, metric, endpoint=endpoint, rng=rng) for w in windows]
+    if mix is None and endpoint is None and metric in PERCENTILES:
+        mix = endpoint_mix(windows)
+    out = [window_stat(w, metric, endpoint=endpoint, rng=rng, mix=mix) for w in windows]
     return [s for s in out if s is not None]
 
 

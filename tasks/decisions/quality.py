@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from tasks.analysis.compare import SKIPPED_METRICS, check_quality
+from tasks.analysis.mix import endpoint_mix
 from tasks.analysis.stats import PERCENTILES
 from tasks.analysis.stats import window_stats as pooled_stats
 from tasks.decisions.effect import arm_effect, arm_level, window_stats
@@ -67,11 +68,12 @@ def _bounds(expr: Expression, after: Sequence[pl.DataFrame], baseline: Sequence[
         return point, lo, hi
     if expr.metric not in (*PERCENTILES, "rps"):
         return None
-    a = window_stats(after, expr.metric, endpoint=expr.endpoint, seed=3)
+    mix = endpoint_mix([*after, *baseline]) if expr.relative else None  # one mix for both sides
+    a = window_stats(after, expr.metric, endpoint=expr.endpoint, seed=3, mix=mix)
     if not a:
         return None
     if expr.relative:
-        b = window_stats(baseline, expr.metric, endpoint=expr.endpoint, seed=4)
+        b = window_stats(baseline, expr.metric, endpoint=expr.endpoint, seed=4, mix=mix)
         if not b:
             return None
         effect = arm_effect(b, a, prior_tau=prior_tau)

@@ -30,6 +30,7 @@ from typing import Any
 
 import polars as pl
 
+from tasks.analysis.mix import endpoint_mix
 from tasks.decisions.effect import ArmEffect, arm_effect, window_stats
 
 LOOK_ALPHA = 0.02
@@ -91,8 +92,9 @@ def judge(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame], *, metr
 def _judge(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame], *, metric: str,
            endpoint: str | None, prior_tau: float, prior_df: int, regime: str, alpha: float,
            min_gain: float) -> Verdict:
-    b = window_stats(before, metric, endpoint=endpoint, seed=1)
-    a = window_stats(after, metric, endpoint=endpoint, seed=2)
+    mix = endpoint_mix([*before, *after])  # both arms' percentiles at one request mix
+    b = window_stats(before, metric, endpoint=endpoint, seed=1, mix=mix)
+    a = window_stats(after, metric, endpoint=endpoint, seed=2, mix=mix)
     if not b or not a:
         return Verdict("no_gain", f"too few {endpoint or 'total'} requests to judge {metric}", None)
     effect = arm_effect(b, a, prior_tau=prior_tau, prior_df=prior_df)
