@@ -25,6 +25,7 @@ from tasks.decisions.rule import (
     PRIMARY,
     TAIL_GUARD,
     Verdict,
+    futile,
     judge,
     judge_endpoints,
 )
@@ -133,6 +134,7 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
                     look=trial.looks)
     if verdict.effect is not None:
         verdict.effect["busy_share"] = share
+    verdict = futile(verdict, trial.looks)
     final = trial.looks >= MAX_LOOKS
     if verdict.outcome in ("no_gain", "undecided") and trial.candidate.endpoint is None and kind == "latency" \
             and (final or verdict.outcome == "no_gain"):

@@ -50,3 +50,21 @@ def test_too_few_requests_of_the_endpoint_is_no_gain(make_arm) -> None:
     rng = np.random.default_rng(6)
     verdict = judge(make_arm(rng, 2), make_arm(rng, 2), endpoint="missing", look=2)
     assert verdict.outcome == "no_gain" and verdict.effect is None
+
+
+def test_an_undecided_trial_whose_estimate_shows_no_gain_is_futile_from_the_second_look(make_window) -> None:
+    from tasks.decisions.rule import Verdict, futile
+
+    rng = np.random.default_rng(5)
+    before = [make_window(rng, s) for s in (1.3, 0.8)]
+    after = [make_window(rng, 1.05 * s) for s in (0.8, 1.3)]  # noisy, and if anything slower
+    verdict = judge(before, after, look=2)
+    assert verdict.outcome == "undecided" and verdict.effect["ratio"] >= 1.0, verdict.reason
+    assert futile(verdict, 1).outcome == "undecided"  # the first look never stops a trial this way
+    stopped = futile(verdict, 2)
+    assert stopped.outcome == "no_gain" and "futile" in stopped.reason
+    gaining = judge(before, [make_window(rng, 0.9 * s) for s in (0.8, 1.3)], look=2)
+    assert gaining.outcome == "undecided" and futile(gaining, 2).outcome == "undecided"
+    rps = Verdict("undecided", "rps", {"metric": "rps", "ratio": 0.97})
+    assert futile(rps, 3).outcome == "no_gain"  # throughput: lower is no gain
+    assert futile(Verdict("undecided", "rps", {"metric": "rps", "ratio": 1.03}), 3).outcome == "undecided"
