@@ -31,6 +31,7 @@ import time
 from locust import events
 
 SAMPLES_ENV = "PERFAGENTS_SAMPLES_PATH"
+RUN_ENV = "PERFAGENTS_RUN_S"  # the run time in seconds, fractions kept (Locust's --run-time takes whole ones)
 MARK_ENV = "PERFAGENTS_MARK_REQUESTS"
 MARK_HEADER = "X-Perfagents-Request"  # inject/perfagents_requestctx.py reads it
 FASTHTTP_HEADERS_ARG = 3  # FastHttpSession.request(method, url, name, data, catch_response, stream, headers, ...)
@@ -153,10 +154,24 @@ def _on_init(environment, **_kwargs) -> None:
 
 
 @events.test_start.add_listener
-def _on_test_start(**_kwargs) -> None:
+def _on_test_start(environment=None, **_kwargs) -> None:
     if _recorder is not None and _recorder.meta["test_start"] is None:
         _recorder.meta["test_start"] = time.time()
         _recorder.flush()
+    quit_on_time(getattr(environment, "runner", None))
+
+
+def quit_on_time(runner) -> None:
+    """Quit ``PERFAGENTS_RUN_S`` seconds after the test started, as ``--run-time`` would but to
+    the fraction of a second: a 3.5 s window rounded up to Locust's whole seconds ran 4. The
+    caller still passes ``--run-time`` (rounded up, plus one), so a quit that never comes costs
+    at most that second. Workers are quit by their master."""
+    seconds = os.environ.get(RUN_ENV)
+    if not seconds or runner is None or type(runner).__name__ == "WorkerRunner":
+        return
+    import gevent
+
+    gevent.spawn_later(float(seconds), runner.quit)
 
 
 @events.test_stop.add_listener

@@ -7,7 +7,9 @@ master and N workers (tasks/load/distributed.py), every worker's samples merged 
 window whose count must equal the master's total. The listener writes every
 request; samples before ``measure_start`` (test start + warm-up) are the warm-up and are
 dropped; the measured part ends ``duration_s`` later, and the run goes on for ``TAIL_S``
-more so the last measured requests can finish instead of being cut off by the stop.
+more so the last measured requests can finish instead of being cut off by the stop. The
+listener quits Locust at that moment to the fraction of a second (``--run-time`` takes whole
+seconds: a 3.5 s window ran 4, and a short window's every second counts).
 Exit code 1 only means "some requests failed"; a locustfile that fails to import, or
 Locust exiting before the test started, is a LoadTestError with Locust's own last words.
 """
@@ -45,7 +47,8 @@ from tasks.spec import TargetSpec, check_loopback
 
 LISTENER_SOURCE = Path(__file__).with_name("listener.py")
 LISTENER_FILENAME = "perfagents_listener.py"  # a distinct module name inside Locust
-TAIL_S = 1.0  # extra run time after the measured part, so in-flight requests complete
+RUN_ENV = "PERFAGENTS_RUN_S"  # same name as in listener.py (never imported here: it imports Locust)
+TAIL_S = 0.5  # extra run time after the measured part, so in-flight requests complete
 TIMEOUT_MARGIN_S = 45.0  # Locust start-up and shutdown on a busy 2-core machine
 TIMEOUT_FACTOR = 1.25
 SHAPE_TIMEOUT_S = 900.0  # a shape run with neither duration_s nor timeout_s
@@ -153,12 +156,14 @@ def run_load_test(
     if shape_file is None:
         duration = duration_s if duration_s is not None else load.duration_s
         warmup = warmup_s if warmup_s is not None else load.warmup_s
-        run_time = math.ceil(warmup + duration + TAIL_S)
-        bound = timeout_s if timeout_s is not None else run_time * TIMEOUT_FACTOR + TIMEOUT_MARGIN_S
+        planned_s: float | None = warmup + duration + TAIL_S  # the listener quits then (RUN_ENV)
+        whole_s = math.ceil(warmup + duration + TAIL_S) + 1  # Locust's own bound, in whole seconds: a backstop
+        run_time: int | None = whole_s
+        bound = timeout_s if timeout_s is not None else whole_s * TIMEOUT_FACTOR + TIMEOUT_MARGIN_S
     else:
         duration = None
         warmup = warmup_s if warmup_s is not None else 0.0
-        run_time = None
+        run_time, planned_s = None, None
         bound = timeout_s if timeout_s is not None else (
             duration_s * TIMEOUT_FACTOR + TIMEOUT_MARGIN_S if duration_s is not None else SHAPE_TIMEOUT_S)
         if not shape_file.is_file():
@@ -191,7 +196,9 @@ def run_load_test(
                 "--json-file", str(csv_prefix)]
     if run_time is not None:
         headless += ["--users", str(users), "--spawn-rate", str(spawn_rate), "--run-time", f"{run_time}s"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_") and k != RUN_ENV}
+    if planned_s is not None:
+        env[RUN_ENV] = f"{planned_s:.3f}"
     env.update(extra_env or {})
     members = plan_members(locust, headless, env, stem=stem, workdir=workdir, processes=processes, cpus=cpus)
     command = members[0].command

@@ -121,6 +121,31 @@ def test_foreign_cpu_meter_counts_our_descendants_as_own_and_others_not() -> Non
         child.wait(10)
 
 
+def test_foreign_cpu_meter_counts_cpu_stolen_by_the_hypervisor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another guest on the host is outside load no process list shows: its steal is counted,
+    on the study's CPUs only."""
+    from collections import namedtuple
+
+    import tasks.resources as resources
+
+    Times = namedtuple("Times", "user system idle steal")
+    stolen = {"cpu0": 100.0, "cpu1": 50.0}
+    monkeypatch.setattr(resources.psutil, "cpu_times", lambda percpu=False: [
+        Times(0.0, 0.0, 0.0, stolen["cpu0"]), Times(0.0, 0.0, 0.0, stolen["cpu1"])])
+    monkeypatch.setattr(resources, "_foreign_cpu", lambda own, cpus=None: {})  # no outside process
+    quiet = resources.ForeignCpuMeter(sample_s=0.05).start()
+    both = resources.ForeignCpuMeter(sample_s=0.05).start()
+    ours = resources.ForeignCpuMeter(sample_s=0.05, cpus=frozenset({1})).start()
+    assert quiet.stop() == 0.0
+    t0 = time.monotonic()
+    time.sleep(0.5)
+    stolen["cpu0"] += 0.5 * 0.4  # 0.4 of a core stolen from cpu0 over 0.5 s
+    both_cores, our_cores = both.stop(), ours.stop()
+    elapsed = time.monotonic() - t0
+    assert 0.2 / (elapsed + 0.2) <= both_cores <= 0.2 / 0.5 + 0.01
+    assert our_cores == 0.0  # cpu0 is not the study's
+
+
 def test_foreign_cpu_leaves_out_processes_pinned_off_our_cpus() -> None:
     """Another study pinned to its own CPUs takes none of ours: with ``cpus`` it is not outside load."""
     import os

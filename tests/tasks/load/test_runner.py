@@ -171,6 +171,10 @@ def test_generated_scenario(app_url, make_spec, tmp_path):
 
     check_complete(result)
     assert result.locust_exit_code == 0
+    # the listener quit Locust at warm-up + duration + tail (3.0 s), not at --run-time's whole 4 s
+    meta = json.loads(Path(f"{result.samples_path}.meta.json").read_text())
+    assert 2.9 <= meta["test_stop"] - meta["test_start"] < 3.5
+    assert "--run-time" in result.command and "4s" in result.command
     assert result.samples["error"].null_count() == result.requests
     assert result.samples["status"].unique().to_list() == [200]
     counts = dict(result.samples.group_by("endpoint").len().iter_rows())
