@@ -94,13 +94,20 @@ def window_stat(samples: pl.DataFrame, metric: str, *, endpoint: str | None = No
     return WindowStat(math.log(natural), np.log(np.maximum(draws, 1e-9)), natural)
 
 
+def comparison_mix(windows: Sequence[pl.DataFrame], metric: str,
+                   endpoint: str | None = None) -> dict[str, float] | None:
+    """The request mix the windows' statistic is taken at: the pooled mix of ``windows`` for the
+    total's percentiles; None where no mix applies (throughput, one endpoint's own)."""
+    return endpoint_mix(windows) if endpoint is None and metric in PERCENTILES else None
+
+
 def window_stats(windows: Sequence[pl.DataFrame], metric: str, *, endpoint: str | None = None,
                  seed: int = 0, mix: Mapping[str, float] | None = None) -> list[WindowStat]:
     """Each window's statistic; the total's percentiles at ``mix`` (default: these windows' own
-    pooled mix; a comparison passes the mix of both arms' windows)."""
+    pooled mix; a comparison passes the mix of both arms' windows, ``comparison_mix``)."""
     rng = np.random.default_rng(seed)
-    if mix is None and endpoint is None and metric in PERCENTILES:
-        mix = endpoint_mix(windows)
+    if mix is None:
+        mix = comparison_mix(windows, metric, endpoint)
     out = [window_stat(w, metric, endpoint=endpoint, rng=rng, mix=mix) for w in windows]
     return [s for s in out if s is not None]
 

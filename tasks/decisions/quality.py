@@ -20,10 +20,9 @@ import numpy as np
 import polars as pl
 
 from tasks.analysis.compare import SKIPPED_METRICS, check_quality
-from tasks.analysis.mix import endpoint_mix
 from tasks.analysis.stats import PERCENTILES
 from tasks.analysis.stats import window_stats as pooled_stats
-from tasks.decisions.effect import arm_effect, arm_level, window_stats
+from tasks.decisions.effect import arm_effect, arm_level, comparison_mix, window_stats
 from tasks.expressions import OPERATORS, Expression
 
 QUALITY_ALPHA = 0.05
@@ -68,7 +67,7 @@ def _bounds(expr: Expression, after: Sequence[pl.DataFrame], baseline: Sequence[
         return point, lo, hi
     if expr.metric not in (*PERCENTILES, "rps"):
         return None
-    mix = endpoint_mix([*after, *baseline]) if expr.relative else None  # one mix for both sides
+    mix = comparison_mix([*after, *baseline], expr.metric, expr.endpoint) if expr.relative else None  # one for both
     a = window_stats(after, expr.metric, endpoint=expr.endpoint, seed=3, mix=mix)
     if not a:
         return None

@@ -36,8 +36,7 @@ from typing import Any
 
 import polars as pl
 
-from tasks.analysis.mix import endpoint_mix
-from tasks.decisions.effect import ArmEffect, arm_effect, window_stats
+from tasks.decisions.effect import ArmEffect, arm_effect, comparison_mix, window_stats
 
 LOOK_ALPHA = 0.02
 MIN_GAIN = 0.02  # a change must be at least 2 % better to be worth keeping
@@ -98,7 +97,7 @@ def judge(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame], *, metr
 def _judge(before: Sequence[pl.DataFrame], after: Sequence[pl.DataFrame], *, metric: str,
            endpoint: str | None, prior_tau: float, prior_df: int, regime: str, alpha: float,
            min_gain: float) -> Verdict:
-    mix = endpoint_mix([*before, *after])  # both arms' percentiles at one request mix
+    mix = comparison_mix([*before, *after], metric, endpoint)  # both arms at one request mix
     b = window_stats(before, metric, endpoint=endpoint, seed=1, mix=mix)
     a = window_stats(after, metric, endpoint=endpoint, seed=2, mix=mix)
     if not b or not a:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import polars as pl
 import pytest
 
 from tasks.analysis.noise import (
     AdaptiveNoise,
+    _floor,
     estimate_noise,
     estimate_rps_noise,
+    log_spread,
     qn_scale,
     windows_needed,
 )
@@ -90,6 +94,31 @@ def test_one_slow_window_does_not_set_the_floor() -> None:
     assert estimate_noise(steady).noise_rel < 0.2
     assert qn_scale([0.0, 0.01, -0.01, 5.0]) < 0.1
     assert qn_scale([0.0, 0.3, -0.3, 0.25, -0.25]) > 0.2  # a spread all windows share is kept
+
+
+def test_windows_that_agree_are_sized_by_their_variance_not_by_qn() -> None:
+    """Qn from 3 windows is 2.2x their smallest gap alone: on windows that differ by sampling
+    only, their variance estimates the floor with far less error. The shop's A/A windows of
+    125, 140 and 131 ms (each window's sampling sd 0.0495 in log p95): 0.35 by Qn, 0.17 so."""
+    logs, s2 = np.log([125.0, 140.247, 131.254]), 0.0495 ** 2
+    assert _floor(log_spread(logs, s2, robust=True)[1]) > 0.3
+    assert 0.15 < _floor(log_spread(logs, s2, robust=False)[1]) < 0.2
+    rng, sd = np.random.default_rng(0), 0.05
+    truth = _floor(sd)
+    errors: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(2000):  # three windows with no between-window variance at all
+        y = rng.normal(0.0, sd, 3)
+        for robust in errors:
+            errors[robust].append(abs(_floor(log_spread(y, sd * sd, robust=robust)[1]) - truth))
+    assert np.mean(errors[False]) < 0.5 * np.mean(errors[True])
+    assert np.percentile(errors[False], 95) < 0.5 * np.percentile(errors[True], 95)
+    # estimate_noise takes the variance when the windows agree (Cochran's Q), Qn when they do not
+    steady = [window(np.random.default_rng(s)) for s in (11, 12, 13)]
+    agreeing = estimate_noise(steady)
+    assert agreeing.agree_p >= 0.05
+    logs = np.log(agreeing.p95s)
+    within = math.log(1 + agreeing.within_rel) / (1.959964 * math.sqrt(2.0))
+    assert agreeing.noise_rel == pytest.approx(_floor(log_spread(logs, within ** 2, robust=False)[1]), abs=2e-3)
 
 
 def test_bad_input() -> None:

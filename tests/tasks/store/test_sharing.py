@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[3]
 WRITER = Path(__file__).with_name("writer.py")
 
 
-def start_writer(path: Path, name: str, runs: int, samples: int = 500) -> subprocess.Popen[str]:
+def start_writer(path: Path, name: str, runs: int, samples: int = 500, pause_s: float = 0.0) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, str(WRITER), str(path), name, str(runs), str(samples)],
+    return subprocess.Popen([sys.executable, str(WRITER), str(path), name, str(runs), str(samples), str(pause_s)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -62,7 +62,10 @@ def test_two_processes_write_runs_into_one_store_concurrently(tmp_path: Path) ->
 def test_a_reader_reads_while_a_writer_writes(tmp_path: Path) -> None:
     path = tmp_path / "store.duckdb"
     Store(path)
-    writer = start_writer(path, "solo", runs=10)
+    # 0.2 s between runs: a busy machine (xdist beside it) once starved the reader of every
+    # gap in a writer that never paused (fewer than 3 counts seen between 1 and 9); a run's writes are
+    # seconds apart
+    writer = start_writer(path, "solo", runs=10, pause_s=0.2)
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
         reader = Store(path, read_only=True)

@@ -1,8 +1,8 @@
-"""A writer process for the store-sharing tests: ``python writer.py STORE NAME RUNS SAMPLES``.
+"""A writer process for the store-sharing tests: ``python writer.py STORE NAME RUNS SAMPLES [PAUSE_S]``.
 
 Writes RUNS runs the way a run does (the run row, then per run two windows in one transaction
 each, with SAMPLES request samples and their endpoint stats, then finish_run), each through the
-store's own per-use connection. Prints ``ready`` after its first run, then one JSON line at the
+store's own per-use connection, PAUSE_S apart (a run's windows are seconds apart). Prints ``ready`` after its first run, then one JSON line at the
 end: the epoch of its first and last write, its opens and the seconds they waited for the lock.
 """
 
@@ -37,7 +37,7 @@ def write_run(store: Store, run_id: str, samples: int, rng: np.random.Generator)
     store.finish_run(run_id, "budget_exhausted", {"status": "budget_exhausted"}, [("wall", 1.0, "s")])
 
 
-def main(path: str, name: str, runs: int, samples: int) -> None:
+def main(path: str, name: str, runs: int, samples: int, pause_s: float = 0.0) -> None:
     store = Store(path)
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
     first = time.time()
@@ -45,10 +45,11 @@ def main(path: str, name: str, runs: int, samples: int) -> None:
         write_run(store, f"{name}-{i:03d}", samples, rng)
         if i == 0:
             print("ready", flush=True)
+        time.sleep(pause_s)
     waits = list(store.waits.waits)
     print(json.dumps({"first": first, "last": time.time(), "opens": store.waits.opens,
                       "retries": store.waits.retries, "waited_s": sum(waits), "max_wait_s": max(waits)}), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]) if len(sys.argv) > 5 else 0.0)
