@@ -163,7 +163,7 @@ def _on_test_start(environment=None, **_kwargs) -> None:
 
 def quit_on_time(runner) -> None:
     """Quit ``PERFAGENTS_RUN_S`` seconds after the test started, as ``--run-time`` would but to
-    the fraction of a second: a 3.5 s window rounded up to Locust's whole seconds ran 4. The
+    the fraction of a second: a 4.5 s plan rounded up to Locust's whole seconds ran 5. The
     caller still passes ``--run-time`` (rounded up, plus one), so a quit that never comes costs
     at most that second. Workers are quit by their master."""
     seconds = os.environ.get(RUN_ENV)

@@ -9,7 +9,7 @@ request; samples before ``measure_start`` (test start + warm-up) are the warm-up
 dropped; the measured part ends ``duration_s`` later, and the run goes on for ``TAIL_S``
 more so the last measured requests can finish instead of being cut off by the stop. The
 listener quits Locust at that moment to the fraction of a second (``--run-time`` takes whole
-seconds: a 3.5 s window ran 4, and a short window's every second counts).
+seconds: a 4.5 s plan ran 5, and a short window's every second counts).
 Exit code 1 only means "some requests failed"; a locustfile that fails to import, or
 Locust exiting before the test started, is a LoadTestError with Locust's own last words.
 """
