@@ -249,9 +249,8 @@ class ForeignCpuMeter:
     ``sample_s`` before it exits, and processes shorter than that.
 
     On a virtual machine the host's other guests are outside load too, invisible to any process
-    list: the CPU time stolen from this guest meanwhile (``steal``) is added. Here it averaged
-    about 1 % of the machine over a day, but it comes in bursts, and a window that loses a
-    fifth of a core to it measures the host, not the change.
+    list: the CPU time stolen from this guest meanwhile (``steal``) is added. Here it was
+    0.6 % of the machine's CPU over its first 6 hours up, and 2.5 s in the 1.5 hours after.
     """
 
     def __init__(self, extra_pids: Callable[[], list[int]] | None = None, sample_s: float = 1.0,

@@ -156,9 +156,10 @@ def run_load_test(
     if shape_file is None:
         duration = duration_s if duration_s is not None else load.duration_s
         warmup = warmup_s if warmup_s is not None else load.warmup_s
-        planned_s: float | None = warmup + duration + TAIL_S  # the listener quits then (RUN_ENV)
-        whole_s = math.ceil(warmup + duration + TAIL_S) + 1  # Locust's own bound, in whole seconds: a backstop
+        planned = warmup + duration + TAIL_S  # the listener quits then (RUN_ENV)
+        whole_s = math.ceil(planned) + 1  # Locust's own bound, in whole seconds: a backstop
         run_time: int | None = whole_s
+        planned_s: float | None = planned
         bound = timeout_s if timeout_s is not None else whole_s * TIMEOUT_FACTOR + TIMEOUT_MARGIN_S
     else:
         duration = None
