@@ -142,6 +142,8 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
                                   min_samples=MIN_ENDPOINT_SAMPLES)
     if verdict.outcome == "better" and metric == PRIMARY:
         verdict = _tail_guard(state, before, after, verdict)
+    elif metric == "rps" and verdict.effect is not None:
+        _tail_effect(state, before, after, verdict)  # a throughput decision reports its p95 too; it does not decide
     if verdict.outcome == "better":
         broken = broken_quality(run.request.quality, after, [w.samples for w in run.noise.baseline_aa],
                                 run.baseline.stats if run.baseline else None, prior_tau=tau)
@@ -157,15 +159,21 @@ def look(run: Run, trial: Trial, window: Window) -> Verdict:
 def _tail_guard(state: list[Window], before: list[Any], after: list[Any], verdict: Verdict) -> Verdict:
     """A median gain is kept only if the same endpoint's p95 is not shown slower (same rule, same
     level); the p95 effect joins the verdict's effect either way."""
+    tail = _tail_effect(state, before, after, verdict)
+    if tail.outcome == "worse":
+        return Verdict("worse", f"{verdict.reason}; but {tail.reason}", verdict.effect)
+    return verdict
+
+
+def _tail_effect(state: list[Window], before: list[Any], after: list[Any], verdict: Verdict) -> Verdict:
+    """The same endpoint's p95 judged by the same rule; its effect joins the verdict's as ``tail``."""
     assert verdict.effect is not None
-    endpoint = None if verdict.effect["endpoint"] == "total" else verdict.effect["endpoint"]
+    endpoint = None if verdict.effect["endpoint"] in (None, "total") else verdict.effect["endpoint"]
     tau, df = prior_tau(state, TAIL_GUARD, endpoint)
     tail = judge(before, after, metric=TAIL_GUARD, endpoint=endpoint, prior_tau=tau, prior_df=df)
     if tail.effect is not None:
         verdict.effect["tail"] = {k: tail.effect[k] for k in ("metric", "ratio", "ci95", "before", "after")}
-    if tail.outcome == "worse":
-        return Verdict("worse", f"{verdict.reason}; but {tail.reason}", verdict.effect)
-    return verdict
+    return tail
 
 
 def _settle(trial: Trial, verdict: Verdict) -> Verdict:

@@ -2,8 +2,8 @@
 95% interval drawn against the noise band and the decision boundary (tasks/decisions/rule.py).
 
 A row per change: the ratio (after/before) of the metric the change was judged on, its interval
-as a bar, and, when the trial also measured the endpoint's p95 (the tail guard), that interval
-as a thinner line below. Behind them: the band a single window moves by noise alone (the
+as a bar, and, when the trial also measured the endpoint's p95 (the tail guard of a median
+decision, or beside a throughput decision), that interval as a thinner line below. Behind them: the band a single window moves by noise alone (the
 baseline's noise floor of that metric), the line of no change, and the keep boundary (MIN_GAIN).
 """
 

@@ -102,6 +102,8 @@ def test_a_saturated_state_is_judged_on_throughput() -> None:
     assert verdict.effect["metric"] == "rps" and verdict.effect["regime"] == "saturated"
     assert verdict.effect["endpoint"] == "catalog"  # the endpoint the index aims at: its share of the throughput
     assert verdict.effect["ratio"] > 1.3
+    assert verdict.effect["tail"]["metric"] == "p95_ms"  # reported beside the throughput, not judged on
+    assert verdict.effect["tail"]["ratio"] < 1.0  # catalog 400 -> 300 ms
     trial = start_trial(run, index_on(None), "c2", {})
     assert look(run, trial, window(6, catalog_ms=300.0, orders_ms=700.0, rps=55.0)).effect["endpoint"] in (None, "total")
 
