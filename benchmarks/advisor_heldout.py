@@ -12,7 +12,7 @@ any other prompt with an answer that holds no patch. Then the real CLI: ``perfag
 second run on a fresh copy of the same source with the same store.
 
 Printed per variant, and as JSON: the patch's status and measured effect (metric, ratio, 95%
-CI, regime), the advisor's ``tokens_in`` against the prompt tokens the server reported, the
+CI, regime, and its p95 ratio when the decision was on another metric), the advisor's ``tokens_in`` against the prompt tokens the server reported, the
 largest prompt against ``max_context_tokens``, and the second run's model calls and cache hits.
 Nothing here is asserted: it is what the issue's held-out check looks at, measured.
 """
@@ -184,8 +184,10 @@ def patch_of(result: dict[str, Any] | None) -> dict[str, Any]:
         return {"status": None}
     change = patches[0]
     effect = change.get("effect") or {}
+    tail = effect.get("tail") or {}
     return {"status": change.get("status"), "metric": effect.get("metric"), "ratio": effect.get("ratio"),
-            "ci95": effect.get("ci95"), "regime": effect.get("regime"), "windows": effect.get("windows")}
+            "ci95": effect.get("ci95"), "regime": effect.get("regime"), "windows": effect.get("windows"),
+            "p95_ratio": tail.get("ratio"), "p95_ci95": tail.get("ci95")}
 
 
 def variant(name: str, replay: Any, folder: Path) -> dict[str, Any]:
@@ -229,7 +231,8 @@ def main() -> int:
             row = variant(name, replay, Path(tmp))
         rows.append(row)
         p, s = row["patch"], row["second_run"]
-        print(f"{name}: patch {p['status']} {p['metric']} x{p['ratio']} {p['ci95']} ({p['regime']}); "
+        print(f"{name}: patch {p['status']} {p['metric']} x{p['ratio']} {p['ci95']} ({p['regime']}), "
+              f"p95 x{p['p95_ratio']} {p['p95_ci95']}; "
               f"tokens_in {row['tokens_in']} (server {row['server_prompt_tokens']}); largest prompt "
               f"{row['largest_prompt']} <= {MAX_CONTEXT_TOKENS}; second run: {s['model_calls']} calls, "
               f"{s['cache_hits']} cache hits, patch {s['patch']['status']} x{s['patch']['ratio']}; "
