@@ -3,16 +3,19 @@
 DuckDB allows one read-write process or many read-only ones per file, never both (its file
 lock). A run that kept the file open for its whole length locked out the dashboard,
 ``history`` and every other run; so each read opens the file, reads and closes it, and each
-transaction opens it, writes, commits and closes it (DuckDB checkpoints on close, so the next
-opener replays no log). An open that meets another process's lock waits for it, bounded
-(tasks/store/lock.py). Within one thread, nested uses join the open connection: ``with
-store.transaction():`` makes several calls atomic and holds the file once for all of them;
-``with store.session():`` does the same for several reads. Threads have their own.
+transaction opens it, writes, commits and closes it. A commit lands in DuckDB's WAL and the
+file is never checkpointed in place (a killed checkpoint can tear it): the last writer out
+folds the WAL in on a copy when it has grown (tasks/store/checkpoint.py). An open that meets
+another process's lock waits for it, bounded (tasks/store/lock.py). Within one thread, nested
+uses join the open connection: ``with store.transaction():`` makes several calls atomic and
+holds the file once for all of them; ``with store.session():`` does the same for several
+reads. Threads have their own.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,11 +27,13 @@ import duckdb
 import polars as pl
 
 from tasks.errors import StoreError
+from tasks.store.checkpoint import checkpoint_by_copy, needs_checkpoint
 from tasks.store.lock import LockWaits, lock_timeout, open_duckdb
 from tasks.store.migrations import MIGRATIONS
 from tasks.store.turns import turn
 
 DEFAULT_STORE = Path(".perfagents") / "perfagents.duckdb"
+log = logging.getLogger(__name__)
 
 
 def now() -> datetime:
@@ -96,7 +101,8 @@ class Connection:
         if getattr(local, "con", None) is not None:
             yield local.con
             return
-        with turn(self.path, shared=self.read_only, timeout_s=self.lock_timeout_s) as waited:
+        last_out = None if self.read_only else self._checkpoint
+        with turn(self.path, shared=self.read_only, timeout_s=self.lock_timeout_s, last_out=last_out) as waited:
             # past the turn's bound, DuckDB's own lock decides (and names the holder in its error)
             con = open_duckdb(self.path, read_only=self.read_only,
                               timeout_s=self.lock_timeout_s if waited is not None else 0.0,
@@ -107,6 +113,16 @@ class Connection:
             finally:
                 local.con, local.tx = None, 0
                 con.close()
+
+    def _checkpoint(self) -> None:
+        """Past its bound, the WAL is folded into the file by a copy (tasks/store/checkpoint.py);
+        a failure leaves the store as it was (file + WAL), so it is logged, not raised."""
+        if not needs_checkpoint(self.path):
+            return
+        try:
+            checkpoint_by_copy(self.path)
+        except (OSError, duckdb.Error) as exc:
+            log.warning("store %s: checkpoint by copy failed (%s); the WAL is kept and replayed", self.path, exc)
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

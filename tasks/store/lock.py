@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 
 from tasks.errors import InputError, StoreError, StoreLockedError
+from tasks.store.checkpoint import NO_CHECKPOINT_ON_CLOSE, WRITER_CONFIG, drop_stale_wal
 
 LOCK_TIMEOUT_ENV = "PERFAGENTS_STORE_LOCK_TIMEOUT_S"
 LOCK_TIMEOUT_S = 60.0  # a window's transaction holds the file well under a second; a run waits, never fails, for another's
@@ -78,9 +79,11 @@ def open_duckdb(path: Path, *, read_only: bool, timeout_s: float, waits: LockWai
     delay, retries = FIRST_BACKOFF_S, 0
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = _connect(path, read_only)
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             waited = time.monotonic() - start
+            if drop_stale_wal(path, exc):
+                continue
             if not busy(exc):
                 raise StoreError(f"store {path}: {first_line(exc)}") from exc
             if waited >= timeout_s:
@@ -93,6 +96,19 @@ def open_duckdb(path: Path, *, read_only: bool, timeout_s: float, waits: LockWai
             raise StoreError(f"store {path}: {first_line(exc)}") from exc
         waits.record(time.monotonic() - start, retries)
         return con
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """A reader's connection, or a writer's that commits to the WAL and never checkpoints in place."""
+    if read_only:
+        return duckdb.connect(str(path), read_only=True)
+    con = duckdb.connect(str(path), config=WRITER_CONFIG)
+    try:
+        con.execute(NO_CHECKPOINT_ON_CLOSE)
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def first_line(exc: BaseException) -> str:

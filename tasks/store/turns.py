@@ -25,7 +25,7 @@ import random
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,23 +88,30 @@ def _try(key: str, path: Path, shared: bool) -> bool:
         return True
 
 
-def _release(key: str) -> None:
+def _release(key: str, last_out: Callable[[], None] | None) -> None:
     with _guard:
         turn = _turns[key]
         turn.count -= 1
         if turn.count == 0:
-            del _turns[key]
-            fcntl.flock(turn.fd, fcntl.LOCK_UN)
-            os.close(turn.fd)
+            try:
+                if last_out is not None:  # no thread of this process can join the turn meanwhile
+                    last_out()
+            finally:
+                del _turns[key]
+                fcntl.flock(turn.fd, fcntl.LOCK_UN)
+                os.close(turn.fd)
 
 
 @contextmanager
-def turn(store: Path, *, shared: bool, timeout_s: float) -> Iterator[float | None]:
+def turn(store: Path, *, shared: bool, timeout_s: float,
+         last_out: Callable[[], None] | None = None) -> Iterator[float | None]:
     """Hold the store's turn for the block; yields the seconds waited, or None when the wait
-    passed ``timeout_s`` (the caller then tries DuckDB's own lock, which names the holder)."""
+    passed ``timeout_s`` (the caller then tries DuckDB's own lock, which names the holder).
+    ``last_out`` runs when this process's last holder leaves, before the turn passes on (a
+    writer's checkpoint: tasks/store/checkpoint.py)."""
     try:
         path = lock_file(store)
-    except OSError:  # no temp folder to lock in: DuckDB's own lock is all there is
+    except OSError:  # no temp folder to lock in: DuckDB's own lock is all there is (and no last_out)
         yield 0.0
         return
     key, start, delay = str(path), time.monotonic(), FIRST_POLL_S
@@ -117,4 +124,4 @@ def turn(store: Path, *, shared: bool, timeout_s: float) -> Iterator[float | Non
     try:
         yield time.monotonic() - start
     finally:
-        _release(key)
+        _release(key, last_out)
