@@ -4,13 +4,13 @@ A DuckDB checkpoint rewrites blocks of the database file in place, and a write t
 short (a SIGKILL lands between the pages of a ``pwrite``) leaves a block whose checksum no
 longer matches: "Corrupt database file: computed checksum ... in block at location 12288", and
 the store, with the journal ``perfagents revert`` needs, cannot be opened again. DuckDB 2.0.1
-did this in 1 of 150 SIGKILLs of a process that opened, wrote and closed (checkpointed) in a loop
-(benchmarks/store_kill.py), and once in CI, killing a run right after it applied a change.
+did this once in CI (a run SIGKILLed right after it applied a change) and in 1 of 150 SIGKILLs
+of an ad hoc loop that opened, wrote and closed (docs/store.md; benchmarks/store_kill.py).
 
 So a perfagents process never checkpoints the store in place. Its read-write opens carry
 ``WRITER_CONFIG`` and ``PRAGMA disable_checkpoint_on_shutdown``: a commit appends to the
-``.wal`` file (which DuckDB checksums entry by entry and replays at the next open, dropping a torn
-tail) and a close writes nothing. When the WAL has grown past ``wal_limit`` (replaying it costs
+``.wal`` file (which DuckDB checksums entry by entry and replays at the next open) and a close
+writes nothing. When the WAL has grown past ``wal_limit`` (replaying it costs
 each open time), ``checkpoint_by_copy`` folds it in on a copy: copy the file and its WAL,
 checkpoint the copy, fsync it, rename it over the store (atomic), then delete the WAL. A kill
 before the rename leaves the store as it was; a kill after it leaves a WAL older than the file,
