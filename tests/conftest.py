@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # The modules of the longest tests, longest first (CI: the advisor's six runs ~390 s, two studies
 # through a work pool ~150 s, a 140 s comprehensive run with memoization, ...): on the xdist workers they start
 # first, and short tests fill the session's end instead of one long test running alone there.
-LONGEST_FIRST = ("tests/flows/test_advisor_loop.py", "tests/flows/test_parallel_studies.py",
+# The serial session starts with the shop's run, before a test has started the session's Prefect
+# server or a browser: after the dashboard's page test, its profiling windows once met 0.4-0.9
+# cores of outside load for a minute and were all rejected (no findings; a local run, 2026-12-05).
+LONGEST_FIRST = ("tests/flows/test_e2e_ecommerce.py", "tests/flows/test_enterprise_pg.py", "tests/flows/test_advisor_loop.py", "tests/flows/test_parallel_studies.py",
                  "tests/flows/test_memoization.py", "tests/flows/test_conformance_loop.py",
                  "tests/flows/test_distributed_run.py", "tests/flows/test_kill_and_revert.py",
                  "tests/flows/test_regression_alerts.py", "tests/flows/test_decisions.py",
