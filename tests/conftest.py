@@ -44,6 +44,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_configure(config: pytest.Config) -> None:
     # Prefect reads these at import: isolate each test session from the user's ~/.prefect
     home = ROOT / ".perfagents" / "test-prefect"
+    # each xdist worker its own Prefect database: in a fresh clone two runs' ephemeral servers
+    # migrated one new SQLite file at once ("duplicate column name: is_anonymous", CI 2026-12-05)
+    home = home / os.environ.get("PYTEST_XDIST_WORKER", "main")
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(home))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
