@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +65,8 @@ def run_lighthouse(binary: str, url: str, chromium: str, chrome_args: list[str],
     cmd = [binary, url, "--quiet", "--output=json", "--output-path=stdout", "--only-categories=performance",
            f"--chrome-flags={' '.join(chrome_args)}", f"--max-wait-for-load={int(timeout_s * 1000 * 0.6)}"]
     env = {**os.environ, "CHROME_PATH": chromium}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                            start_new_session=True)
     try:
         stdout, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -101,15 +104,24 @@ def summarise_lighthouse(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def stop_process_tree(proc: subprocess.Popen[str]) -> None:
-    """Kill a Lighthouse process and the browser it launched (a detached child of it)."""
+    """Kill a Lighthouse process, its process group and the browser it launched.
+
+    The group is frozen first (SIGSTOP), so no member forks while the tree is listed; the
+    browser runs in a session of its own (chrome-launcher detaches it) and is found as a
+    descendant.
+    """
+    _signal_group(proc.pid, signal.SIGSTOP)
     try:
         children = psutil.Process(proc.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         children = []
     for child in children:
-        try:
+        with suppress(psutil.NoSuchProcess):
             child.kill()
-        except psutil.NoSuchProcess:
-            pass
-    proc.kill()
+    _signal_group(proc.pid, signal.SIGKILL)
     proc.communicate()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
