@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 import yaml
 
@@ -30,6 +31,21 @@ def short_spec(tmp_path: Path) -> Path:
     return path
 
 
+def profiler_report(store_path: Path) -> str:
+    """What the application agent's profiling windows recorded: each py-spy burst and error."""
+    with duckdb.connect(str(store_path), read_only=True) as db:
+        rows = db.execute("SELECT w.label, a.observed FROM agent_runs a JOIN windows w USING (window_id) "
+                          "WHERE a.agent = 'application' AND w.label LIKE 'profile-%'").fetchall()
+    lines = []
+    for label, observed in rows:
+        seen = json.loads(observed or "{}")
+        bursts = [{k: b.get(k) for k in ("idle", "exit_code", "samples", "errors", "error")}
+                  for b in seen.get("bursts", [])]
+        loop = {k: (v.get("samples") if isinstance(v, dict) else v) for k, v in (seen.get("loop") or {}).items()}
+        lines.append(f"{label}: bursts={bursts} loop={loop} errors={seen.get('errors')}")
+    return "\n".join(lines)
+
+
 @pytest.mark.alone
 @pytest.mark.e2e
 @pytest.mark.postgres
@@ -45,7 +61,8 @@ def test_enterprise_workflow_on_postgres(tmp_path: Path, pg_cluster: str) -> Non
     # the planted index problems, found from pg_stat_statements + generic plans
     assert {"invoices.created_at", "invoices.issued_on"} & locations, locations
     # the code-level problems are reported with evidence, not "fixed"
-    assert ("application", "hot_function") in kinds and ("application", "blocking_call") in kinds
+    assert ("application", "hot_function") in kinds and ("application", "blocking_call") in kinds, \
+        profiler_report(tmp_path / "store.duckdb")
     index_changes = [c for c in result["changes"] if c["kind"] == "create_index"]
     assert index_changes and all(c["effect"] and c["effect"]["ci95"] for c in index_changes if c["status"] != "failed")
     capacity = result["capacity"]
