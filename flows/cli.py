@@ -159,10 +159,14 @@ def run(
     except PerfagentsError as exc:
         fail(str(exc))
     quiet_prefect(verbose)
-    from flows.ephemeral import ephemeral_server_dies_with_us
+    from flows.ephemeral import ephemeral_server_dies_with_us, migrate_prefect_database
     from flows.workflows import flow_for
 
     ephemeral_server_dies_with_us()
+    try:
+        migrate_prefect_database()
+    except PerfagentsError as exc:
+        fail(str(exc))
     from tasks import progress
     from tasks.analysis.gate import preload
 
