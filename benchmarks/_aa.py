@@ -9,6 +9,7 @@ the gate may reject some, so at most ``MAX_ATTEMPTS_FACTOR`` windows are measure
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 import uuid
@@ -33,8 +34,9 @@ class AAWindows:
     source: str  # one line: what was measured, for the benchmark's report
 
 
-def measure_aa(windows: int, per_run: int, window_s: float, warmup_s: float) -> AAWindows:
-    """``windows`` valid A/A windows (fewer if the gate rejects over half of them)."""
+def measure_aa(windows: int, per_run: int, window_s: float, warmup_s: float, keep: Path | None = None) -> AAWindows:
+    """``windows`` valid A/A windows (fewer if the gate rejects over half of them); ``keep``: copy
+    the store that holds them there (a later ``--store`` run re-reads them without measuring)."""
     from tasks.budget import Budget, Ledger
     from tasks.changes.runtime import Runtime
     from tasks.spec import load_spec
@@ -95,6 +97,10 @@ def measure_aa(windows: int, per_run: int, window_s: float, warmup_s: float) -> 
                 finally:
                     stop_target(handle)
             rows = store.aa_window_stats(spec.name)
+        if keep is not None:  # the file and its WAL (the store commits to the WAL: tasks/store/checkpoint.py)
+            for suffix in ("", ".wal"):
+                if (Path(tmp) / f"bench.duckdb{suffix}").is_file():
+                    shutil.copyfile(Path(tmp) / f"bench.duckdb{suffix}", f"{keep}{suffix}")
     source = (
         f"measured: {done} valid A/A windows of {attempts} ({window_s:g} s + {warmup_s:g} s warm-up, "
         f"{spec.load.users} users) on the {spec.name} reference shop, target restarted every {per_run}"

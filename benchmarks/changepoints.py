@@ -11,14 +11,18 @@ calibrates on). With ``--store`` it reads an existing store's baseline A/A windo
 
 Then, per endpoint with windows in every run (and the total), it builds histories of RUNS runs:
 each run's signature is the geometric mean of K windows drawn from one real run (drawn at
-random), as a signature summarises its run's windows. A step of 5%, 10% or 20% is injected into
-the p95 from a random run on; SERIES histories per step size, and SERIES without a step. Two
-detectors judge each history: ours (tasks/analysis/changepoints.py: binary segmentation,
-threshold and false-alarm rate from the pool's A/A window deviations and between-run shifts; an alarm is a confirmed
+random; the same windows for p50, p95 and p99), as a signature summarises its run's windows. A
+step of 5%, 10% or 20% is injected from a random run on, into every latency quantile (an
+endpoint that became slower: the JSON's ``steps``) and, separately, into the p95 alone (a
+tail-only regression: ``p95_only``); SERIES histories per step size, and SERIES without a step.
+Two detectors judge each history on p50, p95 and p99, as ``perfagents regressions`` judges every
+metric: ours (tasks/analysis/changepoints.py: binary segmentation, threshold and false-alarm
+rate from the pool's A/A window deviations and between-run shifts; an alarm is a confirmed
 regression) and a plain one (Welch's t-test at every split, p < 0.05, no correction). Both alarm
-only on a rise of more than MIN_STEP. A hit is an alarm within one run of the injected step;
-precision = hits / alarms and recall = histories with a hit / histories, per step size; false
-alarms per 100 = histories without a step that raised an alarm, per 100 histories.
+only on a rise of more than MIN_STEP; alarms of several metrics within one run of each other are
+one alarm. A hit is an alarm within one run of the injected step; precision = hits / alarms and
+recall = histories with a hit / histories, per step size; false alarms per 100 = alarms in
+histories without a step, per 100 histories.
 """
 
 from __future__ import annotations
@@ -43,10 +47,12 @@ sys.path.insert(0, str(REPO))
 from benchmarks._aa import measure_aa  # noqa: E402
 from tasks.analysis.changepoints import (  # noqa: E402
     MIN_STEP,
+    Null,
     aa_deviations,
     aa_shifts,
     build_null,
     detect,
+    null_max_gains,
     t_test_detect,
 )
 from tasks.store import Store  # noqa: E402
@@ -59,7 +65,10 @@ WINDOWS = 18
 PER_RUN = 3
 WINDOW_S = 6.0
 WARMUP_S = 2.0
-METRIC = "p95_ms"
+METRICS = ("p50_ms", "p95_ms", "p99_ms")  # the latency metrics a signature holds, each judged
+# what a step shifts: every latency quantile (a slower endpoint: a fixed per-request cost, a
+# lost index) or the p95 alone (a tail-only regression: a slow path that few requests take)
+MODES = {"latency": METRICS, "p95": ("p95_ms",)}
 MIN_POOL_RUNS = 3
 SEED = 17
 RUN_ALL_TIMEOUT_S = 600  # measuring the A/A windows takes ~4 min, the simulation ~1.5 min
@@ -85,12 +94,15 @@ def stored_aa(paths: list[Path], target: str | None) -> tuple[list[dict[str, Any
                   f"{' of ' + target if target else ''}")
 
 
-def pools(rows: list[dict[str, Any]]) -> dict[str, list[list[float]]]:
-    """Per endpoint: the p95 of each valid A/A window, grouped by run (runs with >= 2 windows)."""
-    by: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+Window = dict[str, float]  # metric -> value
+
+
+def pools(rows: list[dict[str, Any]]) -> dict[str, list[list[Window]]]:
+    """Per endpoint: each valid A/A window's latency metrics, grouped by run (runs with >= 2 windows)."""
+    by: dict[str, dict[str, list[Window]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        if r[METRIC] is not None and r[METRIC] > 0:
-            by[r["endpoint"]][r["run_id"]].append(float(r[METRIC]))
+        if all(r[m] is not None and r[m] > 0 for m in METRICS):
+            by[r["endpoint"]][r["run_id"]].append({m: float(r[m]) for m in METRICS})
     out = {}
     for endpoint, runs in by.items():
         groups = [v for v in runs.values() if len(v) >= 2]
@@ -99,40 +111,71 @@ def pools(rows: list[dict[str, Any]]) -> dict[str, list[list[float]]]:
     return out
 
 
-def history(groups: list[list[float]], step_at: int | None, step: float, rng: np.random.Generator) -> list[float]:
-    values = []
+def history(groups: list[list[Window]], step_at: int | None, step: float, shifted: tuple[str, ...],
+            rng: np.random.Generator) -> dict[str, list[float]]:
+    """One history of RUNS runs, per metric: each run the geometric mean of K windows of one real
+    run (the same windows for every metric), the metrics in ``shifted`` x (1 + step) from ``step_at`` on."""
+    out: dict[str, list[float]] = {m: [] for m in METRICS}
     for i in range(RUNS):
-        run = np.log(groups[rng.integers(len(groups))])
-        value = math.exp(float(run[rng.integers(0, run.size, K)].mean()))
-        values.append(value * (1 + step) if step_at is not None and i >= step_at else value)
-    return values
+        run = groups[rng.integers(len(groups))]
+        picked = [run[j] for j in rng.integers(0, len(run), K)]
+        for m in METRICS:
+            value = math.exp(float(np.mean([math.log(w[m]) for w in picked])))
+            out[m].append(value * (1 + step) if step_at is not None and i >= step_at and m in shifted else value)
+    return out
 
 
-def ours(values: list[float], deviations: np.ndarray, shifts: np.ndarray, seed: int) -> list[int]:
-    null = build_null(np.log(values), deviations, K, shifts)
-    assert null is not None
-    return [cp.index for cp in detect(values, null, seed=seed) if cp.regression and cp.confirmed]
+def merged(indices: list[int]) -> list[int]:
+    """Alarms of several metrics as one list: indices within one run of each other are one alarm."""
+    out: list[int] = []
+    for i in sorted(indices):
+        if not out or i - out[-1] > 1:
+            out.append(i)
+    return out
 
 
-def plain(values: list[float]) -> list[int]:
-    cp = t_test_detect(values)
-    if cp is None:
-        return []
-    x = np.log(values)
-    return [cp] if float(x[cp:].mean() - x[:cp].mean()) > math.log1p(MIN_STEP) else []
+def ours(values: dict[str, list[float]], nulls: dict[str, Null], null_max: dict[str, np.ndarray], seed: int) -> list[int]:
+    """Confirmed regressions on any latency metric (``perfagents regressions``' rule per series;
+    a pool's null is the same for every history, so its largest gains are drawn once)."""
+    found = []
+    for m in METRICS:
+        found += [cp.index for cp in detect(values[m], nulls[m], seed=seed, null_max=null_max[m])
+                  if cp.regression and cp.confirmed]
+    return merged(found)
 
 
-def evaluate(pool: dict[str, list[list[float]]], series: int) -> dict[str, dict[str, Any]]:
+def pool_null(groups: list[list[Window]], metric: str) -> Null:
+    """The null a store with these A/A windows gives this metric (its shifts need >= MIN_AA_RUNS runs)."""
+    by_run = [[w[metric] for w in run] for run in groups]
+    null = build_null(np.zeros(0), aa_deviations(by_run), K, aa_shifts(by_run))
+    assert null is not None and null.shifts.size, "a pool has >= MIN_POOL_RUNS runs of >= 2 windows"
+    return null
+
+
+def plain(values: dict[str, list[float]]) -> list[int]:
+    """Welch's t-test's best split on each latency metric, where it rose beyond MIN_STEP."""
+    found = []
+    for m in METRICS:
+        cp = t_test_detect(values[m])
+        if cp is not None:
+            x = np.log(values[m])
+            if float(x[cp:].mean() - x[:cp].mean()) > math.log1p(MIN_STEP):
+                found.append(cp)
+    return merged(found)
+
+
+def evaluate(pool: dict[str, list[list[Window]]], series: int, shifted: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     rng = np.random.default_rng(SEED)
     tally: dict[str, dict[str, Any]] = {name: {"steps": {}, "false": 0, "histories": 0} for name in ("ours", "t_test")}
     for step in (None, *STEPS):
         counts = {name: {"alarms": 0, "hits": 0, "found": 0, "histories": 0} for name in tally}
         for groups in pool.values():
-            deviations, shifts = aa_deviations(groups), aa_shifts(groups)
+            nulls = {m: pool_null(groups, m) for m in METRICS}
+            null_max = {m: null_max_gains(nulls[m], RUNS, seed=SEED) for m in METRICS}
             for j in range(series):
                 at = int(rng.integers(3, RUNS - 2)) if step else None
-                values = history(groups, at, step or 0.0, rng)
-                for name, alarms in (("ours", ours(values, deviations, shifts, j)), ("t_test", plain(values))):
+                values = history(groups, at, step or 0.0, shifted, rng)
+                for name, alarms in (("ours", ours(values, nulls, null_max, j)), ("t_test", plain(values))):
                     c = counts[name]
                     c["histories"] += 1
                     c["alarms"] += len(alarms)
@@ -160,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-run", type=int, default=PER_RUN)
     p.add_argument("--window-s", type=float, default=WINDOW_S)
     p.add_argument("--series", type=int, default=SERIES)
+    p.add_argument("--keep-store", type=Path, default=None,
+                   help="copy the store of the windows measured here to this path (re-read it with --store)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the target on a timeout
     started = time.monotonic()
@@ -167,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.store:
         rows, source = stored_aa(args.store, args.target)
     else:
-        measured = measure_aa(args.windows, args.per_run, args.window_s, WARMUP_S)
+        measured = measure_aa(args.windows, args.per_run, args.window_s, WARMUP_S, keep=args.keep_store)
         rows, source = measured.rows, measured.source
     pool = pools(rows)
     if not pool:
@@ -175,20 +220,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"source: {source}; pools: {', '.join(f'{e} ({sum(len(g) for g in gs)} windows)' for e, gs in pool.items())}")
     t0 = time.monotonic()
-    tally = evaluate(pool, args.series)
-    print(f"{len(pool)} pools x {args.series} histories of {RUNS} runs ({K} windows each) per step size, "
-          f"metric {METRIC}; simulation {time.monotonic() - t0:.1f} s")
-    print(f"{'step':>6}  {'ours precision':>14} {'recall':>6}   {'t-test precision':>16} {'recall':>6}")
-    for step in STEPS:
-        o, t = tally["ours"]["steps"][f"{step:g}"], tally["t_test"]["steps"][f"{step:g}"]
-        print(f"{step:>6.0%}  {_f(o['precision']):>14} {_f(o['recall']):>6}   {_f(t['precision']):>16} {_f(t['recall']):>6}")
+    tallies = {mode: evaluate(pool, args.series, shifted) for mode, shifted in MODES.items()}
+    print(f"{len(pool)} pools x {args.series} histories of {RUNS} runs ({K} windows each) per step size; "
+          f"judged on {', '.join(METRICS)} (an alarm on any of them); simulation {time.monotonic() - t0:.1f} s")
+    for mode, tally in tallies.items():
+        print(f"step in {'every latency quantile' if mode == 'latency' else 'the p95 alone'}:")
+        print(f"{'step':>6}  {'ours precision':>14} {'recall':>6}   {'t-test precision':>16} {'recall':>6}")
+        for step in STEPS:
+            o, t = tally["ours"]["steps"][f"{step:g}"], tally["t_test"]["steps"][f"{step:g}"]
+            print(f"{step:>6.0%}  {_f(o['precision']):>14} {_f(o['recall']):>6}   {_f(t['precision']):>16} {_f(t['recall']):>6}")
+    tally = tallies["latency"]
     print(f"false alarms per 100 histories without a step: ours {tally['ours']['false']}, "
           f"t-test {tally['t_test']['false']}")
     print(f"wall {time.monotonic() - started:.0f} s")
     if args.json is not None:
         doc = {"steps": {k: {"precision": v["precision"], "recall": v["recall"]} for k, v in tally["ours"]["steps"].items()},
                "false_alarms_per_100": tally["ours"]["false"], "t_test": tally["t_test"], "ours": tally["ours"],
-               "source": source, "runs_per_history": RUNS, "windows_per_run": K, "metric": METRIC}
+               "p95_only": tallies["p95"], "source": source, "runs_per_history": RUNS, "windows_per_run": K,
+               "metrics": list(METRICS)}
         args.json.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return 0
 

@@ -127,13 +127,16 @@ def null_max_gains(null: Null, n: int, *, count: int = N_NULL, seed: int = 0) ->
     return split_gains(null.series(n, count, np.random.default_rng(seed))).max(axis=-1)
 
 
-def detect(values: Sequence[float], null: Null, *, worse_up: bool = True, seed: int = 0) -> list[ChangePoint]:
-    """The change points of a series of positive values (oldest first), judged against ``null``."""
+def detect(values: Sequence[float], null: Null, *, worse_up: bool = True, seed: int = 0,
+           null_max: np.ndarray | None = None) -> list[ChangePoint]:
+    """The change points of a series of positive values (oldest first), judged against ``null``
+    (``null_max``: its null series' largest gains for this length, when already drawn)."""
     x = np.log(np.asarray(values, dtype=np.float64))
     n = x.size
     if n < MIN_RUNS:
         return []
-    null_max = null_max_gains(null, n, seed=seed)
+    if null_max is None:
+        null_max = null_max_gains(null, n, seed=seed)
     threshold = float(np.quantile(null_max, 1 - FA_TARGET))
     ends = rpt.Binseg(model="l2", min_size=1, jump=1).fit(x.reshape(-1, 1)).predict(pen=threshold)
     cuts = [0, *ends]

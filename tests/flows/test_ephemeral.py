@@ -7,10 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from flows import ephemeral
-
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATE = "from flows.ephemeral import migrate_prefect_database; migrate_prefect_database()"
 
@@ -31,27 +27,30 @@ def test_two_runs_starting_at_once_on_a_new_home_both_get_a_migrated_database(tm
     assert (tmp_path / "home" / ".perfagents-migrated").read_text().endswith("prefect.db")
 
 
-def test_a_migrated_home_is_not_migrated_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def migrate(env: dict[str, str], *, forbid: bool = False) -> subprocess.CompletedProcess[str]:
+    """migrate_prefect_database in a fresh process (Prefect's settings are read once per process);
+    ``forbid``: a migration there fails with 'migrated again'."""
+    code = MIGRATE
+    if forbid:
+        code = ("import prefect.server.database as d\n"
+                "def no(): raise SystemExit('migrated again')\n"
+                "d.provide_database_interface = no\n" + code)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, text=True, capture_output=True, timeout=180)
+
+
+def test_a_migrated_home_is_not_migrated_again(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    subprocess.run([sys.executable, "-c", MIGRATE], cwd=ROOT, env=fresh_home_env(home), check=True, timeout=180)
-    for key in [k for k in os.environ if k.startswith("PREFECT_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("PREFECT_HOME", str(home))
-    import prefect.server.database as database
-
-    def no_migration() -> None:
-        raise AssertionError("migrated again")
-
-    monkeypatch.setattr(database, "provide_database_interface", no_migration)
-    ephemeral.migrate_prefect_database()  # the marker names this database: nothing to do
+    env = fresh_home_env(home)
+    assert migrate(env).returncode == 0
+    done = migrate(env, forbid=True)
+    assert done.returncode == 0, done.stderr[-2000:]  # the marker names this database: nothing to do
     (home / "prefect.db").unlink()  # the database is gone: the marker alone does not count
-    with pytest.raises(AssertionError, match="migrated again"):
-        ephemeral.migrate_prefect_database()
+    again = migrate(env, forbid=True)
+    assert again.returncode != 0 and "migrated again" in again.stderr
 
 
-def test_a_server_with_an_api_url_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
-    ephemeral.migrate_prefect_database()
+def test_a_server_with_an_api_url_is_left_alone(tmp_path: Path) -> None:
     home = tmp_path / "home"
+    done = migrate({**fresh_home_env(home), "PREFECT_API_URL": "http://127.0.0.1:1/api"}, forbid=True)
+    assert done.returncode == 0, done.stderr[-2000:]
     assert not any((home / name).exists() for name in ("prefect.db", ".perfagents-migrated", ".perfagents-migrate.lock"))
