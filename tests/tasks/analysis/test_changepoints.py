@@ -99,6 +99,35 @@ def test_t_test_detector_finds_a_big_step() -> None:
     assert t_test_detect(history(12, 6, 0.20)) == 6
 
 
+def test_t_test_detector_picks_the_split_scipy_picks() -> None:
+    # all splits at once must choose as scipy's Welch test split by split would (flat sides too)
+    import warnings
+
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(3)
+    for i in range(300):
+        x = np.exp(rng.normal(0, 0.1, int(rng.integers(4, 14))))
+        x[x.size // 2:] *= 1.2 if i % 2 else 1.0
+        if i % 10 == 0:
+            x[:2], x[2:] = 1.0, 2.0  # no spread on either side
+        logs, best = np.log(x), None
+        for cp in range(2, x.size - 1):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                p = float(sps.ttest_ind(logs[:cp], logs[cp:], equal_var=False).pvalue)
+            if math.isfinite(p) and p < 0.05 and (best is None or p < best[0]):
+                best = (p, cp)
+        assert t_test_detect(list(x)) == (None if best is None else best[1]), x
+
+
+def test_a_null_drawn_once_judges_as_one_drawn_per_call() -> None:
+    null = build_null(np.zeros(12), aa_deviations(aa_windows()), k=3)
+    assert null is not None
+    series = history(12, 6, 0.20)
+    assert detect(series, null, seed=4) == detect(series, null, seed=4, null_max=null_max_gains(null, 12, seed=4))
+
+
 def test_between_run_shifts_come_from_consecutive_aa_levels() -> None:
     from tasks.analysis.changepoints import aa_shifts
 
