@@ -35,6 +35,7 @@ MEMORY_MIN_GROWTH_MB = 5.0  # ... and large: at least this many MB over the wind
 MEMORY_MIN_GROWTH_SHARE = 0.05  # ... and this share of the starting RSS
 MEMORY_LATE_PACE = 0.5  # ... and still rising in the window's second half at half the pace or more
 MEMORY_LATE_MAX_P = 0.05
+MEMORY_MAX_JUMP_SHARE = 1 / 3  # ... spread over the window: no one sample-to-sample rise is this share of it
 MEMORY_MEDIUM_SHARE = 0.10  # severity by the window's growth as a share of the starting RSS
 # a window shorter than this cannot tell a small leak from a cache or pool warming up (the shop's
 # SQLite page caches grew 5 MB, 7.7%, steadily over a 12.6 s window): there, growth must reach
@@ -190,20 +191,26 @@ def find_memory_growth(spec: TargetSpec, observed: dict[str, Any], samples: pl.D
     if np.ptp(t) <= 0 or np.ptp(rss_mb) <= 0:
         return None
     fit = stats.linregress(t, rss_mb)
-    growth_mb = fit.slope * float(np.ptp(t))
+    # the growth at the robust (Theil-Sen) slope, the median of all pairwise slopes: a cache that
+    # fills in one jump late in a short window gives least squares a steep, well-fitting line
+    # (CI: the shop's 12 s window), but moves the median of the pairs little; a leak moves both
+    robust_slope = float(stats.theilslopes(rss_mb, t).slope)
+    growth_mb = min(fit.slope, robust_slope) * float(np.ptp(t))
     r2 = fit.rvalue ** 2
     if (fit.slope <= 0 or fit.pvalue >= MEMORY_MAX_P or r2 < MEMORY_MIN_R2
             or growth_mb < max(MEMORY_MIN_GROWTH_MB, MEMORY_MIN_GROWTH_SHARE * rss_mb[0])):
         return None
     if np.ptp(t) < MEMORY_SURE_SPAN_S and growth_mb < MEMORY_MEDIUM_SHARE * rss_mb[0]:
         return None
+    if float(np.diff(rss_mb).max()) > MEMORY_MAX_JUMP_SHARE * growth_mb:
+        return None  # one jump: a cache or buffer filled at once, not a steady leak
     late = t >= float(np.ptp(t)) / 2  # a leak keeps its pace; a warming cache or pool slows down
     if late.sum() >= MIN_SERIES_POINTS // 2 and np.ptp(t[late]) > 0:
         late_fit = stats.linregress(t[late], rss_mb[late])
         if late_fit.slope < MEMORY_LATE_PACE * fit.slope or late_fit.pvalue >= MEMORY_LATE_MAX_P:
             return None
     per_min = fit.slope * 60
-    evidence = {"slope_mb_per_min": round(per_min, 2), "r2": round(r2, 3), "p_value": float(f"{fit.pvalue:.3g}"),
+    evidence = {"slope_mb_per_min": round(per_min, 2), "robust_slope_mb_per_min": round(robust_slope * 60, 2), "r2": round(r2, 3), "p_value": float(f"{fit.pvalue:.3g}"),
                 "rss_start_mb": round(float(rss_mb[0]), 1), "rss_end_mb": round(float(rss_mb[-1]), 1),
                 "growth_mb": round(growth_mb, 1), "span_s": round(float(np.ptp(t)), 1), "points": part.height,
                 "threads": [int(part["threads"][0]), int(part["threads"][-1])],

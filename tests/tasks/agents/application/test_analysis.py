@@ -228,6 +228,17 @@ def test_a_small_steady_rise_counts_only_over_a_long_window() -> None:
     assert found is not None and found.severity == "low"
 
 
+def test_a_jump_late_in_a_short_window_is_not_a_leak() -> None:
+    # CI: the shop's 12 s window reported memory_growth (medium); the shape seen here: a slow creep
+    # of 4 MB and one 7 MB jump (a cache filled at once). Least squares alone found 8-13.5 MB
+    empty = pl.DataFrame(schema=SAMPLE_SCHEMA)
+    ts = time.time() + np.arange(0, 12.5, 0.5)
+    for at in (0.6, 0.7, 0.8, 0.9):
+        rss = 69 + 4 * np.arange(ts.size) / ts.size
+        rss[int(at * ts.size):] += 7
+        assert find_memory_growth(spec(), {"resources": series(ts, rss)}, empty) is None, at
+
+
 def test_cpu_saturation_counts_run_queue_wait_and_proposes_a_worker() -> None:
     ts = time.time() + np.arange(0, 10, 0.5)
     empty = pl.DataFrame(schema=SAMPLE_SCHEMA)
