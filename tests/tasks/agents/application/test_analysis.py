@@ -209,10 +209,10 @@ def test_memory_growth_needs_a_steady_significant_rise() -> None:
     rng = np.random.default_rng(3)
     ts = time.time() + np.arange(0, 20, 0.5)
     empty = pl.DataFrame(schema=SAMPLE_SCHEMA)
-    growing = find_memory_growth(spec(), {"resources": series(ts, 100 + 1.0 * (ts - ts[0]) + rng.normal(0, 0.3, len(ts)))}, empty)
+    growing = find_memory_growth(spec(), {"resources": series(ts, 100 + 1.2 * (ts - ts[0]) + rng.normal(0, 0.3, len(ts)))}, empty)
     assert growing is not None and growing.kind == "memory_growth"
-    assert 55 < growing.evidence["slope_mb_per_min"] < 65
-    assert growing.severity == "medium" and 0.15 < growing.evidence["growth_share"] < 0.25  # ~20 MB on 100 MB
+    assert 65 < growing.evidence["slope_mb_per_min"] < 80
+    assert growing.severity == "medium" and 0.2 < growing.evidence["growth_share"] < 0.25  # ~23 MB on 100 MB
     flat = find_memory_growth(spec(), {"resources": series(ts, 100 + rng.normal(0, 2.0, len(ts)))}, empty)
     assert flat is None
     small = find_memory_growth(spec(), {"resources": series(ts, 100 + 0.05 * (ts - ts[0]))}, empty)
@@ -237,6 +237,12 @@ def test_a_jump_late_in_a_short_window_is_not_a_leak() -> None:
         rss = 69 + 4 * np.arange(ts.size) / ts.size
         rss[int(at * ts.size):] += 7
         assert find_memory_growth(spec(), {"resources": series(ts, rss)}, empty) is None, at
+    # the shop's RSS in a fresh clone's CI run (12.6 s measured): 1-2 MB steps, 8.4 MB (13.7%) in all,
+    # and as much again in the next window: page caches of many connections filling
+    ci = np.array([61.4, 61.5, 61.5, 61.5, 61.7, 61.9, 63.5, 64.0, 64.0, 64.1, 64.1, 64.1, 65.3, 65.8, 65.9,
+                   65.9, 65.8, 66.9, 68.2, 68.3, 68.3, 68.4, 68.4, 68.4, 68.5, 68.9])
+    ci_ts = time.time() + np.arange(ci.size) * 0.5
+    assert find_memory_growth(spec(), {"resources": series(ci_ts, ci)}, empty) is None
 
 
 def test_cpu_saturation_counts_run_queue_wait_and_proposes_a_worker() -> None:
