@@ -21,6 +21,7 @@ import types
 from pathlib import Path
 from typing import IO
 
+from tasks.db.url import sqlite_path
 from tasks.errors import PerfagentsError
 
 MIGRATE_WAIT_S = 180.0  # another run's migration takes ~6 s here; Prefect's own start bound is 180 s
@@ -69,8 +70,8 @@ def _migrated(marker: Path, stamp: str, url: str) -> bool:
     """The marker names this Prefect and this database, and (SQLite) the database file exists."""
     if not marker.is_file() or marker.read_text() != stamp:
         return False
-    sqlite_file = url.split(":///", 1)[1] if url.startswith("sqlite") and ":///" in url else None
-    return sqlite_file is None or Path(sqlite_file).is_file()
+    sqlite_file = sqlite_path(url)
+    return sqlite_file is None or sqlite_file.is_file()
 
 
 def _lock(lock: IO[str], home: Path) -> None:

@@ -29,11 +29,12 @@ def is_postgres_url(url: str | None) -> bool:
 
 
 def sqlite_path(url: str | None) -> Path | None:
-    """``sqlite:///rel.db`` -> rel.db, ``sqlite:////abs/x.db`` -> /abs/x.db (query dropped); None
-    for any other URL or an in-memory database."""
-    if not url or not url.startswith(SQLITE_PREFIX):
+    """``sqlite:///rel.db`` -> rel.db, ``sqlite:////abs/x.db`` -> /abs/x.db (query dropped; a
+    SQLAlchemy driver such as ``sqlite+aiosqlite:///`` too); None for any other URL or an
+    in-memory database."""
+    if not url or url_scheme(url).split("+", 1)[0] != "sqlite" or ":///" not in url:
         return None
-    path = url.removeprefix(SQLITE_PREFIX).split("?", 1)[0]
+    path = url.split(":///", 1)[1].split("?", 1)[0]
     return Path(path) if path and path != ":memory:" else None
 
 

@@ -27,7 +27,7 @@ import polars as pl
 
 from tasks.errors import LoadTestError
 from tasks.resources import ProcessTreeSampler, empty_resources, process_tree
-from tasks.target.process import spawn
+from tasks.target.process import signal_group, spawn
 
 SAMPLER_INTERVAL_S = 0.5
 TERM_GRACE_S = 3.0  # SIGTERM -> SIGKILL
@@ -103,7 +103,7 @@ def stop_processes(members: list[LocustProcess]) -> None:
     TERM_GRACE_S, and reap them."""
     live = [m.proc for m in members if m.proc is not None and m.proc.poll() is None]
     for proc in live:
-        _signal_group(proc.pid, signal.SIGTERM)
+        signal_group(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + TERM_GRACE_S
     for proc in live:
         with suppress(subprocess.TimeoutExpired):
@@ -111,11 +111,6 @@ def stop_processes(members: list[LocustProcess]) -> None:
     # one that ignored SIGTERM, and any survivor of its group; only groups that were alive here:
     # the pid of a member reaped before may already be someone else's
     for proc in live:
-        _signal_group(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
         with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=TERM_GRACE_S)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)

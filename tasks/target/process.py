@@ -123,7 +123,7 @@ def terminate_tree(process: subprocess.Popen[bytes], timeout_s: float) -> None:
     pgid = process.pid  # a session leader: its pgid is its pid
     found = [*(tree(process.pid) if process.poll() is None else []), *_group(pgid)]
     others = list({p.pid: p for p in found if p.pid != process.pid}.values())
-    _signal_group(pgid, signal.SIGTERM)
+    signal_group(pgid, signal.SIGTERM)
     for proc in others:  # also those that left the group (setsid)
         with suppress(psutil.Error):
             proc.terminate()
@@ -132,7 +132,7 @@ def terminate_tree(process: subprocess.Popen[bytes], timeout_s: float) -> None:
         process.wait(timeout=timeout_s)
     alive = _wait_gone(others, deadline)
     if process.returncode is None or alive:
-        _signal_group(pgid, signal.SIGKILL)
+        signal_group(pgid, signal.SIGKILL)
         for proc in alive:
             with suppress(psutil.Error):
                 proc.kill()
@@ -176,7 +176,8 @@ def _wait_gone(procs: list[psutil.Process], deadline: float) -> list[psutil.Proc
         time.sleep(STOP_POLL_S)
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def signal_group(pgid: int, sig: int) -> None:
+    """Send ``sig`` to process group ``pgid``; a group already gone (or not ours) is left be."""
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import psutil
 
+from tasks.target.process import signal_group
+
 LIGHTHOUSE_ENV = "PERFAGENTS_LIGHTHOUSE"  # a lighthouse binary; "off" (or empty) disables it
 LIGHTHOUSE_INSTALL = "npm install lighthouse"
 LIGHTHOUSE_TIMEOUT_S = 90.0  # one page (Lighthouse 12 took ~11-14 s a page here)
@@ -110,7 +112,7 @@ def stop_process_tree(proc: subprocess.Popen[str]) -> None:
     browser runs in a session of its own (chrome-launcher detaches it) and is found as a
     descendant.
     """
-    _signal_group(proc.pid, signal.SIGSTOP)
+    signal_group(proc.pid, signal.SIGSTOP)
     try:
         children = psutil.Process(proc.pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -118,10 +120,5 @@ def stop_process_tree(proc: subprocess.Popen[str]) -> None:
     for child in children:
         with suppress(psutil.NoSuchProcess):
             child.kill()
-    _signal_group(proc.pid, signal.SIGKILL)
+    signal_group(proc.pid, signal.SIGKILL)
     proc.communicate()
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)

@@ -20,4 +20,6 @@ def test_database_url_and_sqlite_path(tmp_path: Path) -> None:
     assert sqlite_path(url) == tmp_path / "shop.db"
     assert sqlite_path("sqlite:///rel.db?mode=ro") == Path("rel.db")
     assert sqlite_path("sqlite:///:memory:") is None
+    assert sqlite_path("sqlite+aiosqlite:////home/p/prefect.db") == Path("/home/p/prefect.db")  # Prefect's own
+    assert sqlite_path("sqlitex:///x.db") is None
     assert sqlite_path("postgresql://u@127.0.0.1/db") is None
