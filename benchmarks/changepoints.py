@@ -75,23 +75,29 @@ RUN_ALL_TIMEOUT_S = 720  # measuring the A/A windows took 7.5 min (18 of 20 s + 
 
 
 def stored_aa(paths: list[Path], target: str | None) -> tuple[list[dict[str, Any]], str]:
-    """The baseline A/A windows of existing stores, each window once, of the load shape
-    (window length, users) that has the most of them: windows measured another way differ."""
+    """The baseline A/A windows of existing stores, each window once, of the load shape that has
+    the most of them (the run spec's load section, users where a run stored no spec; not the
+    measured length, which the detected warm-up shortens): windows measured another way differ."""
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     for path in paths:
         with Store(path, read_only=True) as store:
             for r in store.aa_window_stats(target):
                 seen.setdefault((r["window_id"], r["endpoint"]), r)
-    shapes: dict[tuple[float, int], set[str]] = defaultdict(set)
+    shapes: dict[tuple[str, int], set[str]] = defaultdict(set)
     for r in seen.values():
-        shapes[(round(float(r["duration_s"]), 1), int(r["users"] or 0))].add(r["window_id"])
+        shapes[_shape(r)].add(r["window_id"])
     if not shapes:
         return [], f"existing stores ({len(paths)}): no baseline A/A windows"
     shape = max(shapes, key=lambda k: len(shapes[k]))
-    rows = [r for r in seen.values() if (round(float(r["duration_s"]), 1), int(r["users"] or 0)) == shape]
-    return rows, (f"existing stores ({len(paths)}): {len(shapes[shape])} baseline A/A windows of {shape[0]:g} s with "
-                  f"{shape[1]} users in {len({r['run_id'] for r in rows})} runs"
+    rows = [r for r in seen.values() if _shape(r) == shape]
+    seconds = float(np.median([float(r["duration_s"]) for r in rows]))
+    return rows, (f"existing stores ({len(paths)}): {len(shapes[shape])} baseline A/A windows (median {seconds:g} s) "
+                  f"with {shape[1]} users in {len({r['run_id'] for r in rows})} runs"
                   f"{' of ' + target if target else ''}")
+
+
+def _shape(row: dict[str, Any]) -> tuple[str, int]:
+    return str(row.get("load") or ""), int(row["users"] or 0)
 
 
 Window = dict[str, float]  # metric -> value

@@ -89,9 +89,11 @@ class SignatureQueries(Connection):
 
     def aa_window_stats(self, target: str | None = None) -> list[dict[str, Any]]:
         """Per-endpoint stats of every valid baseline A/A window (``baseline-N``), oldest first:
-        target, run_id, window_id, duration_s, users, endpoint, requests, rps, p50_ms, p95_ms,
+        target, run_id, window_id, duration_s, users, load (the run spec's load section as JSON
+        text; None when the run stored no spec), endpoint, requests, rps, p50_ms, p95_ms,
         p99_ms, error_rate."""
-        sql = ("SELECT r.target, w.run_id, w.window_id, w.duration_s, w.users, e.endpoint, e.requests, e.rps, e.p50_ms, e.p95_ms, "
+        sql = ("SELECT r.target, w.run_id, w.window_id, w.duration_s, w.users, "
+               "CAST(json_extract(r.spec, '$.load') AS VARCHAR) AS load, e.endpoint, e.requests, e.rps, e.p50_ms, e.p95_ms, "
                "e.p99_ms, e.error_rate FROM windows w JOIN runs r USING (run_id) "
                "JOIN endpoint_stats e USING (window_id) WHERE w.valid AND w.label LIKE 'baseline-%'")
         params: list[Any] = []
