@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import ruptures as rpt
 
-WORSE_UP = {"p50_ms": True, "p95_ms": True, "p99_ms": True, "rps": False}  # is a rise a regression?
+WORSE_UP = {"p50_ms": True, "gmean_ms": True, "p95_ms": True, "p99_ms": True, "rps": False}  # is a rise a regression?
 FA_TARGET = 0.01  # the threshold lets noise through in this share of step-free series
 N_NULL = 2000
 N_BOOT = 2000

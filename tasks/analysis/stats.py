@@ -30,6 +30,7 @@ RATE_DECIMALS = 6
 # Metrics for which a bigger number is better (worst_endpoint picks the smallest).
 HIGHER_IS_BETTER = frozenset({"rps", "requests"})
 STAT_KEYS = ("requests", "rps", "p50_ms", "p95_ms", "p99_ms", "error_rate", "mean_ms")
+MIN_LATENCY_MS = 0.001  # latencies are clipped here before their log (the geometric mean)
 
 
 def _aggregations(duration_s: float) -> list[pl.Expr]:
@@ -39,6 +40,8 @@ def _aggregations(duration_s: float) -> list[pl.Expr]:
         requests.alias("requests"),
         (requests / duration_s).round(RPS_DECIMALS).alias("rps"),
         latency.mean().round(MS_DECIMALS).alias("mean_ms"),
+        # the geometric mean: the latency statistic least moved by sampling in a window (regressions)
+        latency.clip(lower_bound=MIN_LATENCY_MS).log().mean().exp().round(MS_DECIMALS).alias("gmean_ms"),
     ]
     exprs += [
         latency.quantile(q, interpolation="linear").round(MS_DECIMALS).alias(name)
@@ -87,7 +90,7 @@ def endpoint_stats_frame(samples: pl.DataFrame, duration_s: float, window_id: st
     frame = summarize_window(samples, duration_s).with_columns(pl.lit(window_id).alias("window_id"))
     return frame.select(
         "window_id", "endpoint", "requests", "rps", "mean_ms", "p50_ms", "p95_ms", "p99_ms",
-        "error_rate", "bytes_mean",
+        "error_rate", "bytes_mean", "gmean_ms",
     )
 
 

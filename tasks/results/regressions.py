@@ -2,12 +2,15 @@
 
 Per target, load shape, endpoint and metric (tasks/analysis/changepoints.py WORSE_UP), the
 runs' signature values form a series; its null is built from the same target's baseline A/A
-windows of that endpoint and metric (the ``windows`` table, labels ``baseline-N``), so every
-alert carries the false-alarm rate measured on this store's own noise.
+windows of that endpoint and metric (the ``windows`` table, labels ``baseline-N``) measured
+under the same load shape (the run's spec), so every alert carries the false-alarm rate
+measured on this store's own noise. Where no run of that shape has A/A windows (runs that
+stored no spec), the target's A/A windows of every shape stand in.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -21,6 +24,7 @@ from tasks.analysis.changepoints import (
     build_null,
     detect,
 )
+from tasks.results.signature import stored_load_shape
 from tasks.store import Store
 
 TOTAL = "__total__"
@@ -40,21 +44,23 @@ def find_regressions(store: Store, target: str | None = None) -> dict[str, Any]:
     series: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in history:
         series[(row["target"], row["load_shape"], row["endpoint"])].append(row)
-    aa: dict[tuple[str, str], dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
+    aa: dict[tuple[str, str | None, str], dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
     for row in store.aa_window_stats(target):
-        per_run = aa[(row["target"], row["endpoint"])]
-        for metric in WORSE_UP:
-            per_run[metric].setdefault(row["run_id"], []).append(row[metric])
+        shape = stored_load_shape(json.loads(row["load"])) if row["load"] else None
+        for key in {(row["target"], shape, row["endpoint"]), (row["target"], None, row["endpoint"])}:
+            for metric in WORSE_UP:
+                aa[key][metric].setdefault(row["run_id"], []).append(row[metric])
     found: list[dict[str, Any]] = []
     not_judged: list[str] = []
     judged = 0
-    for (tgt, _shape, endpoint), rows in sorted(series.items()):
+    for (tgt, shape, endpoint), rows in sorted(series.items()):
+        windows = aa.get((tgt, shape, endpoint)) or aa[(tgt, None, endpoint)]
         for metric, worse_up in WORSE_UP.items():
             values = [r[metric] for r in rows]
             if any(v is None or v <= 0 for v in values):
                 continue
             label = f"{tgt} {_name(endpoint)} {metric}"
-            by_run = list(aa[(tgt, endpoint)][metric].values())  # runs in the order of their first A/A window
+            by_run = list(windows[metric].values())  # runs in the order of their first A/A window
             k = int(np.median([r["windows"] for r in rows]))
             null = build_null(np.log(np.asarray(values, dtype=np.float64)), aa_deviations(by_run), k, aa_shifts(by_run))
             if null is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 from tasks.run import Run
 from tasks.spec import LoadSpec
@@ -18,7 +19,12 @@ LOAD_SHAPE_HEX = 8
 def load_shape(load: LoadSpec) -> str:
     """A short key of how the load was driven (users, spawn rate, durations, scenario):
     signatures of different load shapes are never compared."""
-    return hashlib.sha256(dumps(load.model_dump(mode="json")).encode()).hexdigest()[:LOAD_SHAPE_HEX]
+    return stored_load_shape(load.model_dump(mode="json"))
+
+
+def stored_load_shape(load: dict[str, Any]) -> str:
+    """``load_shape`` of a spec's load section as the store keeps it (``runs.spec``, JSON)."""
+    return hashlib.sha256(dumps(load).encode()).hexdigest()[:LOAD_SHAPE_HEX]
 
 
 def record_signature(run: Run) -> int:

@@ -170,6 +170,11 @@ class Connection:
         """Does the store have ``name`` (a store opened read-only before its migration does not)?"""
         return bool(self.rows("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name]))
 
+    def has_column(self, table: str, column: str) -> bool:
+        """Does ``table`` have ``column`` (a store opened read-only before its migration may not)?"""
+        return bool(self.rows("SELECT 1 FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
+                              [table, column]))
+
     # -- generic helpers -------------------------------------------------------------------
     def insert_frame(self, table: str, frame: pl.DataFrame) -> int:
         """Bulk insert a polars frame (via Arrow) into ``table``, matching columns by name."""

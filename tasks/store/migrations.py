@@ -104,4 +104,23 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             p50_ms DOUBLE, p95_ms DOUBLE, rps DOUBLE, done BOOLEAN);
         """,
     ),
+    (
+        6,
+        "geometric-mean latency",
+        # computed for the windows and signatures already stored, from the samples they keep
+        """
+        ALTER TABLE endpoint_stats ADD COLUMN IF NOT EXISTS gmean_ms DOUBLE;
+        UPDATE endpoint_stats e SET gmean_ms = g.gm FROM (
+            SELECT window_id, endpoint, round(exp(avg(ln(greatest(latency_ms, 0.001)))), 3) AS gm
+            FROM samples WHERE latency_ms IS NOT NULL GROUP BY window_id, endpoint
+            UNION ALL
+            SELECT window_id, '__total__', round(exp(avg(ln(greatest(latency_ms, 0.001)))), 3)
+            FROM samples WHERE latency_ms IS NOT NULL GROUP BY window_id) g
+        WHERE e.window_id = g.window_id AND e.endpoint = g.endpoint;
+        ALTER TABLE signatures ADD COLUMN IF NOT EXISTS gmean_ms DOUBLE;
+        UPDATE signatures s SET gmean_ms = (
+            SELECT exp(avg(ln(greatest(e.gmean_ms, 1e-9)))) FROM endpoint_stats e
+            WHERE list_contains(CAST(s.window_ids AS VARCHAR[]), e.window_id) AND e.endpoint = s.endpoint);
+        """,
+    ),
 ]

@@ -2,7 +2,8 @@
 
 A run's signature (one row per endpoint, plus ``__total__``) summarises the kept state's
 agent-free windows as the decisions see them: p50/p95/p99 are geometric means of the windows'
-quantiles, rps the mean of their rates, error rate and bytes per response request-weighted.
+quantiles, gmean_ms (the geometric-mean latency) the geometric mean of the windows' own, rps
+the mean of their rates, error rate and bytes per response request-weighted.
 The ``__total__`` row also carries the target's CPU milliseconds per request (its psutil series
 over the windows' measured part) and the DB time share (DB spans over root spans) of the
 profiling windows passed, when they hold traces. Documented in docs/store.md.
@@ -18,14 +19,14 @@ import polars as pl
 from tasks.store.connection import Connection, dumps, now
 
 TOTAL = "__total__"  # tasks.analysis.stats.TOTAL_ENDPOINT (the store knows nothing above it)
-SIGNATURE_METRICS = ("p50_ms", "p95_ms", "p99_ms", "rps", "error_rate", "db_time_share",
+SIGNATURE_METRICS = ("p50_ms", "gmean_ms", "p95_ms", "p99_ms", "rps", "error_rate", "db_time_share",
                      "cpu_ms_per_request", "bytes_per_response")
 
 _SIGNATURE = """
-INSERT INTO signatures (run_id, target, load_shape, endpoint, windows, requests, p50_ms, p95_ms, p99_ms,
+INSERT INTO signatures (run_id, target, load_shape, endpoint, windows, requests, p50_ms, gmean_ms, p95_ms, p99_ms,
                         rps, error_rate, bytes_per_response, window_ids, created_at)
 SELECT ?, ?, ?, endpoint, count(*), sum(requests),
-       exp(avg(ln(greatest(p50_ms, 1e-9)))), exp(avg(ln(greatest(p95_ms, 1e-9)))),
+       exp(avg(ln(greatest(p50_ms, 1e-9)))), exp(avg(ln(greatest(gmean_ms, 1e-9)))), exp(avg(ln(greatest(p95_ms, 1e-9)))),
        exp(avg(ln(greatest(p99_ms, 1e-9)))), avg(rps),
        sum(error_rate * requests) / nullif(sum(requests), 0),
        sum(bytes_mean * requests) / nullif(sum(requests), 0), ?, ?
@@ -74,8 +75,9 @@ class SignatureQueries(Connection):
         run_id, endpoint, windows, requests and SIGNATURE_METRICS (none before migration 3)."""
         if not self.has_signatures():
             return []
+        columns = [f"s.{m}" if self.has_column("signatures", m) else f"NULL AS {m}" for m in SIGNATURE_METRICS]
         sql = ("SELECT s.target, s.load_shape, s.run_id, r.started_at, s.endpoint, s.windows, s.requests, "
-               f"{', '.join('s.' + m for m in SIGNATURE_METRICS)} FROM signatures s JOIN runs r USING (run_id)")
+               f"{', '.join(columns)} FROM signatures s JOIN runs r USING (run_id)")
         params: list[Any] = []
         if target:
             sql += " WHERE s.target = ?"
@@ -90,10 +92,11 @@ class SignatureQueries(Connection):
     def aa_window_stats(self, target: str | None = None) -> list[dict[str, Any]]:
         """Per-endpoint stats of every valid baseline A/A window (``baseline-N``), oldest first:
         target, run_id, window_id, duration_s, users, load (the run spec's load section as JSON
-        text; None when the run stored no spec), endpoint, requests, rps, p50_ms, p95_ms,
+        text; None when the run stored no spec), endpoint, requests, rps, p50_ms, gmean_ms, p95_ms,
         p99_ms, error_rate."""
+        gmean = "e.gmean_ms" if self.has_column("endpoint_stats", "gmean_ms") else "NULL AS gmean_ms"  # read-only, unmigrated
         sql = ("SELECT r.target, w.run_id, w.window_id, w.duration_s, w.users, "
-               "CAST(json_extract(r.spec, '$.load') AS VARCHAR) AS load, e.endpoint, e.requests, e.rps, e.p50_ms, e.p95_ms, "
+               f"CAST(json_extract(r.spec, '$.load') AS VARCHAR) AS load, e.endpoint, e.requests, e.rps, e.p50_ms, {gmean}, e.p95_ms, "
                "e.p99_ms, e.error_rate FROM windows w JOIN runs r USING (run_id) "
                "JOIN endpoint_stats e USING (window_id) WHERE w.valid AND w.label LIKE 'baseline-%'")
         params: list[Any] = []

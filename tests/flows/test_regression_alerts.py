@@ -140,7 +140,7 @@ def test_a_confirmed_regression_is_an_event_and_a_notification(alerts, add_histo
     t0 = time.monotonic()
     flow_run = run_check(store, alerts["env"])
     checked = wait_for("the check's event", lambda: events_of(alerts["api_url"], flow_run, CHECKED_EVENT))
-    assert checked[0].payload["open_confirmed"] == len(expected) and checked[0].payload["series"] == 12
+    assert checked[0].payload["open_confirmed"] == len(expected) and checked[0].payload["series"] == 15
     events = events_of(alerts["api_url"], flow_run, REGRESSION_EVENT)
     assert sorted((e.resource.id, json.dumps(e.payload, sort_keys=True)) for e in events) == sorted(
         ("perfagents.target.shop", json.dumps(json.loads(json.dumps(x["payload"])), sort_keys=True)) for x in expected)
@@ -160,7 +160,7 @@ def test_a_clean_history_emits_the_check_and_no_regression(alerts, add_history_r
     notified = len(alerts["received"])
     flow_run = run_check(store, alerts["env"])
     checked = wait_for("the check's event", lambda: events_of(alerts["api_url"], flow_run, CHECKED_EVENT))
-    assert checked[0].payload["open_confirmed"] == 0 and checked[0].payload["series"] == 12
+    assert checked[0].payload["open_confirmed"] == 0 and checked[0].payload["series"] == 15
     assert events_of(alerts["api_url"], flow_run, REGRESSION_EVENT) == []
     assert len(alerts["received"]) == notified
 

@@ -87,6 +87,8 @@ def test_endpoint_stats_frame_fits_the_store(samples: pl.DataFrame, tmp_path) ->
     catalog = frame.filter(pl.col("endpoint") == "catalog").row(0, named=True)
     assert catalog["bytes_mean"] == pytest.approx(np.mean(range(100, 200)))
     assert catalog["p95_ms"] == window_stats(samples, 10.0)["endpoints"]["catalog"]["p95_ms"]
+    latencies = samples.filter(pl.col("endpoint") == "catalog")["latency_ms"].drop_nulls().to_numpy()
+    assert catalog["gmean_ms"] == pytest.approx(np.exp(np.log(np.maximum(latencies, 0.001)).mean()), abs=1e-3)
 
 
 def test_worst_endpoint_by_metric(samples: pl.DataFrame) -> None:

@@ -42,7 +42,7 @@ def test_a_planted_step_is_a_confirmed_open_regression(tmp_path: Path, add_histo
     p95 = next(r for r in confirmed if r["endpoint"] == "checkout" and r["metric"] == "p95_ms")
     assert p95["run_id"] == "shop-run5" and p95["open"] and p95["runs_after"] == 3
     assert 1.2 < p95["size"] < 1.4 and p95["ci95"][0] > 1.1 and p95["false_alarm_rate"] < 0.01
-    assert found["open_confirmed"] >= 1 and found["series"] == 12 and found["not_judged"] == []
+    assert found["open_confirmed"] >= 1 and found["series"] == 15 and found["not_judged"] == []
     assert not [r for r in found["regressions"] if r["endpoint"] == "catalog"]
 
 
@@ -50,7 +50,7 @@ def test_a_clean_history_exits_0(tmp_path: Path, add_history_run, capsys) -> Non
     path = tmp_path / "s.duckdb"
     fill(path, add_history_run, step_from=None)
     code, out, _ = cli("regressions", "--store", str(path), "--target", "shop", capsys=capsys)
-    assert code == 0 and "12 series judged" in out and "0 confirmed and open" in out
+    assert code == 0 and "15 series judged" in out and "0 confirmed and open" in out
 
 
 def test_a_step_in_the_latest_run_waits_for_confirmation(tmp_path: Path, add_history_run) -> None:
@@ -69,7 +69,33 @@ def test_without_aa_windows_nothing_is_judged(tmp_path: Path, add_history_run) -
     with Store(path) as store:
         store.rows("UPDATE windows SET valid = false")
         found = find_regressions(store)
-    assert found["regressions"] == [] and found["series"] == 0 and len(found["not_judged"]) == 12
+    assert found["regressions"] == [] and found["series"] == 0 and len(found["not_judged"]) == 15
+
+
+def test_the_null_comes_from_aa_windows_of_the_series_load_shape(tmp_path: Path, add_history_run) -> None:
+    """A/A windows measured under another load (here 10x noisier) do not calibrate the series."""
+    from tasks.results.signature import stored_load_shape
+    from tasks.store import dumps
+
+    path = tmp_path / "s.duckdb"
+    fill(path, add_history_run, step_from=5)
+    load, other = {"users": 10, "duration_s": 20}, {"users": 40, "duration_s": 60}
+    with Store(path) as store:
+        with store.transaction() as con:
+            con.execute("UPDATE runs SET spec = ?", [dumps({"load": load})])
+            con.execute("UPDATE signatures SET load_shape = ?", [stored_load_shape(load)])
+        alone = find_regressions(store, "shop")
+        for k in range(3):
+            add_history_run(store, f"other{k}", day=30 + k, seed=200 + k, window_sd=0.3)
+        with store.transaction() as con:
+            con.execute("DELETE FROM signatures WHERE run_id LIKE 'other%'")
+            con.execute("UPDATE runs SET spec = ? WHERE run_id LIKE 'other%'", [dumps({"load": other})])
+        beside = find_regressions(store, "shop")
+        with store.transaction() as con:  # the same windows with no spec stored: they join every shape's null
+            con.execute("UPDATE runs SET spec = '{}'")
+        mixed = find_regressions(store, "shop")
+    assert alone["open_confirmed"] >= 1 and beside == alone
+    assert mixed != alone
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path: Path, add_history_run, capsys) -> None:
@@ -101,7 +127,7 @@ def test_the_nightly_check_s_artifact_and_events(tmp_path: Path, add_history_run
     with Store(path, read_only=True) as store:
         found = find_regressions(store, "shop")
     text = render_regressions(found)
-    assert text.startswith(f"# Regressions: 12 series judged, {found['open_confirmed']} confirmed and open")
+    assert text.startswith(f"# Regressions: 15 series judged, {found['open_confirmed']} confirmed and open")
     p95 = next(r for r in found["regressions"] if r["endpoint"] == "checkout" and r["metric"] == "p95_ms")
     assert (f"| shop | checkout | p95_ms | shop-run5 | x{p95['size']:.3g} | [{p95['ci95'][0]:.3g}, {p95['ci95'][1]:.3g}] "
             f"| < 0.05% | confirmed, open |") in text

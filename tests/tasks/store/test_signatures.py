@@ -65,3 +65,31 @@ def test_record_signature_uses_the_kept_states_valid_windows(store: Store, add_h
     assert load_shape(other) != load_shape(load)
     run.noise.kept_aa = []
     assert record_signature(run) == 0  # type: ignore[arg-type]
+
+
+def test_migration_6_gives_stored_windows_and_signatures_their_geometric_mean(tmp_path, add_history_run) -> None:
+    """Windows and signatures written before migration 6 get ``gmean_ms`` from the samples they
+    keep: the same values a window written now gets; a read-only open of the old store reads it as NULL."""
+    from math import exp, log
+
+    path = tmp_path / "s.duckdb"
+    with Store(path) as store:
+        ids = add_history_run(store, "r1", day=0)
+        now_written = {(r["window_id"], r["endpoint"]): r["gmean_ms"]
+                       for r in store.rows("SELECT window_id, endpoint, gmean_ms FROM endpoint_stats")}
+        signature = {r["endpoint"]: r["gmean_ms"] for r in store.signature_history("shop")}
+        with store.transaction() as con:  # back to the schema before migration 6
+            con.execute("ALTER TABLE endpoint_stats DROP COLUMN gmean_ms")
+            con.execute("ALTER TABLE signatures DROP COLUMN gmean_ms")
+            con.execute("DELETE FROM schema_migrations WHERE version = 6")
+    with Store(path, read_only=True) as old:
+        assert {r["gmean_ms"] for r in old.signature_history("shop")} == {None}
+        assert {r["gmean_ms"] for r in old.aa_window_stats("shop")} == {None}
+    with Store(path) as store:
+        backfilled = {(r["window_id"], r["endpoint"]): r["gmean_ms"]
+                      for r in store.rows("SELECT window_id, endpoint, gmean_ms FROM endpoint_stats")}
+        assert backfilled == pytest.approx(now_written, abs=1e-3) and len(backfilled) == 3 * len(ids)
+        assert {r["endpoint"]: r["gmean_ms"] for r in store.signature_history("shop")} == pytest.approx(signature, rel=1e-6)
+        checkout = [now_written[(i, "checkout")] for i in ids]
+        assert signature["checkout"] == pytest.approx(exp(sum(log(v) for v in checkout) / len(checkout)))
+        assert store.migrate() == []
