@@ -11,11 +11,11 @@ calibrates on). With ``--store`` it reads an existing store's baseline A/A windo
 
 Then, per endpoint with windows in every run (and the total), it builds histories of RUNS runs:
 each run's signature is the geometric mean of K windows drawn from one real run (drawn at
-random; the same windows for p50, p95 and p99), as a signature summarises its run's windows. A
+random; the same windows for every metric), as a signature summarises its run's windows. A
 step of 5%, 10% or 20% is injected from a random run on, into every latency quantile (an
 endpoint that became slower: the JSON's ``steps``) and, separately, into the p95 alone (a
 tail-only regression: ``p95_only``); SERIES histories per step size, and SERIES without a step.
-Two detectors judge each history on p50, p95 and p99, as ``perfagents regressions`` judges every
+Two detectors judge each history on p50, the geometric mean, p95 and p99, as ``perfagents regressions`` judges every
 metric: ours (tasks/analysis/changepoints.py: binary segmentation, threshold and false-alarm
 rate from the pool's A/A window deviations and between-run shifts; an alarm is a confirmed
 regression) and a plain one (Welch's t-test at every split, p < 0.05, no correction). Both alarm
@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks._aa import measure_aa  # noqa: E402
 from tasks.analysis.changepoints import (  # noqa: E402
     MIN_STEP,
+    WORSE_UP,
     Null,
     aa_deviations,
     aa_shifts,
@@ -65,7 +66,7 @@ WINDOWS = 18
 PER_RUN = 3
 WINDOW_S = 20.0  # as the shop's runs measure (reference_workflows/ecommerce/target.yaml); 6 s left recall at 0.02
 WARMUP_S = 2.0
-METRICS = ("p50_ms", "p95_ms", "p99_ms")  # the latency metrics a signature holds, each judged
+METRICS = tuple(m for m, up in WORSE_UP.items() if up)  # the latency metrics regressions judge
 # what a step shifts: every latency quantile (a slower endpoint: a fixed per-request cost, a
 # lost index) or the p95 alone (a tail-only regression: a slow path that few requests take)
 MODES = {"latency": METRICS, "p95": ("p95_ms",)}
@@ -80,7 +81,7 @@ def stored_aa(paths: list[Path], target: str | None) -> tuple[list[dict[str, Any
     measured length, which the detected warm-up shortens): windows measured another way differ."""
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     for path in paths:
-        with Store(path, read_only=True) as store:
+        with Store(path) as store:  # migrated as any perfagents command does (migration 6: gmean_ms)
             for r in store.aa_window_stats(target):
                 seen.setdefault((r["window_id"], r["endpoint"]), r)
     shapes: dict[tuple[str, int], set[str]] = defaultdict(set)
