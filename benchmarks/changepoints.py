@@ -56,6 +56,7 @@ from tasks.analysis.changepoints import (  # noqa: E402
     null_max_gains,
     t_test_detect,
 )
+from tasks.results.signature import stored_load_shape  # noqa: E402
 from tasks.store import Store  # noqa: E402
 
 STEPS = (0.05, 0.10, 0.20)
@@ -98,7 +99,8 @@ def stored_aa(paths: list[Path], target: str | None) -> tuple[list[dict[str, Any
 
 
 def _shape(row: dict[str, Any]) -> tuple[str, int]:
-    return str(row.get("load") or ""), int(row["users"] or 0)
+    """The load shape as signatures key it (``perfagents regressions`` calibrates the same way)."""
+    return (stored_load_shape(json.loads(row["load"])) if row["load"] else ""), int(row["users"] or 0)
 
 
 Window = dict[str, float]  # metric -> value

@@ -170,10 +170,10 @@ class Connection:
         """Does the store have ``name`` (a store opened read-only before its migration does not)?"""
         return bool(self.rows("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name]))
 
-    def has_column(self, table: str, column: str) -> bool:
-        """Does ``table`` have ``column`` (a store opened read-only before its migration may not)?"""
-        return bool(self.rows("SELECT 1 FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
-                              [table, column]))
+    def columns(self, table: str) -> set[str]:
+        """``table``'s columns (a store opened read-only before a migration may lack new ones)."""
+        return {r["column_name"] for r in self.rows(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table])}
 
     # -- generic helpers -------------------------------------------------------------------
     def insert_frame(self, table: str, frame: pl.DataFrame) -> int:

@@ -75,7 +75,8 @@ class SignatureQueries(Connection):
         run_id, endpoint, windows, requests and SIGNATURE_METRICS (none before migration 3)."""
         if not self.has_signatures():
             return []
-        columns = [f"s.{m}" if self.has_column("signatures", m) else f"NULL AS {m}" for m in SIGNATURE_METRICS]
+        present = self.columns("signatures")
+        columns = [f"s.{m}" if m in present else f"NULL AS {m}" for m in SIGNATURE_METRICS]
         sql = ("SELECT s.target, s.load_shape, s.run_id, r.started_at, s.endpoint, s.windows, s.requests, "
                f"{', '.join(columns)} FROM signatures s JOIN runs r USING (run_id)")
         params: list[Any] = []
@@ -94,7 +95,7 @@ class SignatureQueries(Connection):
         target, run_id, window_id, duration_s, users, load (the run spec's load section as JSON
         text; None when the run stored no spec), endpoint, requests, rps, p50_ms, gmean_ms, p95_ms,
         p99_ms, error_rate."""
-        gmean = "e.gmean_ms" if self.has_column("endpoint_stats", "gmean_ms") else "NULL AS gmean_ms"  # read-only, unmigrated
+        gmean = "e.gmean_ms" if "gmean_ms" in self.columns("endpoint_stats") else "NULL AS gmean_ms"  # read-only, unmigrated
         sql = ("SELECT r.target, w.run_id, w.window_id, w.duration_s, w.users, "
                f"CAST(json_extract(r.spec, '$.load') AS VARCHAR) AS load, e.endpoint, e.requests, e.rps, e.p50_ms, {gmean}, e.p95_ms, "
                "e.p99_ms, e.error_rate FROM windows w JOIN runs r USING (run_id) "
