@@ -263,3 +263,35 @@ def test_records_of_the_older_shorter_format_still_read(tmp_path):
     assert frame["sql"].to_list() == ["SELECT 1", "SELECT 2"]
     assert frame["stack"].to_list() == [None, ["app:f:3"]] and frame["params"].to_list() == [None, "[2]"]
     assert read_statements(log_dir, with_stack_only=True)["sql"].to_list() == ["SELECT 2"]
+
+
+def test_a_growing_file_is_read_again_from_where_the_last_read_ended(tmp_path):
+    """A profiling window's agent reads the same growing files several times: what was parsed
+    is kept, a line still being written waits for its newline, and a file replaced by another
+    one of the same name (a new inode) or cut short is read from its start (the capture only
+    appends, so a file rewritten to its old size or longer is not expected)."""
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    path = log_dir / "sql-7-1000.jsonl"
+
+    def record(ts: float, sql: str) -> list:
+        return [ts, 0.5, sql, 7, 1, None, None, None, None, 1, {"id": int(ts)}, ["app:f:3"], "reviews"]
+
+    path.write_text(json.dumps([record(1.0, "SELECT 1"), record(2.0, "SELECT 2")]) + "\n")
+    assert read_statements(log_dir)["sql"].to_list() == ["SELECT 1", "SELECT 2"]
+    with path.open("a") as out:
+        out.write(json.dumps([record(3.0, "SELECT 3")]) + "\n" + json.dumps([record(4.0, "SELECT 4")])[:20])
+    frame = read_statements(log_dir, since=2.0)
+    assert frame["sql"].to_list() == ["SELECT 2", "SELECT 3"]  # the cut line is not read yet
+    assert frame["params"].to_list() == ['{"id": 2}', '{"id": 3}']
+    with path.open("a") as out:
+        out.write(json.dumps([record(4.0, "SELECT 4")])[20:] + "\n")
+    assert read_statements(log_dir, since=3.5)["sql"].to_list() == ["SELECT 4"]
+    assert read_statements(log_dir, until=2.5, with_params_only=True)["sql"].to_list() == ["SELECT 1", "SELECT 2"]
+
+    replaced = log_dir / "replaced.tmp"
+    replaced.write_text(json.dumps([record(9.0, "SELECT 9")]) + "\n")
+    replaced.replace(path)
+    assert read_statements(log_dir)["sql"].to_list() == ["SELECT 9"]
+    path.write_text(json.dumps([[5.0, 0.5, "SELECT 5", 7, 1, None, None, None, None, 1, None]]) + "\n")  # cut short
+    assert read_statements(log_dir)["sql"].to_list() == ["SELECT 5"]
