@@ -36,11 +36,6 @@ from tasks.window import Window, measure_window
 NOISE_FLOOR_MIN = 0.02  # never report a noise floor below 2 %
 NOISE_FLOOR_ASSUMED = 0.10  # used when only one baseline window could be measured
 MAX_BASELINE_WINDOWS = 6  # A/A windows plus re-measured invalid ones
-# A profiling window measures at least this long. Profilers slow the target, and a short window
-# of a slow target then falls under the gate's 200 samples: its findings are dropped. Twice in
-# CI the enterprise target's 6 s profiling windows (167-192 requests) were rejected, and the one
-# valid window left its blocked event loop (a third of the loop's time) below significance.
-PROFILE_MIN_S = 12.0
 
 
 def measure(run: Run, label: str, change_id: str | None = None, *, agents: list[Any] | None = None,
@@ -51,7 +46,7 @@ def measure(run: Run, label: str, change_id: str | None = None, *, agents: list[
     knob set, a restart): it plans twice the spec's warm-up, and the steady state is detected.
     """
     warmup = run.spec.load.warmup_s * (2 if cold else 1)
-    duration = max(run.spec.load.duration_s, PROFILE_MIN_S) if agents else run.spec.load.duration_s
+    duration = run.spec.load.profile_window_s if agents else run.spec.load.duration_s
     # a profiling window decides nothing: it keeps the spec's fixed warm-up, the span the agents'
     # request attribution (statements to Locust names by time) was built and tested on
     return measure_window(run.store, run.run_id, run.rt, label, agents=agents or [], ledger=run.ledger,
@@ -92,7 +87,7 @@ def measure_baseline(run: Run) -> Window:
     # first two windows besides (else the findings it adds could not be tried): the agents pool
     # evidence over windows (py-spy samples, blocking-loop samples), and one window of them
     # leaves the quieter findings (a blocking call, a hot function) below significance
-    profile_s = max(run.spec.load.duration_s, PROFILE_MIN_S) + run.spec.load.warmup_s
+    profile_s = run.spec.load.profile_window_s + run.spec.load.warmup_s
     if profiled is not None and run.ledger.exhausted_by(next_load_s=profile_s + 4 * window_s,
                                                         next_iteration=False) is None:
         profiled = profile(run, "profile-2") or profiled
