@@ -51,9 +51,11 @@ def test_unreachable_base_url_fails_before_load(tmp_path: Path) -> None:
     assert not (tmp_path / "s").exists()
 
 
-def test_a_failing_setup_command_is_one_line_not_the_flow_engines_traceback(tmp_path: Path) -> None:
+def test_a_failing_setup_command_is_one_line_not_the_flow_engines_traceback(tmp_path: Path, shared_prefect_api) -> None:
     """Found only when the run starts (inside the Prefect flow): Prefect logs the flow's failure
-    at ERROR with a traceback; the terminal shows our one line."""
+    at ERROR with a traceback; the terminal shows our one line. (The session's Prefect server:
+    an ephemeral one, its first start migrating a new database, took 12 of this test's 17 s;
+    tests/flows/test_ephemeral.py covers that path.)"""
     spec = spec_file(tmp_path, setup=[["python", "no_such_seed.py"]])
     proc = subprocess.run([str(PERFAGENTS), "run", str(spec), "--store", str(tmp_path / "s.duckdb")], cwd=tmp_path,
                           capture_output=True, text=True, timeout=240)

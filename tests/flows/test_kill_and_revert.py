@@ -62,7 +62,7 @@ def started_spec(tmp_path: Path) -> Path:
     spec["setup"] = [[*spec["setup"][0], "--scale", "0.3"]]
     spec["knobs"] = {}
     spec["load"].update(locustfile=str(ROOT / "reference_workflows/ecommerce/locustfile.py"),
-                        duration_s=6, warmup_s=1, users=8)  # 4 s windows fell under the gate's 200 samples
+                        duration_s=6, warmup_s=1, users=8, profile_s=6)  # 4 s windows fell under the gate's 200 samples
     spec.pop("frontend")
     return write_spec(tmp_path, spec)
 

@@ -58,6 +58,7 @@ def test_no_password_anywhere_after_a_run(tmp_path: Path, pg_cluster: str, prefe
     spec["start"]["env"] = {"DB_PASSWORD": PASSWORDS["DB_PASSWORD"],
                             "DATABASE_URL": f"postgresql://postgres:{PASSWORDS['DATABASE_URL']}@{pg.netloc}{pg.path}"}
     spec["database"] = {"url": f"postgresql://postgres@{pg.netloc}{pg.path}"}
+    spec["load"].update(profile_s=3)  # secrets, not findings: one short profiling window shows where they could go
     (tmp_path / "target.yaml").write_text(yaml.safe_dump(spec))
     store, out = tmp_path / "state" / "store.duckdb", tmp_path / "out.json"
     db = f"postgresql://postgres:{PASSWORDS['--db']}@{pg.netloc}{pg.path}"
