@@ -148,9 +148,9 @@ class _ParsedFiles:
     """Capture files parsed once, then only what was appended since: an agent reads the same
     growing files several times a window (statements of the window, then every execution with
     parameters or a stack). The advisor tests' N+1 target writes ~1.3 million statements in two
-    12 s profiling windows: parsing every file on every read took 19 s of the run's CPU, parsing
-    each byte once 6.5 s (py-spy, 2026-12-05). A line still being written (no newline yet) waits
-    for the next read."""
+    12 s profiling windows: reading every file whole on every read took 19.6 s of the run's CPU
+    (16.7 s of it parsing JSON), reading each byte once 9.3 s (6.5 s); py-spy, 2026-12-05. A line
+    still being written (no newline yet) waits for the next read."""
 
     def __init__(self) -> None:
         self._files: dict[tuple[Path, str], _ParsedFile] = {}
@@ -177,10 +177,11 @@ class _ParsedFiles:
                 parsed.offset += complete
             return parsed.frame if parsed.frame is not None else pl.DataFrame(schema=schema)
 
-    def forget(self, folder: Path) -> None:
-        """Drop what was parsed of a folder's files that are gone (a finished run's scratch)."""
+    def forget_deleted(self) -> None:
+        """Drop what was parsed of files that are gone (finished runs' scratch folders), so a
+        long-lived process holds only live captures."""
         with self._lock:
-            for key in [k for k in self._files if k[0].parent == folder and not k[0].exists()]:
+            for key in [k for k in self._files if not k[0].exists()]:
                 del self._files[key]
 
 
@@ -191,7 +192,7 @@ def _read(folder: Path, pattern: str, since: float | None, until: float | None,
           schema: dict[str, pl.DataType], min_width: int, to_row: Callable[[list], list] | None) -> pl.DataFrame:
     """The records of the folder's ``pattern`` files with ``since <= ts <= until``; files last
     written well before ``since`` are skipped unread."""
-    _PARSED.forget(folder)
+    _PARSED.forget_deleted()
     files = sorted(folder.glob(pattern)) if folder.is_dir() else []
     frames = [_PARSED.frame(file, schema, min_width, to_row) for file in files
               if since is None or file.stat().st_mtime >= since - MTIME_SLACK_S]
