@@ -42,7 +42,9 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> dict:
 def test_two_processes_write_runs_into_one_store_concurrently(tmp_path: Path) -> None:
     path = tmp_path / "store.duckdb"
     Store(path)  # created and migrated once, as the first run would
-    writers = [start_writer(path, name, runs=6) for name in ("left", "right")]
+    # 0.3 s between runs: in a fresh-clone CI beside the xdist session one writer started 0.8 s
+    # after the other and found it done (its 6 runs took 0.7 s): the overlap needs room
+    writers = [start_writer(path, name, runs=6, pause_s=0.3) for name in ("left", "right")]
     try:
         left, right = (finish(w) for w in writers)
     finally:
