@@ -39,7 +39,7 @@ run: install system-deps
 # once on 2 cores starved the load generators and slowed enterprise-api on PostgreSQL from 81 s
 # to 164 s) and the Chromium tests (beside another worker a browser missed a 1 s stop).
 SERIAL := alone or chromium
-PYTEST := $(BIN)/pytest -q --timeout=600 --durations=15
+PYTEST := $(BIN)/pytest -q --timeout=600 --durations=40
 test: install system-deps lint
 	rc=0; \
 	PERFAGENTS_MAX_FOREIGN_CORES=2 $(PYTEST) -n 2 --dist loadgroup --no-loadscope-reorder -m "not ($(SERIAL))" || rc=$$?; \

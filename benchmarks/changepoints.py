@@ -1,9 +1,12 @@
 """How well ``perfagents regressions`` finds steps in signature histories built from real A/A windows.
 
-    .venv/bin/python benchmarks/changepoints.py [--json PATH] [--windows 20] [--per-run 4]
+    .venv/bin/python benchmarks/changepoints.py [--json PATH] [--windows 20] [--per-run 4] [--state kept|seeded]
     .venv/bin/python benchmarks/changepoints.py --store PATH --target NAME   # an existing store's A/A windows
 
-By default it measures its own A/A windows on the e-commerce reference shop with the real runner
+By default it measures its own A/A windows on the e-commerce reference shop in the state ``make
+run`` keeps (both planted indexes: the state a target's later runs restore before their baseline
+windows, so the one its signature history and A/A pool hold; ``--state seeded`` for the shop as
+seeded) with the real runner
 (``tasks.window.measure_window``: Locust subprocess, the gate, the store), restarting the target
 every ``--per-run`` windows so that the pool holds run-to-run variation as well as window-to-window
 noise, and labels them ``baseline-N`` in a temporary store (the windows ``perfagents regressions``
@@ -224,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-run", type=int, default=PER_RUN)
     p.add_argument("--window-s", type=float, default=WINDOW_S)
     p.add_argument("--series", type=int, default=SERIES)
+    p.add_argument("--state", choices=("kept", "seeded"), default="kept",
+                   help="measure the shop in the state `make run` keeps (both planted indexes: what later "
+                        "runs restore and their signatures measure) or as seeded")
     p.add_argument("--keep-store", type=Path, default=None,
                    help="copy the store of the windows measured here to this path (re-read it with --store)")
     args = p.parse_args(argv)
@@ -233,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.store:
         rows, source = stored_aa(args.store, args.target)
     else:
-        measured = measure_aa(args.windows, args.per_run, args.window_s, WARMUP_S, keep=args.keep_store)
+        measured = measure_aa(args.windows, args.per_run, args.window_s, WARMUP_S, keep=args.keep_store,
+                              kept_state=args.state == "kept")
         rows, source = measured.rows, measured.source
     pool = pools(rows)
     if not pool:
