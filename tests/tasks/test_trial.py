@@ -16,11 +16,12 @@ USERS = 20
 
 
 def window(seed: int, catalog_ms: float = 5.0, orders_ms: float = 300.0, *, rps: float = 100.0,
-           valid: bool = True, errors_only: bool = False, catalog_tail_ms: float | None = None) -> SimpleNamespace:
+           valid: bool = True, errors_only: bool = False, catalog_tail_ms: float | None = None,
+           n_orders: int = 100) -> SimpleNamespace:
     """A catalog beside a slow orders tail (5 % of requests) that decides the total's p95;
     ``catalog_tail_ms``: one catalog request in ten takes that long instead."""
     rng = np.random.default_rng(seed)
-    n_catalog, n_orders = 1900, 100
+    n_catalog = 1900
     names = ["catalog"] * n_catalog + ["orders"] * n_orders
     catalog = rng.lognormal(np.log(catalog_ms), 0.3, n_catalog)
     if catalog_tail_ms is not None:
@@ -66,6 +67,17 @@ def test_a_change_aimed_at_an_endpoint_is_judged_on_that_endpoint() -> None:
     assert can_look_again(run, trial, 10.0)
     verdict = look(run, trial, window(3, catalog_ms=3.0))
     assert verdict.outcome == "better" and not can_look_again(run, trial, 10.0)
+
+
+def test_a_window_short_of_the_endpoints_requests_moves_the_judgement_to_the_total_only_when_very_short() -> None:
+    # a warm-up-shortened A/A window with 45 of the endpoint's requests: the arms still average >= 50
+    run = make_run([window(0), window(1, n_orders=45)])
+    verdict = look(run, start_trial(run, index_on("orders"), "c1", {}), window(2, orders_ms=10.0))
+    assert verdict.effect["endpoint"] == "orders" and verdict.outcome == "better"
+    # one with 20 (under half of 50): the endpoint's median is not judged from it
+    run = make_run([window(0), window(1, n_orders=20)])
+    verdict = look(run, start_trial(run, index_on("orders"), "c1", {}), window(2, orders_ms=10.0))
+    assert verdict.effect["endpoint"] == "total"
 
 
 def test_a_decisive_gain_is_kept_at_the_first_look() -> None:
