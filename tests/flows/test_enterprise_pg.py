@@ -24,7 +24,9 @@ def short_spec(tmp_path: Path) -> Path:
                         duration_s=6, warmup_s=2)
     # the index path only: with the other knobs the auth cache (65% of CPU) rightly ranks first
     spec["knobs"] = {"workers": spec["knobs"]["workers"]}  # kept for the capacity recommendation
-    spec["budget_constraints"] = {"minutes": 8, "iterations": 1}
+    # load_s: the index's trial gets its first window and one interleaved pair (~30 s of load after
+    # ~52 s of profiling and baseline) instead of running to 4 looks (7 windows, 78 s) when undecided
+    spec["budget_constraints"] = {"minutes": 8, "iterations": 1, "load_s": 90}
     spec["capacity"] = {"levels": [1, 2, 4, 8, 12, 16], "step_s": 4}
     path = tmp_path / "target.yaml"
     path.write_text(yaml.safe_dump(spec))
