@@ -39,7 +39,7 @@ MAX_STATE_WINDOWS = 4  # the kept state's newest windows a first look compares w
 # A change aimed at an endpoint is judged on it when each arm's windows hold this many of its
 # requests on average, and none holds fewer than half as many. Requiring it of every window sent
 # an index worth x0.03 on its endpoint to the total's median (x0.82) when a 10 s warm-up left one
-# A/A window 45 of the endpoint's requests (a quick-win run, 2026-12-05).
+# A/A window 44 of the endpoint's requests (a quick-win run, 2026-12-05).
 MIN_ENDPOINT_SAMPLES = 50
 
 
