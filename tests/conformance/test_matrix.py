@@ -16,14 +16,17 @@ matrix = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(matrix)
 
 
-
 def _as_dicts(findings) -> list[dict]:
     return [{"kind": f.kind, "location": f.location, "endpoint": f.endpoint, "severity": f.severity,
              "candidate": f.candidate} for f in findings]
 
 
+SMOKE_STACK = "flask-gunicorn-sync"  # the one stack the default `make test` profiles (Makefile)
+
+
 @pytest.mark.e2e
-@pytest.mark.parametrize("stack", matrix.STACKS, ids=[s.name for s in matrix.STACKS])
+@pytest.mark.parametrize("stack", [pytest.param(s, id=s.name, marks=[pytest.mark.smoke] if s.name == SMOKE_STACK else [])
+                                   for s in matrix.STACKS])
 def test_each_stack_planted_problems_found_at_their_location_and_endpoint(stack, tmp_path: Path, store,
                                                                           request: pytest.FixtureRequest) -> None:
     pg_dsn = request.getfixturevalue("pg_cluster") if stack.postgres else None

@@ -34,6 +34,7 @@ def run_mini(tmp_path: Path, *args: str, knobs: dict | None = None, **overrides)
     return json.loads(out.read_text()), store
 
 
+@pytest.mark.smoke  # the loop through the CLI on a real target, in the default `make test`
 @pytest.mark.e2e
 def test_a_knob_that_raises_errors_is_reverted_with_its_reason(tmp_path: Path) -> None:
     result, store = run_mini(tmp_path, "--budget", "iterations=1", knobs={"flaky": FLAKY})

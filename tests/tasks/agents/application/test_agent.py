@@ -151,6 +151,7 @@ def test_a_short_window_still_gets_a_wall_clock_burst() -> None:
     assert agent._gap(2, now + 4.0) == 3.0 and agent._gap(1, None) == 3.0
 
 
+@pytest.mark.alone  # beside other workers py-spy's samples named no hot function (2 local runs of 2, 2026-12-05)
 def test_mixed_window_finds_hot_code_blocking_loop_payload_leak_and_complexity(app, tmp_path: Path) -> None:
     proc, url = app
     spec = make_spec(url, [
