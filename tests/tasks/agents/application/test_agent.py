@@ -151,11 +151,14 @@ def test_a_short_window_still_gets_a_wall_clock_burst() -> None:
     assert agent._gap(2, now + 4.0) == 3.0 and agent._gap(1, None) == 3.0
 
 
-@pytest.mark.alone  # beside other workers py-spy's samples named no hot function (2 local runs of 2, 2026-12-05)
+@pytest.mark.alone  # its assertions rest on py-spy samples of the target
 def test_mixed_window_finds_hot_code_blocking_loop_payload_leak_and_complexity(app, tmp_path: Path) -> None:
     proc, url = app
+    # /cpu at 3x its default rounds (~12 ms of crunch_numbers a request): at the default, /blocking's
+    # 20 ms sleeps held the loop most of the window, the CPU bursts caught 16 samples in all, 4 of
+    # them in crunch_numbers (5 make a finding): 3 failures in 8 runs, beside other workers and alone
     spec = make_spec(url, [
-        {"name": "/cpu", "path": "/cpu", "weight": 2},
+        {"name": "/cpu", "path": "/cpu?rounds=120000", "weight": 2},
         {"name": "/blocking", "path": "/blocking", "weight": 2},
         {"name": "/big", "path": "/big", "weight": 1},
         {"name": "/leak", "path": "/leak", "weight": 1},
